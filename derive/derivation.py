@@ -1,0 +1,455 @@
+"""The result of differentiating a loss: closed forms, steps, index forms, explicit truth, ``verify``.
+
+``gradients(loss, wrt)`` builds the graph, runs the reverse sweep and returns a :class:`Derivation`.
+Renderers and the checker read a derivation and nothing else. Two forms of every gradient exist:
+
+* compact (``g.compact(W)``): in the names of intermediate quantities and upstream gradients,
+  ``X^T dL/dZ_1``, the form of the derivation sheet;
+* closed (``g[W]``): in the network's own symbols only, so that ``subs(dims).as_explicit()`` and
+  ``lambdify`` work on it with plain SymPy.
+
+``g.elementwise(W, dims)`` is the independent truth: the loss expanded into scalars at concrete
+dims and differentiated entry by entry with ``sympy.diff``; ``g.verify(dims)`` compares the two.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+from sympy.matrices.expressions.matexpr import MatrixElement
+from sympy import (
+    Basic,
+    Determinant,
+    Dummy,
+    Eq,
+    ImmutableMatrix,
+    Integer,
+    Inverse,
+    MatMul,
+    MatrixExpr,
+    MatrixSymbol,
+    Symbol,
+    Trace,
+    ZeroMatrix,
+    cancel,
+    count_ops,
+    exp,
+    expand,
+    lambdify,
+    simplify,
+)
+
+from .errors import DimsError, ExpansionTooLarge, GradientMismatch, InvalidParameter, ParameterNotInLoss
+from .functions import Loss
+from .graph import LEAVES, Adjoint, Graph, Intermediate, Step, check_scalar, choose_names, reverse_sweep, topological_order
+
+__all__ = ["gradients", "Derivation", "Forward", "Verification", "explicit", "normalize_dims"]
+
+# The explicit expansion is refused above this many scalar multiply-adds (it would take minutes).
+EXPANSION_LIMIT = 200_000
+# Differences bigger than this many operations are left to the numeric check (simplify is slow).
+SIMPLIFY_LIMIT = 400
+
+
+@dataclass(frozen=True)
+class Forward:
+    """A named intermediate quantity of the forward pass."""
+
+    symbol: Intermediate
+    definition: Basic   # in terms of earlier names
+    expression: Basic   # in terms of the network's symbols
+    shape: tuple
+
+
+@dataclass(frozen=True)
+class Verification:
+    """What :meth:`Derivation.verify` established for one parameter."""
+
+    param: MatrixSymbol
+    symbolic: bool          # SymPy simplified every entry's difference to 0
+    max_relative_error: float
+    points: int
+
+
+def gradients(loss: Basic, wrt: Iterable[MatrixSymbol] | MatrixSymbol, *,
+              names: Mapping | None = None, allow_unused: bool = False) -> Derivation:
+    """Differentiate the scalar ``loss`` with respect to each MatrixSymbol in ``wrt``.
+
+    ``names`` maps a name to an intermediate expression (``{"Z": X*W + b1}``) to use instead of an
+    automatic one (``Z_1``, ``H_1``). A parameter that the loss does not use is an error unless
+    ``allow_unused`` is true, when its gradient is a zero matrix.
+    """
+    check_scalar(loss)
+    params = _check_params(loss, wrt)
+    graph = Graph.build(loss, set(params))
+    unused = [p for p in params if p not in graph.depends]
+    if unused and not allow_unused:
+        raise ParameterNotInLoss(
+            f"the loss does not depend on {', '.join(p.name for p in unused)}; pass allow_unused=True to get "
+            "a zero gradient for it")
+    return Derivation(loss, tuple(params), graph, _named_nodes(names or {}, graph))
+
+
+def _check_params(loss: Basic, wrt) -> list[MatrixSymbol]:
+    params = [wrt] if isinstance(wrt, Basic) else list(wrt)
+    if not params:
+        raise InvalidParameter("wrt is empty: name at least one MatrixSymbol to differentiate with respect to")
+    for p in params:
+        if not isinstance(p, MatrixSymbol):
+            raise InvalidParameter(
+                f"wrt must hold MatrixSymbols; {p!r} is a {type(p).__name__} (write a scalar parameter as a "
+                "1 x 1 MatrixSymbol)")
+    duplicated = sorted({p.name for p in params if params.count(p) > 1})
+    if duplicated:
+        raise InvalidParameter(f"wrt names {', '.join(duplicated)} more than once")
+    return params
+
+
+def _named_nodes(names: Mapping, graph: Graph) -> dict[Basic, str]:
+    """Normalise ``{name: expr}`` (or ``{expr: name}``) to ``{expr: name}``."""
+    pairs = {}
+    for key, value in names.items():
+        name, expr = (key, value) if isinstance(key, str) else (value, key)
+        if not isinstance(expr, MatrixExpr) or isinstance(expr, MatrixSymbol):
+            raise InvalidParameter(f"names: {name!r} must name a matrix expression of the network, not {expr!r}")
+        pairs[expr] = str(name)
+    return pairs
+
+
+class Derivation:
+    """Everything derive knows about the gradients of one loss. Build it with :func:`gradients`."""
+
+    def __init__(self, loss, params, graph: Graph, given_names: dict[Basic, str]):
+        self.loss = loss
+        self.params = params
+        self.graph = graph
+        names = choose_names(graph, given_names)
+        self.names = names
+        self._sweep = reverse_sweep(graph, names, list(params))
+        self._aliases = self._display_aliases(given_names)
+        self.steps: tuple[Step, ...] = tuple(self._named_step(s) for s in self._sweep.steps)
+        self.forward: tuple[Forward, ...] = self._forward()
+        self._closed: dict[Basic, Basic] | None = None
+
+    # --- construction helpers -------------------------------------------------------------------
+
+    def _display_aliases(self, given: dict[Basic, str]) -> dict[Basic, Intermediate]:
+        """Names for expressions that are not nodes (``p`` for softmax(s)), in compact terms."""
+        to_refs = {node: ref for node, ref in self._sweep.refs.items() if node in self.names}
+        return {expr.xreplace(to_refs): Intermediate(name, *expr.shape)
+                for expr, name in given.items() if expr not in self.graph.depends}
+
+    def _named_step(self, step: Step) -> Step:
+        if not self._aliases:
+            return step
+        rename = (lambda e: e.xreplace(self._aliases) if isinstance(e, Basic) else e)
+        return Step(*(rename(getattr(step, f)) for f in Step.__dataclass_fields__))
+
+    def _forward(self) -> tuple[Forward, ...]:
+        out = []
+        for node in self.graph.order:
+            if node in self.names:
+                symbol = self._sweep.refs[node]
+                out.append(Forward(symbol, self._sweep.definitions[node], node, node.shape))
+        for compact, symbol in self._aliases.items():
+            out.append(Forward(symbol, compact, self._expand_names(compact), compact.shape))
+        return tuple(out)
+
+    def _expand_names(self, expr: Basic) -> Basic:
+        return expr.xreplace(self._closed_map())
+
+    def _closed_map(self) -> dict[Basic, Basic]:
+        """Every name (quantity or gradient) mapped to its expression in the network's symbols."""
+        if self._closed is None:
+            mapping: dict[Basic, Basic] = {self._sweep.refs[n]: n for n in self.names if n in self._sweep.refs}
+            for compact, symbol in self._aliases.items():
+                mapping[symbol] = compact.xreplace(mapping)
+            for node, ref in self._sweep.adjoint_refs.items():
+                if isinstance(ref, Adjoint):
+                    mapping[ref] = self._total(node).xreplace(mapping)
+            self._closed = mapping
+        return self._closed
+
+    def _total(self, node: Basic) -> Basic:
+        from .algebra import mat_add
+        return mat_add(*(step.result for step in self._sweep.contributions[node]))
+
+    # --- the public contract --------------------------------------------------------------------
+
+    def _param(self, param) -> MatrixSymbol:
+        for p in self.params:
+            if p == param or p.name == param:
+                return p
+        raise KeyError(f"{param} is not one of the parameters {', '.join(p.name for p in self.params)}")
+
+    def __getitem__(self, param) -> Basic:
+        """The closed-form gradient of the loss with respect to ``param``, in the network's symbols."""
+        param = self._param(param)
+        if param not in self.graph.depends:
+            return ZeroMatrix(*param.shape)
+        return self.compact(param, aliases=False).xreplace(self._closed_map())
+
+    def compact(self, param, aliases: bool = True) -> Basic:
+        """The gradient written with names of intermediates and upstream gradients (``X^T dL/dZ``)."""
+        param = self._param(param)
+        if param not in self.graph.depends:
+            return ZeroMatrix(*param.shape)
+        total = self._total(param)
+        return total.xreplace(self._aliases) if aliases and self._aliases else total
+
+    def adjoint(self, param) -> Adjoint:
+        """The symbol dL/dW used for ``param`` in steps and index forms."""
+        param = self._param(param)
+        return Adjoint(param.name, *param.shape)
+
+    def gradient_of(self, symbol: Basic) -> Basic:
+        """Compact total gradient of a named quantity or a parameter (sum over its paths)."""
+        for node, ref in self._sweep.refs.items():
+            if ref == symbol or node == symbol:
+                total = self._total(node)
+                return total.xreplace(self._aliases) if self._aliases else total
+        raise KeyError(f"{symbol} is neither a named quantity nor a parameter of this derivation")
+
+    def paths(self, target: Basic) -> tuple[Step, ...]:
+        """The steps that contribute to ``target``'s gradient (more than one: the paths add up)."""
+        ref = self._sweep.refs.get(target, target)
+        return tuple(step for step in self.steps if step.target == ref)
+
+    def __iter__(self):
+        return iter(self.params)
+
+    def __len__(self):
+        return len(self.params)
+
+    def __repr__(self):
+        lines = [f"Derivation of {self.loss}"]
+        lines += [f"  dL/d{p.name} = {self.compact(p)}" for p in self.params]
+        return "\n".join(lines)
+
+    def _repr_latex_(self):
+        from .render import sheet_summary_latex
+        return sheet_summary_latex(self)
+
+    # --- index forms ----------------------------------------------------------------------------
+
+    def index_form(self, what) -> Eq:
+        """The entry-by-entry statement ``dL/dW_ij = sum_k ...`` of a gradient or of one Step."""
+        if isinstance(what, Step):
+            label = what.target if isinstance(what.target, MatrixSymbol) else Intermediate(str(what.target), *what.shape)
+            lhs_matrix, rhs_matrix = Adjoint(str(label.name), *what.shape), what.result
+        else:
+            param = self._param(what) if not isinstance(what, Intermediate) else what
+            lhs_matrix = Adjoint(param.name, *param.shape)
+            rhs_matrix = self.compact(param) if param in self.params else self.gradient_of(param)
+        return index_statement(lhs_matrix, rhs_matrix)
+
+    # --- the independent truth ------------------------------------------------------------------
+
+    def elementwise(self, param, dims: Mapping) -> ImmutableMatrix:
+        """The explicit matrix of dL/d(param_ij), from the loss expanded into scalars at ``dims``."""
+        param = self._param(param)
+        dims = normalize_dims(dims, self.loss)
+        check_expansion_size(self.loss, dims)
+        scalar_loss = explicit(self.loss.subs(dims))
+        entries = param.subs(dims).as_explicit()
+        return ImmutableMatrix(entries.shape[0], entries.shape[1],
+                               lambda i, j: scalar_loss.diff(entries[i, j]))
+
+    def explicit_gradient(self, param, dims: Mapping) -> ImmutableMatrix:
+        """The closed form ``g[param]`` expanded into an explicit matrix at ``dims``."""
+        dims = normalize_dims(dims, self.loss)
+        check_expansion_size(self.loss, dims)
+        return explicit(self[param].subs(dims))
+
+    def verify(self, dims: Mapping, *, points: int = 3, seed: int = 0, symbolic: bool = True,
+               tolerance: float = 1e-10) -> tuple[Verification, ...]:
+        """Check every closed form against the elementwise truth at ``dims``.
+
+        Exactly where SymPy simplifies the difference to 0 (``symbolic``), numerically always at
+        ``points`` random float64 points (relative error under ``tolerance``). A mismatch raises
+        :class:`GradientMismatch` naming the parameter, the entry and both values.
+        """
+        dims = normalize_dims(dims, self.loss)
+        constraints = self._target_constraints(dims)
+        return tuple(self._verify_one(p, dims, constraints, points, seed, symbolic, tolerance) for p in self.params)
+
+    def _target_constraints(self, dims) -> dict:
+        subs = {}
+        for node in self.graph.order:
+            if isinstance(node, Loss) and isinstance(node.target, MatrixSymbol):
+                subs.update(node.target_constraints(node.target.subs(dims).as_explicit()))
+        return subs
+
+    def _verify_one(self, param, dims, constraints, points, seed, symbolic, tolerance) -> Verification:
+        closed = self.explicit_gradient(param, dims).subs(constraints)
+        truth = self.elementwise(param, dims).subs(constraints)
+        exact = symbolic and all(_simplifies_to_zero(c - t) for c, t in zip(closed, truth))
+        error = numeric_mismatch(param, closed, truth, points, seed, tolerance, self._square_symbols(dims))
+        return Verification(param, exact, error, points)
+
+    def _square_symbols(self, dims) -> set:
+        return {s.subs(dims) for s in self.graph.order
+                if isinstance(s, MatrixSymbol) and s.shape[0] == s.shape[1] and s.shape != (1, 1)}
+
+
+# --- helpers shared with the renderers and the checker --------------------------------------------
+
+def index_statement(lhs_matrix: MatrixExpr, rhs_matrix: Basic) -> Eq:
+    """``lhs_ij = rhs_ij`` with SymPy's own entry expansion and readable summation indices."""
+    i, j = Symbol("i", integer=True), Symbol("j", integer=True)
+    rhs = rhs_matrix[i, j] if isinstance(rhs_matrix, MatrixExpr) else rhs_matrix
+    dummies = sorted(rhs.atoms(Dummy), key=str)
+    taken = {str(s) for s in rhs.free_symbols}
+    letters = (c for c in "klmnpqrstuvabcdefgh" if c not in taken)
+    rhs = rhs.xreplace({d: Symbol(next(letters), integer=True) for d in dummies})
+    return Eq(lhs_matrix[i, j], rhs, evaluate=False)
+
+
+def normalize_dims(dims: Mapping, expr: Basic) -> dict[Symbol, int]:
+    """``{N: 2, "D": 3}`` -> ``{N: 2, D: 3}``, checked: positive integers, every dimension given."""
+    needed = dimension_symbols(expr)
+    by_name = {str(s): s for s in needed}
+    out: dict[Symbol, int] = {}
+    for key, value in dict(dims).items():
+        symbol = by_name.get(str(key))
+        if symbol is None:
+            continue
+        if isinstance(value, bool) or int(value) != value or int(value) < 1:
+            raise DimsError(f"dimension {key} must be a positive integer, got {value!r}")
+        out[symbol] = int(value)
+    missing = sorted(str(s) for s in needed if s not in out)
+    if missing:
+        raise DimsError(f"concrete dims are missing for {', '.join(missing)}")
+    return out
+
+
+def dimension_symbols(expr: Basic) -> set[Symbol]:
+    """The symbols that appear in the shapes of the matrices in ``expr``."""
+    found = set()
+    for node in topological_order(expr):
+        if isinstance(node, MatrixExpr) and isinstance(node, LEAVES):
+            for d in node.shape:
+                found |= d.free_symbols
+        elif isinstance(node, Loss):
+            found |= node.scale.free_symbols
+    return found
+
+
+def expansion_cost(expr: Basic, dims: Mapping) -> int:
+    """Scalar multiply-adds the explicit expansion takes (products count their inner dimension)."""
+    cost = 0
+    for node in topological_order(expr):
+        if not isinstance(node, MatrixExpr) or isinstance(node, LEAVES):
+            continue
+        rows, cols = (int(d.subs(dims)) for d in node.shape)
+        inner = 1
+        if isinstance(node, MatMul):
+            inner = max((int(a.cols.subs(dims)) for a in node.args if isinstance(a, MatrixExpr)), default=1)
+        elif isinstance(node, (Inverse, Determinant)):
+            inner = math.factorial(min(rows, 10))
+        cost += rows * cols * inner
+    return cost
+
+
+def check_expansion_size(expr: Basic, dims: Mapping) -> None:
+    cost = expansion_cost(expr, dims)
+    if cost > EXPANSION_LIMIT:
+        shown = ", ".join(f"{k}={v}" for k, v in sorted(dims.items(), key=lambda kv: str(kv[0])))
+        raise ExpansionTooLarge(
+            f"expanding at {shown} takes about {cost:,} scalar operations (limit {EXPANSION_LIMIT:,}); "
+            "use smaller dims, for example 2 or 3 for each")
+
+
+def explicit(expr: Basic) -> Basic:
+    """``expr`` (dims already substituted) with every matrix written out entry by entry.
+
+    Works bottom-up over the DAG, so each node is expanded once from its arguments' explicit values.
+    """
+    values: dict[Basic, Basic] = {}
+    for node in topological_order(expr):
+        if isinstance(node, LEAVES):
+            values[node] = node.as_explicit() if isinstance(node, MatrixExpr) else node
+            continue
+        args = [values[a] for a in node.args]
+        if isinstance(node, MatrixElement):
+            values[node] = args[0][int(args[1]), int(args[2])]
+            continue
+        rebuilt = node.func(*args)
+        if isinstance(node, MatrixExpr):
+            values[node] = ImmutableMatrix(rebuilt.as_explicit())
+        elif isinstance(node, (Trace, Determinant, Loss)):
+            values[node] = rebuilt.doit()
+        else:
+            values[node] = rebuilt
+    return values[expr]
+
+
+def _simplifies_to_zero(difference: Basic) -> bool:
+    """Cheap tests first: most differences vanish on expansion; ``simplify`` only for small ones."""
+    if difference == 0:
+        return True
+    expanded = expand(difference)
+    if expanded == 0 or cancel(expanded) == 0:
+        return True
+    if count_ops(expanded) > SIMPLIFY_LIMIT:
+        return False
+    return simplify(expanded.rewrite(exp)) == 0
+
+
+def _random_point(symbols, rng, square: set, positive: bool) -> dict:
+    point = {}
+    for s in symbols:
+        low = 0.1 if positive else -1.0
+        value = rng.uniform(low, 1.0)
+        if isinstance(s, MatrixElement) and s.args[0] in square and s.args[1] == s.args[2]:
+            value += float(s.args[0].shape[0])  # diagonally dominant: inverse and log-det are well defined
+        point[s] = value
+    return point
+
+
+def numeric_mismatch(param, closed: ImmutableMatrix, truth: ImmutableMatrix, points: int, seed: int,
+                     tolerance: float, square: set) -> float:
+    """Largest relative error between two explicit matrices at random points; raises on a mismatch."""
+    symbols = sorted(variables(closed) | variables(truth), key=str)
+    # lambdify takes plain symbols: stand-ins for the matrix entries X[0, 1] ...
+    plain = {s: Dummy(f"v{k}") for k, s in enumerate(symbols)}
+    f_closed = lambdify(list(plain.values()), closed.xreplace(plain), "numpy")
+    f_truth = lambdify(list(plain.values()), truth.xreplace(plain), "numpy")
+    rng = np.random.default_rng(seed)
+    worst = 0.0
+    for _ in range(points):
+        for positive in (False, True):
+            point = _random_point(symbols, rng, square, positive)
+            values = [point[s] for s in symbols]
+            with np.errstate(all="ignore"):
+                c = np.asarray(f_closed(*values), dtype=float)
+                t = np.asarray(f_truth(*values), dtype=float)
+            if np.all(np.isfinite(t)):
+                break
+        else:
+            continue
+        scale = max(np.max(np.abs(t)), np.max(np.abs(c)), 1e-30)
+        error = float(np.max(np.abs(c - t)) / scale)
+        if not error <= tolerance:
+            r, q = np.unravel_index(int(np.argmax(np.abs(c - t))), t.shape)
+            raise GradientMismatch(
+                f"dL/d{param.name}[{r}, {q}]: closed form gives {c[r, q]!r} but the elementwise derivative gives "
+                f"{t[r, q]!r} (relative error {error:.2e}) at {_describe(point)}")
+        worst = max(worst, error)
+    return worst
+
+
+def variables(expr: Basic) -> set:
+    """The scalar unknowns of an explicit expression: matrix entries ``X[0, 1]`` and plain symbols."""
+    return expr.atoms(MatrixElement) | {s for s in expr.free_symbols if not isinstance(s, MatrixExpr)}
+
+
+def _describe(point: dict) -> str:
+    items = list(point.items())
+    shown = ", ".join(f"{k}={v:.4g}" for k, v in items[:6])
+    return shown + (f" and {len(items) - 6} more" if len(items) > 6 else "")
+
+

@@ -1,0 +1,287 @@
+"""The expression DAG of a loss and the reverse sweep over it.
+
+SymPy already shares equal subexpressions (equal trees hash equal), so a tied weight or a residual
+input is one node with several consumers. The sweep visits nodes in reverse topological order and
+adds each node's contribution to each argument's list (micrograd's ``+=``), so a node used on
+several paths gets the sum of its paths.
+
+Intermediate quantities that the reader needs to see get names (``Z_1``, ``H_1`` or the caller's):
+every rule works on nodes whose arguments are those names, so results read ``X^T dL/dZ_1`` rather
+than an expanded tree, and the expanded form is one ``xreplace`` away.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from sympy import (
+    Atom,
+    Basic,
+    Determinant,
+    Expr,
+    HadamardProduct,
+    Identity,
+    Integer,
+    Inverse,
+    MatAdd,
+    MatMul,
+    MatrixExpr,
+    MatrixSymbol,
+    OneMatrix,
+    S,
+    Trace,
+    Transpose,
+    ZeroMatrix,
+    count_ops,
+    expand,
+)
+
+from .algebra import mat_add
+from .errors import NonScalarLoss, ShapeError, UnsupportedOperation
+from .rules import Pullback, rule_for
+
+LEAVES = (MatrixSymbol, OneMatrix, ZeroMatrix, Identity, Atom)
+LINEAR = (MatMul, MatAdd, Transpose)
+
+
+class Intermediate(MatrixSymbol):
+    """The name of an intermediate quantity (``Z_1``), standing for its definition."""
+
+
+class Adjoint(MatrixSymbol):
+    """dL/dQ for a named quantity or parameter Q; its ``name`` is Q's name."""
+
+    def _sympystr(self, printer):
+        return f"dL/d{self.name}"
+
+
+def shape_text(expr: Basic) -> str:
+    return f"{expr.shape[0]} x {expr.shape[1]}" if isinstance(expr, MatrixExpr) else "scalar"
+
+
+def _same(a, b) -> bool:
+    return a == b or expand(a - b) == 0
+
+
+def check_shapes(node: Basic) -> None:
+    """Raise a ShapeError naming the operands when ``node``'s arguments do not fit together."""
+    if isinstance(node, MatMul):
+        matrices = [a for a in node.args if isinstance(a, MatrixExpr)]
+        for left, right in zip(matrices, matrices[1:]):
+            if not _same(left.cols, right.rows):
+                raise ShapeError(
+                    f"matrix product {node}: {left} is {shape_text(left)} and {right} is {shape_text(right)}; "
+                    f"the inner dimensions {left.cols} and {right.rows} differ")
+    elif isinstance(node, (MatAdd, HadamardProduct)):
+        first = node.args[0]
+        for other in node.args[1:]:
+            if not (_same(first.rows, other.rows) and _same(first.cols, other.cols)):
+                what = "sum" if isinstance(node, MatAdd) else "Hadamard product"
+                hint = " (a 1 x H bias is added to every row as 1 b, with OneMatrix(N, 1))" if 1 in other.shape else ""
+                raise ShapeError(f"{what} {node}: {first} is {shape_text(first)} but {other} is "
+                                 f"{shape_text(other)}{hint}")
+    elif isinstance(node, (Inverse, Determinant, Trace)):
+        arg = node.args[0]
+        if not _same(arg.rows, arg.cols):
+            raise ShapeError(f"{type(node).__name__} of {arg}, which is {shape_text(arg)}, not square")
+
+
+def topological_order(root: Basic) -> list[Basic]:
+    """Every node below ``root`` once, each after all of its arguments (iterative post-order)."""
+    order: list[Basic] = []
+    seen: set[Basic] = set()
+    stack: list[tuple[Basic, bool]] = [(root, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        if node in seen:
+            continue
+        seen.add(node)
+        stack.append((node, True))
+        if not isinstance(node, LEAVES):
+            stack.extend((arg, False) for arg in reversed(node.args) if arg not in seen)
+    return order
+
+
+@dataclass
+class Graph:
+    """The loss's nodes in topological order, who consumes whom, and what depends on the parameters."""
+
+    root: Basic
+    order: list[Basic]
+    consumers: dict[Basic, list[Basic]]
+    depends: dict[Basic, bool]
+
+    @classmethod
+    def build(cls, root: Basic, params: set[Basic]) -> Graph:
+        order = topological_order(root)
+        consumers: dict[Basic, list[Basic]] = defaultdict(list)
+        depends: dict[Basic, bool] = {}
+        for node in order:
+            leaf = isinstance(node, LEAVES)
+            if not leaf:
+                check_shapes(node)
+                for arg in node.args:
+                    consumers[arg].append(node)
+            depends[node] = node in params or (not leaf and any(depends[a] for a in node.args))
+        return cls(root, order, consumers, depends)
+
+
+def check_scalar(loss: Basic) -> None:
+    if isinstance(loss, MatrixExpr):
+        if loss.shape != (1, 1):
+            raise NonScalarLoss(
+                f"the loss {loss} is a {shape_text(loss)} matrix, not a scalar; reduce it first, for example "
+                "with mse(...), a sum of entries 1^T A 1, or Trace(...)")
+    elif not isinstance(loss, Expr):
+        raise NonScalarLoss(f"the loss {loss!r} is a {type(loss).__name__}, not a SymPy scalar expression")
+
+
+# --- naming ---------------------------------------------------------------------------------------
+
+def _is_named_kind(node: Basic, graph: Graph) -> str | None:
+    """Prefix of an automatic name for ``node``, or None when it stays inline."""
+    if isinstance(node, LEAVES) or not isinstance(node, MatrixExpr) or not graph.depends[node]:
+        return None
+    if not isinstance(node, LINEAR):
+        return "H"
+    users = graph.consumers.get(node, [])
+    if any(not isinstance(user, LINEAR) for user in users):
+        return "Z"
+    if len(users) > 1:
+        return "U"
+    return None
+
+
+def choose_names(graph: Graph, given: dict[Basic, str]) -> dict[Basic, str]:
+    """A name for every node worth naming: the caller's first, then ``Z_k``/``H_k``/``U_k``."""
+    taken = {str(s.name) for s in graph.order if isinstance(s, MatrixSymbol)} | set(given.values())
+    names = {node: name for node, name in given.items() if node in graph.depends}
+    counters: dict[str, int] = defaultdict(int)
+    for node in graph.order:
+        prefix = None if node in names else _is_named_kind(node, graph)
+        if prefix is None:
+            continue
+        while True:
+            counters[prefix] += 1
+            candidate = f"{prefix}_{counters[prefix]}"
+            if candidate not in taken:
+                break
+        names[node] = candidate
+        taken.add(candidate)
+    return names
+
+
+# --- the reverse sweep ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Step:
+    """One application of a local rule: from ``node``'s gradient to its argument ``target``'s."""
+
+    node: Basic          # the consumer, its arguments written with names (``relu(Z_1)``)
+    output: Basic        # its name, or the compact node when it has none
+    target: Basic        # the argument differentiated towards, by name
+    shape: tuple         # the target's shape
+    rule: str
+    formula: str
+    diagonal: bool       # the local Jacobian is diagonal: applied as a Hadamard product, never built
+    upstream: Basic      # dL/d(node)
+    local: Basic | None  # the local factor (None: identity, or no single factor)
+    result: Basic        # this path's contribution to dL/d(target)
+
+
+@dataclass
+class Sweep:
+    """What the reverse sweep produced, in terms of names (compact)."""
+
+    refs: dict[Basic, Basic]                  # node -> its name, or its compact definition
+    definitions: dict[Basic, Basic]           # named node -> compact definition
+    steps: list[Step] = field(default_factory=list)
+    contributions: dict[Basic, list[Step]] = field(default_factory=lambda: defaultdict(list))
+    adjoint_refs: dict[Basic, Basic] = field(default_factory=dict)   # node -> Adjoint symbol or inline sum
+
+
+def compact_forms(graph: Graph, names: dict[Basic, str]) -> tuple[dict, dict]:
+    """Each node rebuilt on its arguments' names; named nodes then stand for themselves by name."""
+    refs: dict[Basic, Basic] = {}
+    definitions: dict[Basic, Basic] = {}
+    for node in graph.order:
+        if isinstance(node, LEAVES):
+            refs[node] = node
+            continue
+        args = [refs[a] for a in node.args]
+        compact = node if all(r is a for r, a in zip(args, node.args)) else node.func(*args)
+        if node in names:
+            definitions[node] = compact
+            refs[node] = Intermediate(names[node], *node.shape)
+        else:
+            refs[node] = compact
+    return refs, definitions
+
+
+def reverse_sweep(graph: Graph, names: dict[Basic, str], params: list[Basic]) -> Sweep:
+    """Apply one rule per node from the loss back to the parameters, summing over paths."""
+    refs, definitions = compact_forms(graph, names)
+    sweep = Sweep(refs, definitions)
+    seed = Identity(1) if isinstance(graph.root, MatrixExpr) else S.One
+    param_set = set(params)
+    for node in reversed(graph.order):
+        if node is graph.root:
+            upstream = seed
+        elif node in sweep.contributions:
+            upstream = _adjoint_ref(node, sweep, names, param_set)
+        else:
+            continue
+        if isinstance(node, LEAVES):
+            continue
+        _apply_rule(node, upstream, graph, sweep)
+    return sweep
+
+
+def _adjoint_ref(node, sweep: Sweep, names, params) -> Basic:
+    total = mat_add(*(step.result for step in sweep.contributions[node]))
+    ref = Adjoint(names[node], *node.shape) if node in names else total
+    if node in params:
+        ref = Adjoint(node.name, *node.shape)
+    sweep.adjoint_refs[node] = ref
+    return ref
+
+
+def _fused(rule, compact, out, upstream, sweep: Sweep, node, grads):
+    """Substitute the upstream gradient into a Hadamard rule where factors then cancel.
+
+    This is how ``dL/dp ⊙ p ⊙ (1 - p)`` with ``dL/dp = (p - y) ⊘ (N p ⊙ (1 - p))`` becomes
+    ``(p - y) / N``: the fused sigmoid and cross-entropy gradient, found by algebra, not by a pattern.
+    """
+    total = mat_add(*(step.result for step in sweep.contributions[node]))
+    fused = rule.apply(compact, out, total)
+    size = count_ops(total)
+    return [f if g is not None and _result(f) is not None and count_ops(_result(f)) <= size else g
+            for f, g in zip(fused, grads)]
+
+
+def _result(grad):
+    return grad.result if isinstance(grad, Pullback) else grad
+
+
+def _apply_rule(node, upstream, graph: Graph, sweep: Sweep) -> None:
+    rule = rule_for(node)
+    compact = sweep.definitions.get(node, sweep.refs[node])
+    grads = rule.apply(compact, sweep.refs[node], upstream)
+    if rule.diagonal and isinstance(upstream, Adjoint):
+        grads = _fused(rule, compact, sweep.refs[node], upstream, sweep, node, grads)
+    for arg, grad in zip(node.args, grads):
+        if not graph.depends[arg]:
+            continue
+        if grad is None:
+            raise UnsupportedOperation(
+                f"{type(node).__name__} in {node} has no gradient rule for its argument {arg}, which depends "
+                "on a parameter")
+        result, local = grad if isinstance(grad, Pullback) else (grad, None)
+        step = Step(compact, sweep.refs[node], sweep.refs[arg], getattr(arg, "shape", (Integer(1), Integer(1))),
+                    rule.name, rule.formula, rule.diagonal, upstream, local, result)
+        sweep.steps.append(step)
+        sweep.contributions[arg].append(step)
