@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
+from sympy.matrices import MatrixBase
 from sympy.matrices.expressions.matexpr import MatrixElement
 from sympy import (
     Basic,
@@ -131,8 +132,8 @@ class Derivation:
         self._sweep = reverse_sweep(graph, names, list(params))
         self._aliases = self._display_aliases(given_names)
         self.steps: tuple[Step, ...] = tuple(self._named_step(s) for s in self._sweep.steps)
-        self.forward: tuple[Forward, ...] = self._forward()
         self._closed: dict[Basic, Basic] | None = None
+        self.forward: tuple[Forward, ...] = self._forward()
 
     # --- construction helpers -------------------------------------------------------------------
 
@@ -254,6 +255,8 @@ class Derivation:
         dims = normalize_dims(dims, self.loss)
         check_expansion_size(self.loss, dims)
         scalar_loss = explicit(self.loss.subs(dims))
+        if isinstance(scalar_loss, MatrixBase):
+            scalar_loss = scalar_loss[0, 0]  # a 1 x 1 loss
         entries = param.subs(dims).as_explicit()
         return ImmutableMatrix(entries.shape[0], entries.shape[1],
                                lambda i, j: scalar_loss.diff(entries[i, j]))

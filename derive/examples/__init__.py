@@ -1,0 +1,52 @@
+"""The built-in example networks: the five lecture notes' networks and a few beyond them.
+
+Each example module defines ``EXAMPLES``, a list of :class:`Example`. ``catalogue()`` gathers them
+by name; ``get(name)`` returns one, with a clear error naming the known ones.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from sympy import Basic, MatrixSymbol
+
+from ..derivation import Derivation, gradients
+from ..errors import DeriveError
+
+MODULES = ("seed_000", "seed_001", "seed_002", "seed_003", "seed_004", "mlp3", "residual")
+
+
+@dataclass(frozen=True)
+class Example:
+    """A network: its loss, the parameters to differentiate and how to present it."""
+
+    name: str
+    title: str
+    source: str                      # where it comes from (a note in shared/seeds, or "beyond the notes")
+    loss: Basic
+    wrt: tuple[MatrixSymbol, ...]
+    names: Mapping = field(default_factory=dict)          # name -> intermediate expression
+    dims: Mapping = field(default_factory=dict)           # small concrete dims for the explicit expansion
+    values: Mapping = field(default_factory=dict)         # numbers for a worked example, keyed by symbol
+    convention: str = "rows"                              # "rows" (X W + 1 b) or "columns" (W x + b)
+
+    def derive(self) -> Derivation:
+        return gradients(self.loss, self.wrt, names=self.names)
+
+
+def catalogue() -> dict[str, Example]:
+    """Every built-in example, by name, in a stable order."""
+    found: dict[str, Example] = {}
+    for module in MODULES:
+        for example in importlib.import_module(f"{__name__}.{module}").EXAMPLES:
+            found[example.name] = example
+    return found
+
+
+def get(name: str) -> Example:
+    examples = catalogue()
+    if name not in examples:
+        raise DeriveError(f"no built-in example named {name!r}; known: {', '.join(examples)}")
+    return examples[name]
