@@ -48,7 +48,7 @@ def latex_name(name: str, printer: LatexPrinter | None = None) -> str:
     name = str(name)
     if _PLAIN_NAME.fullmatch(name):
         return (printer or DeriveLatexPrinter())._deal_with_super_sub(name)
-    return r"\text{%s}" % latex_text(name)
+    return rf"\text{{{latex_text(name)}}}"
 
 
 # Elementwise functions: how the function itself is written; its parameters go in a subscript.
@@ -82,16 +82,16 @@ class DeriveLatexPrinter(LatexPrinter):
     def _print_Adjoint(self, expr):
         if not isinstance(expr, Adjoint):  # SymPy's own conjugate transpose has the same class name
             return super()._print_Adjoint(expr)
-        return r"\frac{\partial L}{\partial %s}" % latex_name(expr.name, self)
+        return rf"\frac{{\partial L}}{{\partial {latex_name(expr.name, self)}}}"
 
     def _print_MatrixElement(self, expr):
         row, col = (self._print(index + 1 if isinstance(index, Integer) else index) for index in expr.indices)
         separator = "" if len(row) == 1 and len(col) == 1 else ","
         parent = expr.parent
         if isinstance(parent, Adjoint):
-            return r"\frac{\partial L}{\partial {%s}_{%s%s%s}}" % (latex_name(parent.name, self), row, separator, col)
+            return rf"\frac{{\partial L}}{{\partial {{{latex_name(parent.name, self)}}}_{{{row}{separator}{col}}}}}"
         base = self.parenthesize(parent, PRECEDENCE["Atom"], strict=True)
-        return "{%s}_{%s%s%s}" % (base, row, separator, col)
+        return f"{{{base}}}_{{{row}{separator}{col}}}"
 
     # --- special matrices -----------------------------------------------------------------------
 
@@ -104,8 +104,8 @@ class DeriveLatexPrinter(LatexPrinter):
     def _print_Transpose(self, expr):
         base = self.parenthesize(expr.arg, PRECEDENCE["Pow"], strict=True)
         if "^" in base:
-            base = r"\left(%s\right)" % base
-        return r"%s^{\top}" % base
+            base = rf"\left({base}\right)"
+        return rf"{base}^{{\top}}"
 
     # --- products and sums ----------------------------------------------------------------------
 
@@ -124,7 +124,7 @@ class DeriveLatexPrinter(LatexPrinter):
         inner = args[0] if len(args) == 1 else MatMul(*args)
         printed = self._print(inner)
         if not _is_atomic(inner):
-            printed = r"\left(%s\right)" % printed
+            printed = rf"\left({printed}\right)"
         return " ".join(over) + " " + printed
 
     def _print_MatAdd(self, expr):
@@ -142,38 +142,38 @@ class DeriveLatexPrinter(LatexPrinter):
     def _print_HadamardPower(self, expr):
         base = self.parenthesize(expr.base, PRECEDENCE["Pow"], strict=True)
         if "^" in base:
-            base = r"\left(%s\right)" % base
-        return r"%s^{\circ %s}" % (base, self._print(expr.exp))
+            base = rf"\left({base}\right)"
+        return rf"{base}^{{\circ {self._print(expr.exp)}}}"
 
     def _print_Sum(self, expr):
         # Indices print 1-based, so a sum from 0 to N - 1 runs from 1 to N.
-        limits = "".join(r"\sum_{%s=%s}^{%s} " % (self._print(k), self._print(low + 1), self._print(high + 1))
+        limits = "".join(rf"\sum_{{{self._print(k)}={self._print(low + 1)}}}^{{{self._print(high + 1)}}} "
                          for k, low, high in expr.limits)
         body = self._print(expr.function)
         if expr.function.is_Add:
-            body = r"\left(%s\right)" % body
+            body = rf"\left({body}\right)"
         return limits + body
 
     def _print_KroneckerDelta(self, expr, exp=None):
         i, j = (self._print(a) for a in expr.args[:2])
-        return r"\delta_{%s%s}" % (i, j) if len(i) == len(j) == 1 else r"\delta_{%s,%s}" % (i, j)
+        return rf"\delta_{{{i}{j}}}" if len(i) == len(j) == 1 else rf"\delta_{{{i},{j}}}"
 
     def _print_Heaviside(self, expr, exp=None):
         # H(0) = 0 for ReLU's derivative: an Iverson bracket says exactly that.
-        return r"\left[%s > 0\right]" % self._print(expr.args[0])
+        return rf"\left[{self._print(expr.args[0])} > 0\right]"
 
     # --- activations ----------------------------------------------------------------------------
 
     def _print_Elementwise(self, expr):
-        return r"%s\left(%s\right)" % (self._function_name(expr), self._print(expr.arg))
+        return rf"{self._function_name(expr)}\left({self._print(expr.arg)}\right)"
 
     def _function_name(self, expr) -> str:
         cls = type(expr)
         original = getattr(cls, "of", None)
-        base = _FUNCTION_NAMES.get((original or cls).__name__, r"\operatorname{%s}" % latex_text((original or cls).__name__))
+        base = _FUNCTION_NAMES.get((original or cls).__name__, rf"\operatorname{{{latex_text((original or cls).__name__)}}}")
         params = getattr(expr, "params", ())
         if params:
-            base += "_{%s}" % ", ".join(self._parameter(p) for p in params)
+            base += "_{{{}}}".format(", ".join(self._parameter(p) for p in params))
         return base + ("'" if original is not None else "")
 
     def _print_Function(self, expr, exp=None):
@@ -181,9 +181,9 @@ class DeriveLatexPrinter(LatexPrinter):
         if name is None or type(expr).__module__ != fn.__name__:
             return super()._print_Function(expr, exp)
         x, *params = expr.args
-        sub = "_{%s}" % ", ".join(self._parameter(p) for p in params) if params else ""
-        tex = r"%s%s\left(%s\right)" % (name, sub, self._print(x))
-        return r"%s^{%s}" % (tex, exp) if exp else tex
+        sub = "_{{{}}}".format(", ".join(self._parameter(p) for p in params)) if params else ""
+        tex = rf"{name}{sub}\left({self._print(x)}\right)"
+        return rf"{tex}^{{{exp}}}" if exp else tex
 
     def _parameter(self, value) -> str:
         # 0.1 reads better than 1/10 in a subscript
@@ -192,32 +192,31 @@ class DeriveLatexPrinter(LatexPrinter):
         return self._print(value)
 
     def _print_softmax(self, expr):
-        return r"\operatorname{softmax}\left(%s\right)" % self._print(expr.arg)
+        return rf"\operatorname{{softmax}}\left({self._print(expr.arg)}\right)"
 
     def _print_log_softmax(self, expr):
-        return r"\log\operatorname{softmax}\left(%s\right)" % self._print(expr.arg)
+        return rf"\log\operatorname{{softmax}}\left({self._print(expr.arg)}\right)"
 
     # --- losses ---------------------------------------------------------------------------------
 
     def _print_SquaredError(self, expr):
-        difference = r"\left(%s - %s\right)_{ij}^{2}" % (self._print(expr.prediction), self._print(expr.target))
+        difference = rf"\left({self._print(expr.prediction)} - {self._print(expr.target)}\right)_{{ij}}^{{2}}"
         return self._scaled_sum(expr.scale, difference)
 
     def _print_BinaryCrossEntropy(self, expr):
         p, y = (self._entry_text(m) for m in (expr.prediction, expr.target))
-        body = r"\left[%s \log %s + \left(1 - %s\right) \log\left(1 - %s\right)\right]" % (y, p, y, p)
+        body = rf"\left[{y} \log {p} + \left(1 - {y}\right) \log\left(1 - {p}\right)\right]"
         return self._scaled_sum(-expr.scale, body)
 
     def _print_SoftmaxCrossEntropy(self, expr):
-        body = r"%s \left(\log\operatorname{softmax}\left(%s\right)\right)_{ij}" % (
-            self._entry_text(expr.target), self._print(expr.prediction))
+        body = rf"{self._entry_text(expr.target)} \left(\log\operatorname{{softmax}}\left({self._print(expr.prediction)}\right)\right)_{{ij}}"
         return self._scaled_sum(-expr.scale, body)
 
     def _entry_text(self, matrix) -> str:
         printed = self._print(matrix)
         if not _is_atomic(matrix):
-            printed = r"\left(%s\right)" % printed
-        return "{%s}_{ij}" % printed
+            printed = rf"\left({printed}\right)"
+        return f"{{{printed}}}_{{ij}}"
 
     def _scaled_sum(self, scale: Basic, body: str) -> str:
         total = r"\sum_{i,j} " + body
@@ -228,7 +227,7 @@ class DeriveLatexPrinter(LatexPrinter):
         sign, magnitude = ("-", -scale) if scale.could_extract_minus_sign() else ("", scale)
         factor = self._print(magnitude)
         if precedence_traditional(magnitude) < PRECEDENCE["Mul"]:
-            factor = r"\left(%s\right)" % factor
+            factor = rf"\left({factor}\right)"
         return f"{sign}{factor} {total}"
 
 
