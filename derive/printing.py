@@ -103,7 +103,7 @@ class DeriveLatexPrinter(LatexPrinter):
 
     def _print_Transpose(self, expr):
         base = self.parenthesize(expr.arg, PRECEDENCE["Pow"], strict=True)
-        if "^" in base:
+        if "^" in base and not base.startswith(r"\left("):
             base = rf"\left({base}\right)"
         return rf"{base}^{{\top}}"
 
