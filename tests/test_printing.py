@@ -72,7 +72,7 @@ SPECIAL_NAMES = [
 def test_special_names_are_escaped_text(name, expected):
     assert latex_name(name) == expected
     assert latex(MatrixSymbol(name, 2, 2)) == expected
-    assert latex(Adjoint(name, 2, 2)) == r"\frac{\partial L}{\partial %s}" % expected
+    assert latex(Adjoint(name, 2, 2)) == rf"\frac{{\partial L}}{{\partial {expected}}}"
 
 
 def test_plain_names_keep_sympy_typesetting():
