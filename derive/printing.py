@@ -14,6 +14,7 @@ escaped text, so no symbol name can break a sheet or inject TeX into it.
 from __future__ import annotations
 
 import re
+from typing import ClassVar
 
 from sympy import Basic, Identity, Integer, MatMul, MatrixSymbol, OneMatrix, S
 from sympy.printing.latex import LatexPrinter
@@ -64,7 +65,13 @@ _FUNCTION_NAMES = {
 
 
 class DeriveLatexPrinter(LatexPrinter):
-    """SymPy's LaTeX printer with derive's notation for gradients, activations, losses and broadcasts."""
+    """SymPy's LaTeX printer with derive's notation for gradients, activations, losses and broadcasts.
+
+    ``inline_gradients=True`` writes an entry of an upstream gradient as ``(\\partial L/\\partial z_{11})``
+    instead of a fraction, which keeps written-out matrices legible.
+    """
+
+    _default_settings: ClassVar[dict] = {**LatexPrinter._default_settings, "inline_gradients": False}
 
     # --- names ----------------------------------------------------------------------------------
 
@@ -89,7 +96,10 @@ class DeriveLatexPrinter(LatexPrinter):
         separator = "" if len(row) == 1 and len(col) == 1 else ","
         parent = expr.parent
         if isinstance(parent, Adjoint):
-            return rf"\frac{{\partial L}}{{\partial {{{latex_name(parent.name, self)}}}_{{{row}{separator}{col}}}}}"
+            entry = f"{{{latex_name(parent.name, self)}}}_{{{row}{separator}{col}}}"
+            if self._settings["inline_gradients"]:
+                return rf"\left(\partial L/\partial {entry}\right)"
+            return rf"\frac{{\partial L}}{{\partial {entry}}}"
         base = self.parenthesize(parent, PRECEDENCE["Atom"], strict=True)
         return f"{{{base}}}_{{{row}{separator}{col}}}"
 

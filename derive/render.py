@@ -286,7 +286,7 @@ def explicit_rows(g: Derivation, dims: Mapping) -> list[dict]:
         matrix = explicit(compact.subs(dims)) if hasattr(compact, "shape") else compact
         size = matrix.shape[0] * matrix.shape[1] if hasattr(matrix, "shape") else 1
         rows.append({"gradient": gradient_latex(p), "compact": latex(compact),
-                     "matrix": latex(matrix) if size <= EXPLICIT_MAX_ENTRIES else None,
+                     "matrix": latex(matrix, inline_gradients=True) if size <= EXPLICIT_MAX_ENTRIES else None,
                      "shape": shape_latex(p.subs(dims).shape)})
     return rows
 
@@ -324,6 +324,7 @@ def sheet_context(g: Derivation, *, title=None, dims=None, values=None, source=N
         "steps": [step_view(g, k, s) for k, s in enumerate(g.steps, start=1)],
         "paths": path_sums(g),
         "finals": finals,
+        "any_batch_sum": any(f["batch_sum"] for f in finals),
         "dims_heading": "$" + ", ".join(f"{latex(k)} = {v}" for k, v in concrete.items()) + "$"
                         if concrete else "the network's own sizes",
         "explicit": explicit_rows(g, concrete) if concrete is not None else None,

@@ -86,3 +86,9 @@ def test_text_escape_covers_every_special_character():
                 .replace(r"\textasciicircum{}", ""))
     for special in "_#%&{}$":
         assert stripped.count(special) == stripped.count("\\" + special)
+
+
+def test_inline_gradients_for_written_out_matrices():
+    entry = Adjoint("yhat", N, 1)[1, 0]
+    assert latex(entry, inline_gradients=True) == r"\left(\partial L/\partial {\hat{y}}_{21}\right)"
+    assert latex(entry) == r"\frac{\partial L}{\partial {\hat{y}}_{21}}"
