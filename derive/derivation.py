@@ -295,8 +295,8 @@ class Derivation:
         return subs
 
     def _verify_one(self, param, dims, constraints, points, seed, symbolic, tolerance) -> Verification:
-        closed = self.explicit_gradient(param, dims).subs(constraints)
-        truth = self.elementwise(param, dims).subs(constraints)
+        closed = self.explicit_gradient(param, dims).xreplace(constraints)
+        truth = self.elementwise(param, dims).xreplace(constraints)
         exact = symbolic and all(_simplifies_to_zero(c - t) for c, t in zip(closed, truth))
         error = numeric_mismatch(param, closed, truth, points, seed, tolerance, self._square_symbols(dims))
         return Verification(param, exact, error, points)
@@ -456,7 +456,8 @@ def numeric_mismatch(param, closed: ImmutableMatrix, truth: ImmutableMatrix, poi
     """Largest relative error between two explicit matrices at random points; raises on a mismatch."""
     symbols = sorted(variables(closed) | variables(truth), key=str)
     # lambdify takes plain symbols: stand-ins for the matrix entries X[0, 1] ...
-    plain = {s: Dummy(f"v{k}") for k, s in enumerate(symbols)}
+    # (Symbols with plain names: lambdify re-substitutes Dummy arguments into the whole expression.)
+    plain = {s: Symbol(f"_v{k}") for k, s in enumerate(symbols)}
     f_closed = lambdify(list(plain.values()), closed.xreplace(plain), "numpy")
     f_truth = lambdify(list(plain.values()), truth.xreplace(plain), "numpy")
     rng = np.random.default_rng(seed)
