@@ -47,3 +47,7 @@ class ParseError(DeriveError, ValueError):
 
 class NetworkFileError(DeriveError, ValueError):
     """A network file for the command that does not define what it must."""
+
+
+class CodegenError(DeriveError, RuntimeError):
+    """Generated code that fails its own check (names the network, parameter, entry and both values)."""
