@@ -6,10 +6,12 @@ gives closed-form gradients (``g[W1]``), the backward steps (``g.steps``), index
 that they agree (``g.verify(dims)``).
 """
 
+from .codegen import to_numpy
 from .derivation import Derivation, Forward, Verification, gradients
 from .errors import (
     DeriveError,
     DimsError,
+    CodegenError,
     ExpansionTooLarge,
     GradientMismatch,
     InvalidParameter,
@@ -41,10 +43,10 @@ from .graph import Step
 from .rules import supported
 
 __all__ = [
-    "gradients", "Derivation", "Forward", "Verification", "Step", "supported",
+    "gradients", "Derivation", "Forward", "Verification", "Step", "supported", "to_numpy",
     "relu", "leaky_relu", "elu", "sigmoid", "gelu", "silu", "softplus", "tanh", "exp", "log",
     "softmax", "log_softmax", "mse", "bce", "cross_entropy",
-    "DeriveError", "DimsError", "ExpansionTooLarge", "GradientMismatch", "InvalidParameter",
+    "CodegenError", "DeriveError", "DimsError", "ExpansionTooLarge", "GradientMismatch", "InvalidParameter",
     "NetworkFileError", "NonScalarLoss", "ParameterNotInLoss", "ParseError", "ShapeError",
     "UnsupportedOperation",
 ]

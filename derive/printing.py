@@ -109,6 +109,10 @@ NUMPY_HELPERS = {
     """z - log sum exp z along axis, with the maximum subtracted first (finite for huge logits)."""
     shifted = z - z.max(axis=axis, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))''',
+    "silu_prime": '''def silu_prime(a):
+    """The derivative of a sigmoid(a): s (1 + a (1 - s)) with s = sigmoid(a) (tanh form, no overflow)."""
+    s = 0.5 + 0.5 * np.tanh(0.5 * a)
+    return s * (1 + a * (1 - s))''',
     "binary_cross_entropy": '''def binary_cross_entropy(p, y):
     """Entries of -(y log p + (1 - y) log(1 - p)), p clipped away from 0 and 1 (finite log)."""
     eps = np.finfo(p.dtype).eps
@@ -133,7 +137,7 @@ ELEMENTWISE_FORMS = {
     "gelu_prime": ("(0.5 + 0.5 * scipy.special.erf({a} * " + _ERF_SCALE + ") + {a} * np.exp(-0.5 * {a} * {a}) * "
                    + _PDF_SCALE + ")"),
     "silu": "({a} * (0.5 + 0.5 * np.tanh(0.5 * {a})))",
-    "silu_prime": "(lambda s: s * (1 + {a} * (1 - s)))(0.5 + 0.5 * np.tanh(0.5 * {a}))",
+    "silu_prime": "silu_prime({a})",
     "softplus": "np.logaddexp(0, {a})",
     "softplus_prime": "(0.5 + 0.5 * np.tanh(0.5 * {a}))",
     "tanh": "np.tanh({a})",
@@ -172,8 +176,6 @@ class DeriveNumPyPrinter(NumPyPrinter):
     a named quantity to its definition, so a binary cross-entropy on ``p = sigmoid(z)`` can be
     computed from the logits ``z``. ``helpers`` collects the NUMPY_HELPERS the printed code calls.
     """
-
-    printmethod = "_derive_numpycode"
 
     def __init__(self, identifiers: Identifiers | None = None, definitions: Mapping | None = None, settings=None):
         super().__init__(settings or {})
@@ -357,23 +359,22 @@ class DeriveNumPyPrinter(NumPyPrinter):
             return self._generic_elementwise(expr)
         if "scipy." in form:
             self.helpers.add("scipy")
-        arg = self._print(expr.arg)
+        called = re.match(r"(\w+)\(", form)
+        if called and called.group(1) in NUMPY_HELPERS:
+            self.helpers.add(called.group(1))
         params = {f"p{k}": self._scalar(p) for k, p in enumerate(expr.params)}
-        if form.count("{a}") == 1 or self._atomic(expr.arg):
-            return form.format(a=arg if self._atomic(expr.arg) or form.count("{a}") == 1 else f"({arg})", **params)
-        # a compound argument is evaluated once, then used by name
-        return f"(lambda a: {form.format(a='a', **params)})({arg})"
+        # arguments are names in practice (the deriver names every activation's input)
+        return form.format(a=self._wrap(expr.arg), **params)
 
     def _generic_elementwise(self, expr):
         """f(A) for an elementwise function without a hand-written form: the scalar f, printed."""
         placeholder = Symbol("a")
         body = expr.scalar(placeholder, *expr.params)
-        self._placeholders[placeholder] = "a"
+        self._placeholders[placeholder] = self._wrap(expr.arg)
         try:
-            code = self._print(body)
+            return f"({self._print(body)})"
         finally:
             del self._placeholders[placeholder]
-        return f"(lambda a: {code})({self._print(expr.arg)})"
 
     def _print_softmax(self, expr):
         self.helpers.add("softmax")
