@@ -23,8 +23,9 @@ from pathlib import Path
 
 import numpy as np
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
-from sympy import Basic, MatMul, MatrixExpr, MatrixSymbol, OneMatrix
+from sympy import Basic, HadamardProduct, MatAdd, MatMul, MatrixExpr, MatrixSymbol, OneMatrix
 
+from .algebra import mat_add
 from .derivation import Derivation, dimension_symbols
 from .errors import CodegenError
 from .functions import BinaryCrossEntropy, Loss, SoftmaxCrossEntropy
@@ -47,6 +48,7 @@ class Statement:
     target: str
     code: str
     comment: str = ""
+    op: str = "="     # or an in-place "+=" / "*=" that reuses the array just made
 
 
 @dataclass(frozen=True)
@@ -113,8 +115,8 @@ def plan_module(g: Derivation, name: str, dims: Mapping) -> ModulePlan:
 
     params = [_input(s, printer, targets) for s in g.params]
     batch = [_input(s, printer, targets) for s in inputs if s not in g.params]
-    forward = [Statement(printer.doprint(f.symbol), printer.doprint(f.definition), _shape(f.symbol, printer))
-               for f in g.forward]
+    forward = [line for f in g.forward
+               for line in _assign(printer.doprint(f.symbol), f.definition, _shape(f.symbol, printer), printer)]
     loss = _loss_statement(g, printer)
     backward, grads = _backward(g, printer, ids)
     code = " ".join(s.code for s in [*forward, loss, *backward])
@@ -218,16 +220,53 @@ def _backward(g: Derivation, printer, ids) -> tuple[list[Statement], list[tuple[
     def emit_grads(at: int):
         for param in grads_at.get(at, []):
             local = ids("adjoint", param.name)
-            statements.append(Statement(local, _statement_code(g.compact(param), printer), _shape(param, printer)))
+            statements.extend(_assign(local, g.compact(param), _shape(param, printer), printer))
             grads.append((repr(param.name), local))
 
     emit_grads(len(g.forward))
     for name in order:
         symbol = symbols[name]
-        statements.append(Statement(ids("adjoint", name), _statement_code(needed[name], printer),
-                                    _shape(symbol, printer)))
+        statements.extend(_assign(ids("adjoint", name), needed[name], _shape(symbol, printer), printer))
         emit_grads(position[name])
     return statements, grads
+
+
+def _assign(target: str, expr: Basic, shape: str, printer) -> list[Statement]:
+    """``target = expr``; a product plus biases, or a product times a mask, finished in place.
+
+    ``Z = X @ W; Z += b`` and ``dZ = dH @ W.T; dZ *= Z > 0`` allocate one array where the single
+    expressions allocate two and pass over them twice: on big layers that is most of the time
+    spent outside the matrix products.
+    """
+    product, rest, op = _in_place_split(expr)
+    if product is None:
+        return [Statement(target, _statement_code(expr, printer), shape)]
+    return [Statement(target, printer.doprint(product), shape), Statement(target, printer.doprint(rest), shape, op)]
+
+
+def _in_place_split(expr: Basic):
+    """(product, the rest, "+=" or "*=") when ``expr`` is a full-size product combined with the rest."""
+    if not isinstance(expr, (MatAdd, HadamardProduct)):
+        return None, None, None
+    for k, arg in enumerate(expr.args):
+        if _is_full_product(arg, expr.shape):
+            others = expr.args[:k] + expr.args[k + 1:]
+            if isinstance(expr, MatAdd) and all(_broadcast_term(o) for o in others):
+                return arg, mat_add(*others), "+="
+            if isinstance(expr, HadamardProduct):
+                return arg, others[0] if len(others) == 1 else HadamardProduct(*others), "*="
+    return None, None, None
+
+
+def _is_full_product(expr, shape) -> bool:
+    """A product of matrices (no ones-matrix sums) with the result's full shape: a fresh array."""
+    return (isinstance(expr, MatMul) and expr.shape == shape
+            and all(isinstance(a, MatrixExpr) and not isinstance(a, OneMatrix) for a in expr.args))
+
+
+def _broadcast_term(expr) -> bool:
+    """A bias 1 b (or b 1^T), or any term that is not a product: safe to add in place."""
+    return _may_be_broadcast(expr) or not isinstance(expr, MatMul)
 
 
 def _statement_code(expr: Basic, printer) -> str:
