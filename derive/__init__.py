@@ -9,9 +9,9 @@ that they agree (``g.verify(dims)``).
 from .codegen import to_numpy
 from .derivation import Derivation, Forward, Verification, gradients
 from .errors import (
+    CodegenError,
     DeriveError,
     DimsError,
-    CodegenError,
     ExpansionTooLarge,
     GradientMismatch,
     InvalidParameter,
