@@ -8,7 +8,8 @@ cross-entropy (the built-in ``mlp3_<activation>`` examples):
 * ``floor``: the step's matrix products alone (3 forward, 5 backward), NumPy with preallocated
   ``out=`` buffers: no step that computes these gradients in closed form can be faster.
 
-Each timing is the median of ``repeats`` runs after ``warmup`` runs. Peak memory of the generated
+Each timing is the median of ``repeats`` runs after ``warmup`` runs, the three steps taking turns
+(one run of each per round) so that other load on the machine affects their ratios as little as it can. Peak memory of the generated
 step is measured with tracemalloc (NumPy reports its buffers to it) next to the size of the cached
 activations. Results go to ``results.md`` and ``results.json`` (and ``results.png`` when matplotlib
 is installed).
@@ -56,15 +57,19 @@ class BenchConfig:
 QUICK = {"n": 512, "widths": (256, 256, 256, 10), "repeats": 7, "warmup": 1}
 
 
-def median_time(step: Callable[[], object], repeats: int, warmup: int) -> tuple[float, list[float]]:
+def interleaved_medians(steps: dict[str, Callable[[], object]], repeats: int, warmup: int) -> dict[str, list[float]]:
+    """Run times of each step, taken in turns (one run of each per round) so that a change in the
+    machine's load during the measurement affects every step alike; ``warmup`` untimed rounds first."""
     for _ in range(warmup):
-        step()
-    times = []
+        for step in steps.values():
+            step()
+    times: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), times
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - start)
+    return times
 
 
 def _data(config: BenchConfig, dtype: str, seed: int = 0):
@@ -153,37 +158,41 @@ def run_bench(config: BenchConfig = BenchConfig(), log: Callable[[str], None] = 
         except ImportError:
             log("torch is not installed: measuring derive and the floor only")
     rows = []
+    load_before = os.getloadavg()[0]
     modules = {a: load_module(to_numpy(get(f"mlp3_{a}").derive(), f"mlp3_{a}"), f"mlp3_{a}")
                for a in config.activations}
     for dtype in config.dtypes:
         params, batch = _data(config, dtype)
-        floor, _ = median_time(floor_step(params, batch), config.repeats, config.warmup)
         for activation in config.activations:
             module = modules[activation]
 
             def step(module=module, params=params, batch=batch):
                 return module.loss_and_grads(params, batch)
 
-            derive_time, derive_times = median_time(step, config.repeats, config.warmup)
-            loss, grads = step()
-            torch_time = None
+            steps = {"floor": floor_step(params, batch), "derive": step}
             if torch_version:
-                torch_time, _ = median_time(torch_step(params, batch, activation), config.repeats, config.warmup)
+                steps["torch"] = torch_step(params, batch, activation)
+            times = interleaved_medians(steps, config.repeats, config.warmup)
+            median = {name: statistics.median(runs) for name, runs in times.items()}
+            loss, grads = step()
             _, cache = module.forward(params, batch)
-            cached = sum(v.nbytes for k, v in cache.items() if isinstance(v, np.ndarray) and k not in batch
-                         and k not in params)
+            inputs = [*params.values(), *batch.values()]
+            cached = sum(v.nbytes for v in cache.values()
+                         if isinstance(v, np.ndarray) and not any(v is a for a in inputs))
             row = {
-                "activation": activation, "dtype": dtype, "derive_s": derive_time, "torch_s": torch_time,
-                "floor_s": floor, "derive_over_floor": derive_time / floor,
-                "derive_over_torch": derive_time / torch_time if torch_time else None,
+                "activation": activation, "dtype": dtype, "derive_s": median["derive"],
+                "torch_s": median.get("torch"), "floor_s": median["floor"],
+                "derive_over_floor": median["derive"] / median["floor"],
+                "derive_over_torch": median["derive"] / median["torch"] if "torch" in median else None,
                 "peak_bytes": peak_memory(step), "cached_bytes": cached,
-                "dtype_out": str(grads["W1"].dtype), "loss": float(loss), "runs_s": derive_times,
+                "dtype_out": str(grads["W1"].dtype), "loss": float(loss), "runs_s": times,
             }
             rows.append(row)
             log(_row_text(row))
     results = {
         "config": asdict(config), "threads": threads, "numpy": np.__version__, "torch": torch_version,
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(), "cpus": os.cpu_count(),
+        "load_average": [load_before, os.getloadavg()[0]],
         "targets": {"derive_over_torch": TARGET_VS_TORCH, "derive_over_floor": TARGET_VS_FLOOR}, "rows": rows,
     }
     write_results(results, Path(config.out))
@@ -206,8 +215,12 @@ def results_markdown(results: dict) -> str:
         "# derive bench: generated NumPy step vs PyTorch eager vs the matmul floor",
         "",
         (f"MLP {d}-{h}-{h}-{c}, N = {config['n']}, softmax cross-entropy; median of {config['repeats']} runs "
-         f"after {config['warmup']} warm-up; {results['threads']} threads for both NumPy and torch; "
+         f"after {config['warmup']} warm-up, the three steps taking turns; {results['threads']} threads for both NumPy and torch; "
          f"numpy {results['numpy']}, torch {results['torch']}, {results['cpus']} CPUs."),
+        "",
+        (f"Load average (1 min) {results['load_average'][0]:.2f} before, {results['load_average'][1]:.2f} after: "
+         "above the number of CPUs, other processes shared the cores and the times are noisy; the ratios, "
+         "measured in turns, suffer less."),
         "",
         ("| activation | dtype | derive (ms) | torch eager (ms) | floor (ms) | derive/torch | derive/floor "
          "| peak memory (MiB) | cached activations (MiB) |"),

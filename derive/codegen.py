@@ -295,7 +295,7 @@ def _cache(g: Derivation, backward, inputs, printer) -> list[tuple[str, str]]:
     for symbol in candidates:
         local = printer.doprint(symbol)
         if _mentions(text, local) and local not in [c[1] for c in out]:
-            out.append((repr(str(getattr(symbol, "name", symbol))), local))
+            out.append((repr(local), local))  # keyed by identifier: a dim and a matrix may share a name
     return out
 
 
