@@ -287,3 +287,15 @@ def test_to_numpy_refuses_what_is_not_a_derivation():
 def test_losses_covered_by_examples():
     kinds = {type(n) for name in NAMES for n in topological_order(EXAMPLES[name].loss) if isinstance(n, Loss)}
     assert {SoftmaxCrossEntropy, BinaryCrossEntropy} <= kinds
+
+
+def test_a_dimension_and_a_matrix_may_share_a_name():
+    N = Symbol("N", integer=True, positive=True)
+    X, W, Y = MatrixSymbol("N", N, 2), MatrixSymbol("W", 2, 1), MatrixSymbol("Y", N, 1)
+    source = derive.to_numpy(derive.gradients(derive.mse(X * W, Y), [W]), "shared name")
+    module = codegen.load_module(source)
+    params, batch = module.example_inputs(np.random.default_rng(0))
+    _, grads = module.loss_and_grads(params, batch)
+    n = batch["N"].shape[0]
+    expected = 2 / n * batch["N"].T @ (batch["N"] @ params["W"] - batch["Y"])
+    assert_close(grads["W"], expected, what="dL/dW with a matrix named N")
