@@ -48,7 +48,7 @@ class BenchConfig:
     activations: tuple[str, ...] = ("relu", "gelu")
     dtypes: tuple[str, ...] = ("float32", "float64")
     repeats: int = 7
-    warmup: int = 2
+    warmup: int = 1
     threads: int = 0                                                # 0: the BLAS default (all cores)
     out: str = "output/bench"
     torch: bool = True

@@ -20,7 +20,7 @@ from derive.examples import catalogue
 from derive.functions import BinaryCrossEntropy, Loss, SoftmaxCrossEntropy, sigmoid
 from derive.graph import topological_order
 
-torch_oracle = pytest.importorskip("torch_oracle", reason="torch is the oracle for these tests")
+torch_oracle = pytest.importorskip("tests.torch_oracle", reason="torch is the oracle for these tests")
 
 EXAMPLES = catalogue()
 NAMES = list(EXAMPLES)
