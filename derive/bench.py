@@ -280,7 +280,8 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, help="timed runs per measurement, median taken (default 7)")
     parser.add_argument("--threads", type=int, default=0, help="threads for torch (default: NumPy's BLAS default)")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
-    parser.add_argument("--out", default="output/bench", help="directory for results.md/.json/.png")
+    parser.add_argument("--out", help="directory for results.md/.json/.png (default: OUTPUT_DIR/bench, "
+                        "with derive's --output-dir, else output/bench)")
 
 
 def config_from_args(args: argparse.Namespace) -> BenchConfig:
@@ -291,12 +292,14 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
             values[key] = tuple(value) if isinstance(value, list) else value
     if values.get("repeats", 7) < 1 or values.get("n", 1) < 1:
         raise DeriveError("--repeats and --n must be positive")
-    return BenchConfig(**values, threads=args.threads, out=args.out, torch=not args.no_torch)
+    out = args.out or str(Path(getattr(args, "output_dir", None) or "output") / "bench")
+    return BenchConfig(**values, threads=args.threads, out=out, torch=not args.no_torch)
 
 
 def main_bench(args: argparse.Namespace) -> int:
-    results = run_bench(config_from_args(args))
-    print(f"wrote {Path(args.out) / 'results.md'} and results.json")
+    config = config_from_args(args)
+    results = run_bench(config)
+    print(f"wrote {Path(config.out) / 'results.md'} and results.json")
     return 0 if results["rows"] else 1
 
 

@@ -56,3 +56,11 @@ def test_cli_arguments_build_the_configuration(tmp_path):
     args = parser.parse_args(["--quick", "--dtypes", "float32", "--repeats", "3", "--out", str(tmp_path)])
     config = bench.config_from_args(args)
     assert (config.n, config.dtypes, config.repeats, config.out) == (bench.QUICK["n"], ("float32",), 3, str(tmp_path))
+
+
+def test_bench_results_go_under_the_cli_output_dir(tmp_path):
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--output-dir")
+    bench.add_bench_arguments(parser)
+    config = bench.config_from_args(parser.parse_args(["--output-dir", str(tmp_path)]))
+    assert config.out == str(tmp_path / "bench")
