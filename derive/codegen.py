@@ -17,13 +17,23 @@ import importlib.util
 import math
 import re
 import traceback
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
-from sympy import Basic, HadamardProduct, MatAdd, MatMul, MatrixExpr, MatrixSymbol, OneMatrix
+from sympy import (
+    Basic,
+    HadamardProduct,
+    MatAdd,
+    MatMul,
+    MatrixExpr,
+    MatrixSymbol,
+    OneMatrix,
+    preorder_traversal,
+)
 
 from .algebra import mat_add
 from .derivation import Derivation, dimension_symbols
@@ -215,41 +225,54 @@ def _backward(g: Derivation, printer, ids) -> tuple[list[Statement], list[tuple[
     for param in g.params:
         reads = [position[a.name] for a in g.compact(param).atoms(Adjoint)]
         grads_at.setdefault(min(reads, default=len(g.forward)), []).append(param)
+    reusable = _reusable(needed, [g.compact(p) for p in g.params])
     statements, grads = [], []
 
     def emit_grads(at: int):
         for param in grads_at.get(at, []):
             local = ids("adjoint", param.name)
-            statements.extend(_assign(local, g.compact(param), _shape(param, printer), printer))
+            statements.extend(_assign(local, g.compact(param), _shape(param, printer), printer, reusable))
             grads.append((repr(param.name), local))
 
     emit_grads(len(g.forward))
     for name in order:
         symbol = symbols[name]
-        statements.extend(_assign(ids("adjoint", name), needed[name], _shape(symbol, printer), printer))
+        statements.extend(_assign(ids("adjoint", name), needed[name], _shape(symbol, printer), printer, reusable))
         emit_grads(position[name])
     return statements, grads
 
 
-def _assign(target: str, expr: Basic, shape: str, printer) -> list[Statement]:
+def _reusable(needed: dict[str, Basic], param_grads: list[Basic]) -> set[str]:
+    """Upstream gradients read exactly once, held in an array of their own: the one statement that
+    reads them may finish its work in that array (``dZ = dH; dZ *= mask``) instead of a new one."""
+    readers: Counter = Counter()
+    for expr in [*needed.values(), *param_grads]:
+        readers.update(node.name for node in preorder_traversal(expr) if isinstance(node, Adjoint))
+    return {name for name, expr in needed.items()
+            if readers[name] == 1 and (_is_full_product(expr, expr.shape) or _in_place_split(expr)[0] is not None)}
+
+
+def _assign(target: str, expr: Basic, shape: str, printer, reusable: set[str] = frozenset()) -> list[Statement]:
     """``target = expr``; a product plus biases, or a product times a mask, finished in place.
 
     ``Z = X @ W; Z += b`` and ``dZ = dH @ W.T; dZ *= Z > 0`` allocate one array where the single
     expressions allocate two and pass over them twice: on big layers that is most of the time
     spent outside the matrix products.
     """
-    product, rest, op = _in_place_split(expr)
+    product, rest, op = _in_place_split(expr, reusable)
     if product is None:
         return [Statement(target, _statement_code(expr, printer), shape)]
     return [Statement(target, printer.doprint(product), shape), Statement(target, printer.doprint(rest), shape, op)]
 
 
-def _in_place_split(expr: Basic):
-    """(product, the rest, "+=" or "*=") when ``expr`` is a full-size product combined with the rest."""
+def _in_place_split(expr: Basic, reusable: set[str] = frozenset()):
+    """(product, the rest, "+=" or "*=") when ``expr`` is a full-size product (or a reusable upstream
+    gradient, in a Hadamard product) combined with the rest."""
     if not isinstance(expr, (MatAdd, HadamardProduct)):
         return None, None, None
     for k, arg in enumerate(expr.args):
-        if _is_full_product(arg, expr.shape):
+        fresh = isinstance(arg, Adjoint) and arg.name in reusable and isinstance(expr, HadamardProduct)
+        if fresh or _is_full_product(arg, expr.shape):
             others = expr.args[:k] + expr.args[k + 1:]
             if isinstance(expr, MatAdd) and all(_broadcast_term(o) for o in others):
                 return arg, mat_add(*others), "+="
