@@ -6,8 +6,10 @@ gives closed-form gradients (``g[W1]``), the backward steps (``g.steps``), index
 that they agree (``g.verify(dims)``).
 """
 
+from .codegen import to_numpy
 from .derivation import Derivation, Forward, Verification, gradients
 from .errors import (
+    CodegenError,
     DeriveError,
     DimsError,
     ExpansionTooLarge,
@@ -44,10 +46,10 @@ from .render import to_latex
 from .rules import supported
 
 __all__ = [
-    "gradients", "Derivation", "Forward", "Verification", "Step", "supported", "to_latex",
+    "gradients", "Derivation", "Forward", "Verification", "Step", "supported", "to_latex", "to_numpy",
     "relu", "leaky_relu", "elu", "sigmoid", "gelu", "silu", "softplus", "tanh", "exp", "log",
     "softmax", "log_softmax", "mse", "bce", "cross_entropy",
-    "DeriveError", "DimsError", "ExpansionTooLarge", "GradientMismatch", "InvalidParameter",
+    "CodegenError", "DeriveError", "DimsError", "ExpansionTooLarge", "GradientMismatch", "InvalidParameter",
     "LatexError", "NetworkFileError", "NonScalarLoss", "OutputError", "ParameterNotInLoss", "ParseError", "ShapeError",
     "UnsupportedOperation",
 ]
