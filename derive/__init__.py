@@ -28,10 +28,8 @@ from .functions import (
     bce,
     cross_entropy,
     elu,
-    exp_ as exp,
     gelu,
     leaky_relu,
-    log_ as log,
     log_softmax,
     mse,
     relu,
@@ -39,6 +37,14 @@ from .functions import (
     silu,
     softmax,
     softplus,
+)
+from .functions import (
+    exp_ as exp,
+)
+from .functions import (
+    log_ as log,
+)
+from .functions import (
     tanh_ as tanh,
 )
 from .graph import Step
@@ -46,11 +52,42 @@ from .render import to_latex
 from .rules import supported
 
 __all__ = [
-    "gradients", "Derivation", "Forward", "Verification", "Step", "supported", "to_latex", "to_numpy",
-    "relu", "leaky_relu", "elu", "sigmoid", "gelu", "silu", "softplus", "tanh", "exp", "log",
-    "softmax", "log_softmax", "mse", "bce", "cross_entropy",
-    "CodegenError", "DeriveError", "DimsError", "ExpansionTooLarge", "GradientMismatch", "InvalidParameter",
-    "LatexError", "NetworkFileError", "NonScalarLoss", "OutputError", "ParameterNotInLoss", "ParseError", "ShapeError",
+    "CodegenError",
+    "Derivation",
+    "DeriveError",
+    "DimsError",
+    "ExpansionTooLarge",
+    "Forward",
+    "GradientMismatch",
+    "InvalidParameter",
+    "LatexError",
+    "NetworkFileError",
+    "NonScalarLoss",
+    "OutputError",
+    "ParameterNotInLoss",
+    "ParseError",
+    "ShapeError",
+    "Step",
     "UnsupportedOperation",
+    "Verification",
+    "bce",
+    "cross_entropy",
+    "elu",
+    "exp",
+    "gelu",
+    "gradients",
+    "leaky_relu",
+    "log",
+    "log_softmax",
+    "mse",
+    "relu",
+    "sigmoid",
+    "silu",
+    "softmax",
+    "softplus",
+    "supported",
+    "tanh",
+    "to_latex",
+    "to_numpy",
 ]
 __version__ = "0.1.0"

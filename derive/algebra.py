@@ -23,7 +23,7 @@ from sympy import (
     ZeroMatrix,
 )
 
-__all__ = ["mat_mul", "mat_add", "hadamard", "hadamard_power", "transpose", "one_minus", "split_scalar"]
+__all__ = ["hadamard", "hadamard_power", "mat_add", "mat_mul", "one_minus", "split_scalar", "transpose"]
 
 
 def split_scalar(expr: Basic) -> tuple[Basic, Basic]:

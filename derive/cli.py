@@ -30,7 +30,7 @@ from pathlib import Path
 
 from sympy import Basic, MatrixSymbol
 
-from . import __version__
+from . import __version__, bench
 from .errors import DeriveError, DimsError, LatexError, NetworkFileError, OutputError
 from .render import GENERATED_MARK
 
@@ -298,6 +298,16 @@ def build_code(network: Network, out_dir: Path, force: bool) -> list[Path]:
     return [write_atomic(output_path(out_dir, network.name, ".py"), code_text(network), force)]
 
 
+def cmd_bench(args) -> int:
+    from . import derivation_bench
+    table = derivation_bench.full_report(args.repeats or 5)
+    print(table)
+    out = Path(args.out or Path(args.output_dir) / "bench")
+    write_atomic(output_path(out, "derivation", ".md"),
+                 f"<!-- {GENERATED_MARK} (derive bench); do not edit -->\n{table}\n", force=args.force)
+    return 0 if args.derivation_only else bench.main_bench(args)
+
+
 # --- the parser and the entry point ------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -332,6 +342,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="write .tex, .pdf (when pdflatex is installed) and .py for every built-in example")
     p.add_argument("--dims", metavar="N=2,D=3", help=dims_help)
     p.set_defaults(run=cmd_build)
+    p = sub.add_parser("bench", parents=[common],
+                       help="time the generated gradient step against PyTorch eager and the matrix-product "
+                            "floor, and deriving against depth (results in OUTPUT_DIR/bench)")
+    bench.add_bench_arguments(p)
+    p.add_argument("--derivation-only", action="store_true",
+                   help="only time deriving an L-layer MLP against depth, beside SymPy's own diff")
+    p.set_defaults(run=cmd_bench)
     return parser
 
 

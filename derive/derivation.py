@@ -20,17 +20,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
-from sympy.matrices import MatrixBase
-from sympy.matrices.expressions.matexpr import MatrixElement
 from sympy import (
     Basic,
     Determinant,
     Dummy,
     Eq,
-    ImmutableMatrix,
-    Integer,
     HadamardPower,
     HadamardProduct,
+    ImmutableMatrix,
     Inverse,
     MatAdd,
     MatMul,
@@ -47,12 +44,24 @@ from sympy import (
     lambdify,
     simplify,
 )
+from sympy.matrices import MatrixBase
+from sympy.matrices.expressions.matexpr import MatrixElement
 
 from .errors import DimsError, ExpansionTooLarge, GradientMismatch, InvalidParameter, ParameterNotInLoss
 from .functions import Loss
-from .graph import LEAVES, Adjoint, Graph, Intermediate, Step, check_scalar, choose_names, reverse_sweep, topological_order
+from .graph import (
+    LEAVES,
+    Adjoint,
+    Graph,
+    Intermediate,
+    Step,
+    check_scalar,
+    choose_names,
+    reverse_sweep,
+    topological_order,
+)
 
-__all__ = ["gradients", "Derivation", "Forward", "Verification", "explicit", "normalize_dims"]
+__all__ = ["Derivation", "Forward", "Verification", "explicit", "gradients", "normalize_dims"]
 
 # The explicit expansion is refused above this many scalar multiply-adds, or this many times the
 # number of entries to differentiate (a 3-layer MLP at dims 2 is about 1,200 and takes seconds).

@@ -18,9 +18,9 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
+from functools import partial
 
-from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 from sympy import (
     Lambda,
     MatAdd,
@@ -32,8 +32,8 @@ from sympy import (
     exp,
 )
 from sympy import log as sympy_log
-
 from sympy.core.cache import clear_cache
+from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 
 from .derivation import gradients
 from .functions import bce, mse, sigmoid
@@ -90,9 +90,9 @@ def speed_table(depths=DEPTHS, repeats: int = 5) -> list[dict]:
         loss, params = build_raw(depth)
         rows.append({
             "L": depth,
-            "build_operators_s": median_time(lambda: build_with_operators(depth), max(1, repeats // 2)),
-            "build_raw_s": median_time(lambda: build_raw(depth), repeats),
-            "derive_s": median_time(lambda: derive_all(loss, params), repeats),
+            "build_operators_s": median_time(partial(build_with_operators, depth), max(1, repeats // 2)),
+            "build_raw_s": median_time(partial(build_raw, depth), repeats),
+            "derive_s": median_time(partial(derive_all, loss, params), repeats),
         })
     return rows
 
@@ -122,7 +122,7 @@ def sympy_diff_outcome(depth: int, loss_kind: str) -> str:
     loss, W1 = sympy_network(depth, loss_kind)
     try:
         result = loss.diff(W1)
-    except Exception as error:  # SymPy's failures are what this column reports
+    except Exception as error:  # noqa: BLE001 - SymPy's failures are what this column reports
         return f"raises {type(error).__name__}: {str(error)[:60]}"
     text = str(result)
     return "0 (wrong)" if result == 0 else (text[:70] + ("..." if len(text) > 70 else ""))
@@ -141,8 +141,9 @@ def derive_outcome(depth: int, loss_kind: str) -> str:
 
 
 def report(rows: list[dict]) -> str:
-    lines = ["| L | build (operators) s | build (raw) s | derive + closed forms s | derive / operators | "
-             "derive / raw |", "|---|---|---|---|---|---|"]
+    header = ("| L | build (operators) s | build (raw) s | derive + closed forms s | derive / operators | "
+              "derive / raw |")
+    lines = [header, "|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['L']} | {r['build_operators_s']:.4f} | {r['build_raw_s']:.4f} | {r['derive_s']:.4f} | "
                      f"{r['derive_s'] / r['build_operators_s']:.2f} | {r['derive_s'] / r['build_raw_s']:.2f} |")
@@ -166,12 +167,19 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=5, help="runs per measurement (median)")
     parser.add_argument("--max-depth", type=int, default=64)
     args = parser.parse_args(argv)
-    depths = [d for d in DEPTHS if d <= args.max_depth]
-    print("Derivation time against depth (sigmoid MLP, symbolic dims, median of", args.repeats, "runs)\n")
-    print(report(speed_table(depths, args.repeats)))
-    print("\nSymPy's own diff on the same networks (gradient with respect to W1)\n")
-    print(comparison())
+    print(full_report(args.repeats, args.max_depth))
     return 0
+
+
+def full_report(repeats: int = 5, max_depth: int = 64) -> str:
+    """Both tables as markdown: derivation time against depth, and SymPy's diff beside derive."""
+    depths = [d for d in DEPTHS if d <= max_depth]
+    return "\n".join([
+        f"## Derivation time against depth (sigmoid MLP, symbolic dims, median of {repeats} cold runs)\n",
+        report(speed_table(depths, repeats)),
+        "\n## SymPy's own MatrixExpr.diff on the same networks (gradient with respect to W1)\n",
+        comparison(),
+    ])
 
 
 if __name__ == "__main__":

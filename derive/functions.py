@@ -20,12 +20,12 @@ from sympy import (
     Dummy,
     Expr,
     Function,
-    Heaviside,
     HadamardPower,
+    Heaviside,
     Integer,
     Lambda,
-    Min,
     MatrixExpr,
+    Min,
     Piecewise,
     Rational,
     S,
@@ -44,11 +44,36 @@ from .algebra import hadamard, one_minus
 from .errors import ShapeError
 
 __all__ = [
-    "Step", "Relu", "LeakyRelu", "Elu", "Sigmoid", "NormalCdf", "Gelu", "Silu", "Softplus",
-    "Elementwise", "relu", "leaky_relu", "elu", "sigmoid", "gelu", "silu", "softplus",
-    "tanh_", "exp_", "log_", "softmax", "log_softmax",
-    "Loss", "SquaredError", "BinaryCrossEntropy", "SoftmaxCrossEntropy", "mse", "bce", "cross_entropy",
+    "BinaryCrossEntropy",
+    "Elementwise",
+    "Elu",
+    "Gelu",
+    "LeakyRelu",
+    "Loss",
+    "NormalCdf",
+    "Relu",
+    "Sigmoid",
+    "Silu",
+    "SoftmaxCrossEntropy",
+    "Softplus",
+    "SquaredError",
+    "Step",
+    "bce",
+    "cross_entropy",
+    "elu",
     "examples_axis",
+    "exp_",
+    "gelu",
+    "leaky_relu",
+    "log_",
+    "log_softmax",
+    "mse",
+    "relu",
+    "sigmoid",
+    "silu",
+    "softmax",
+    "softplus",
+    "tanh_",
 ]
 
 
@@ -136,7 +161,7 @@ class LeakyRelu(_ScalarFunction):
 
     def _numpycode(self, printer):
         x, alpha = (printer._print(a) for a in self.args)
-        return f"{printer._module_format('numpy.where')}({x} > 0, {x}, ({alpha})*{x})"
+        return f"{printer._module_format('numpy.where')}(({x}) > 0, {x}, ({alpha})*({x}))"
 
 
 class Elu(_ScalarFunction):
@@ -158,7 +183,7 @@ class Elu(_ScalarFunction):
     def _numpycode(self, printer):
         x, alpha = (printer._print(a) for a in self.args)
         where, expm1, minimum = (printer._module_format(f"numpy.{f}") for f in ("where", "expm1", "minimum"))
-        return f"{where}({x} > 0, {x}, ({alpha})*{expm1}({minimum}({x}, 0)))"
+        return f"{where}(({x}) > 0, {x}, ({alpha})*{expm1}({minimum}({x}, 0)))"
 
 
 class Sigmoid(_ScalarFunction):
@@ -342,13 +367,16 @@ class relu(Elementwise):
     scalar = Relu
 
 
+LEAKY_SLOPE = Rational(1, 100)
+
+
 class leaky_relu(Elementwise):
     """Leaky ReLU with slope ``alpha`` below 0 (0.01 by default)."""
 
     scalar = LeakyRelu
     nparams = 1
 
-    def __new__(cls, arg, alpha=Rational(1, 100)):
+    def __new__(cls, arg, alpha=LEAKY_SLOPE):
         return super().__new__(cls, arg, alpha)
 
 

@@ -104,7 +104,7 @@ def test_note_003_column_mlp(derivations):
 def test_note_004_half_mse_through_sigmoids(derivations):
     g = derivations["seed_004_sigmoid_231"]
     N = Symbol("N", integer=True, positive=True)
-    z, v, h = named(g, "z"), named(g, "v"), named(g, "h")
+    z, h = named(g, "z"), named(g, "h")
     t = MatrixSymbol("t", 1, N)
     assert same(g.gradient_of(z), MatMul(1 / N, z - t), {N: 2})
     assert g.compact(MatrixSymbol("W2", 1, 3)) == Adjoint("v", 1, N) * h.T

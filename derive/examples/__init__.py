@@ -7,8 +7,8 @@ by name; ``get(name)`` returns one, with a clear error naming the known ones.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 from sympy import Basic, MatrixSymbol
 
