@@ -6,6 +6,7 @@ gives closed-form gradients (``g[W1]``), the backward steps (``g.steps``), index
 that they agree (``g.verify(dims)``).
 """
 
+from .check import CheckResult, check
 from .derivation import Derivation, Forward, Verification, gradients
 from .errors import (
     DeriveError,
@@ -41,7 +42,7 @@ from .graph import Step
 from .rules import supported
 
 __all__ = [
-    "gradients", "Derivation", "Forward", "Verification", "Step", "supported",
+    "gradients", "Derivation", "Forward", "Verification", "Step", "supported", "check", "CheckResult",
     "relu", "leaky_relu", "elu", "sigmoid", "gelu", "silu", "softplus", "tanh", "exp", "log",
     "softmax", "log_softmax", "mse", "bce", "cross_entropy",
     "DeriveError", "DimsError", "ExpansionTooLarge", "GradientMismatch", "InvalidParameter",

@@ -1,0 +1,58 @@
+"""The pytest plugin (entry point ``derive`` in pytest11): hand-derivation reports in failure output.
+
+* ``assert derive.check(hand, loss, W)`` that fails gets a "derive check" section with the full
+  report of every failed check the test made (pytest itself shows only a one-line repr);
+* ``assert_gradient`` fixture: :func:`derive.testing.assert_gradient`, whose AssertionError message
+  is the report;
+* ``assert result == True`` or ``assert result`` compared with anything shows the report too.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from . import check as check_module
+from .check import CheckResult
+from .testing import assert_gradient as _assert_gradient
+
+_FAILED_KEY = pytest.StashKey[list]()
+
+
+@pytest.fixture
+def assert_gradient():
+    """:func:`derive.testing.assert_gradient`, for tests that prefer a fixture to an import."""
+    return _assert_gradient
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    failed: list[CheckResult] = []
+    item.stash[_FAILED_KEY] = failed
+    check_module._listeners.append(failed.append)
+    try:
+        yield
+    finally:
+        check_module._listeners.remove(failed.append)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if call.when != "call" or not report.failed:
+        return
+    failed = item.stash.get(_FAILED_KEY, [])
+    if failed and not _message_has_report(call):
+        report.sections.append(("derive check", "\n\n".join(r.report() for r in failed)))
+
+
+def _message_has_report(call) -> bool:
+    # assert_gradient's message already is the report: do not show it twice.
+    return call.excinfo is not None and "\n  hand:" in str(call.excinfo.value)
+
+
+def pytest_assertrepr_compare(config, op, left, right):
+    for side in (left, right):
+        if isinstance(side, CheckResult) and not side.ok:
+            return [f"{side!r} {op} {right if side is left else left!r}", *side.report().splitlines()]
+    return None
