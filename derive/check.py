@@ -39,6 +39,12 @@ from sympy import (
     lambdify,
     nsimplify,
 )
+from sympy import (
+    exp as sp_exp,
+)
+from sympy import (
+    log as sp_log,
+)
 from sympy.matrices import MatrixBase
 
 from .derivation import dimension_symbols, explicit, gradients, normalize_dims, variables
@@ -65,6 +71,7 @@ __all__ = ["DIAGNOSES", "CheckResult", "Counterexample", "Diagnosis", "check", "
 TOLERANCE = 1e-9          # relative error under which two numeric gradients are equal
 SCREEN_POINTS = 2         # points at which a proposed correction is tried before it is confirmed
 SHOWN_CHARS = 400         # longer symbolic entries are cut in the report
+SYMBOLIC_LIMIT = 1500     # operations in one explicit entry of a named quantity beyond which SymPy is not asked
 
 
 # --- results ------------------------------------------------------------------------------------------
@@ -375,8 +382,19 @@ class NumpyBackend(_Values):
             return np.asarray(_scalar_function(cls, prime, params)(args[0]), dtype=float) * np.ones_like(args[0])
 
 
+class SymbolicTooLarge(Exception):
+    """The explicit entries grow past :data:`SYMBOLIC_LIMIT`: equality is left to the numbers."""
+
+
 class ExplicitBackend(_Values):
     """A tree's value as an explicit SymPy matrix at the dims (for the symbolic comparison)."""
+
+    def leaf(self, value: Basic):
+        result = super().leaf(value)
+        named = isinstance(value, (Intermediate, Adjoint)) and isinstance(result, MatrixBase)
+        if named and max((count_ops(e) for e in result), default=0) > SYMBOLIC_LIMIT:
+            raise SymbolicTooLarge(value)
+        return result
 
     def symbol(self, value):
         return value.subs(self.net.dims).as_explicit()
@@ -430,11 +448,23 @@ class ExplicitBackend(_Values):
 
     def apply(self, cls, prime: bool, args):
         if cls in (softmax, log_softmax):
-            return ImmutableMatrix(cls(args[0], self.net.scope.softmax_axis).as_explicit())
+            return _explicit_softmax(args[0], self.net.scope.softmax_axis, log=cls is log_softmax)
         value = cls(*args)
         if prime:
             value = value.prime()(value.arg, *value.params)
         return ImmutableMatrix(value.as_explicit())
+
+
+def _explicit_softmax(z: ImmutableMatrix, axis: int, log: bool) -> ImmutableMatrix:
+    """Softmax over ``axis`` entry by entry (SymPy's summation is far slower for a handful of terms)."""
+    rows, cols = z.shape
+
+    def normalizer(i, j):
+        terms = [z[i, k] for k in range(cols)] if axis == 1 else [z[k, j] for k in range(rows)]
+        return sp_log(sum(sp_exp(t) for t in terms))
+    if log:
+        return ImmutableMatrix(rows, cols, lambda i, j: z[i, j] - normalizer(i, j))
+    return ImmutableMatrix(rows, cols, lambda i, j: sp_exp(z[i, j] - normalizer(i, j)))
 
 
 _SCALAR_FUNCTIONS: dict = {}
@@ -487,13 +517,20 @@ def compare(net: Network, hand: Node, against: Node, points: list[dict], symboli
             return Comparison(False, "numeric", _counterexample(net, hand, against, point, (i, j), h, d))
     if not symbolic:
         return Comparison(True, "numeric")
-    exact = all(_vanishes(a - b) for a, b in zip(net.explicit(hand), net.explicit(against)))
+    try:
+        exact = all(_vanishes(a - b) for a, b in zip(net.explicit(hand), net.explicit(against)))
+    except SymbolicTooLarge:
+        return Comparison(True, "numeric")
     return Comparison(True, "symbolic" if exact else "numeric")
 
 
 def _counterexample(net, hand, against, point, entry, h, d) -> Counterexample:
     i, j = entry
-    hand_entry, derived_entry = net.explicit(hand)[i, j], net.explicit(against)[i, j]
+    try:
+        hand_entry, derived_entry = net.explicit(hand)[i, j], net.explicit(against)[i, j]
+    except SymbolicTooLarge as error:
+        hand_entry = derived_entry = Symbol(f"(too large to show: {error.args[0]} alone has entries of over "
+                                            f"{SYMBOLIC_LIMIT} operations at these dims)")
     entries = entries_of(point, net)
     used = variables(hand_entry) | variables(derived_entry)
     shown = {k: v for k, v in entries.items() if k in used} or entries
@@ -624,6 +661,25 @@ def _text_of(factors: list[Node]) -> str:
     return to_text(_chain(factors))
 
 
+def _spots(tree: Node) -> Iterator[tuple[Node, Callable[[Node], Node]]]:
+    """Every matrix part of ``tree`` with a function putting something in its place: each node, and
+    each run of neighbouring factors of a product (``dL/dz w2^T`` inside ``X^T dL/dz w2^T``)."""
+    for path, n in _matrix_nodes(tree):
+        yield n, (lambda new, path=path: replace_at(tree, path, new))
+        if n.kind != "prod":
+            continue
+        factors = list(n.args)
+        for start in range(len(factors)):
+            for stop in range(start + 2, len(factors) + 1):
+                if stop - start == len(factors):
+                    continue
+                run = node("prod", *factors[start:stop])
+
+                def rebuild(new, path=path, start=start, stop=stop, factors=factors):
+                    return replace_at(tree, path, node("prod", *factors[:start], new, *factors[stop:]))
+                yield run, rebuild
+
+
 def propose_missing_derivative(tree: Node, net: Network, screen) -> Iterator[Proposal]:
     """An activation's derivative f'(A) left out of the chain."""
     from .parse import FUNCTIONS
@@ -635,10 +691,15 @@ def propose_missing_derivative(tree: Node, net: Network, screen) -> Iterator[Pro
         function = next(f for f in FUNCTIONS.values() if f.cls is cls)
         argument = from_sympy(definition.arg, net.scope)
         derivative = node("call", argument, *(_factor_node(p) for p in definition.params), value=(function, True))
-        for path, n in _matrix_nodes(tree):
-            yield Proposal(replace_at(tree, path, node("had", n, derivative)),
+        for part, rebuild in _spots(tree):
+            yield Proposal(rebuild(node("had", part, derivative)),
                            f"the derivative {to_text(derivative)} of {forward.symbol.name} = "
-                           f"{to_text(net.tree(definition))} is missing (⊙ {to_text(derivative)} after {to_text(n)})")
+                           f"{to_text(net.tree(definition))} is missing: multiply {_operand(part)} by it (⊙)")
+
+
+def _operand(part: Node) -> str:
+    text = to_text(part)
+    return f"({text})" if part.kind in ("sum", "neg", "had") else text
 
 
 def propose_repeated_factor(tree: Node, net: Network, screen) -> Iterator[Proposal]:
@@ -651,7 +712,7 @@ def propose_repeated_factor(tree: Node, net: Network, screen) -> Iterator[Propos
             shorter = rest[0] if len(rest) == 1 else node("had", *rest)
             derivative = any(a.kind == "call" and a.value[1] for a in n.args)
             what = ("the activation's derivative is applied twice" if derivative else "a factor is written twice")
-            yield Proposal(replace_at(tree, path, shorter), f"{what}: drop ⊙ {to_text(factor)}")
+            yield Proposal(replace_at(tree, path, shorter), f"{what}: drop ⊙ {_operand(factor)}")
 
 
 def propose_wrong_symbol(tree: Node, net: Network, screen) -> Iterator[Proposal]:
