@@ -28,12 +28,16 @@ from sympy import (
     Eq,
     ImmutableMatrix,
     Integer,
+    HadamardPower,
+    HadamardProduct,
     Inverse,
+    MatAdd,
     MatMul,
     MatrixExpr,
     MatrixSymbol,
     Symbol,
     Trace,
+    Transpose,
     ZeroMatrix,
     cancel,
     count_ops,
@@ -51,8 +55,10 @@ __all__ = ["gradients", "Derivation", "Forward", "Verification", "explicit", "no
 
 # The explicit expansion is refused above this many scalar multiply-adds (it would take minutes).
 EXPANSION_LIMIT = 200_000
-# Differences bigger than this many operations are left to the numeric check (simplify is slow).
-SIMPLIFY_LIMIT = 400
+# Differences bigger than these many operations are left to the numeric check (cancel and
+# simplify take minutes on the rational functions an explicit 3 x 3 inverse produces).
+CANCEL_LIMIT = 2_000
+SIMPLIFY_LIMIT = 200
 
 
 @dataclass(frozen=True)
@@ -282,8 +288,10 @@ class Derivation:
     def _target_constraints(self, dims) -> dict:
         subs = {}
         for node in self.graph.order:
-            if isinstance(node, Loss) and isinstance(node.target, MatrixSymbol):
-                subs.update(node.target_constraints(node.target.subs(dims).as_explicit()))
+            if isinstance(node, Loss):
+                constraints = node.target_constraints(explicit(node.target.subs(dims)))
+                # Only a target made of free entries (Y, Y^T) can be constrained by substitution.
+                subs.update({k: v for k, v in constraints.items() if isinstance(k, MatrixElement)})
         return subs
 
     def _verify_one(self, param, dims, constraints, points, seed, symbolic, tolerance) -> Verification:
@@ -370,6 +378,8 @@ def explicit(expr: Basic) -> Basic:
     """``expr`` (dims already substituted) with every matrix written out entry by entry.
 
     Works bottom-up over the DAG, so each node is expanded once from its arguments' explicit values.
+    Products and sums are multiplied out directly: SymPy's ``MatMul._entry`` builds a ``Sum`` and
+    substitutes into it, which takes seconds on a small network.
     """
     values: dict[Basic, Basic] = {}
     for node in topological_order(expr):
@@ -377,29 +387,57 @@ def explicit(expr: Basic) -> Basic:
             values[node] = node.as_explicit() if isinstance(node, MatrixExpr) else node
             continue
         args = [values[a] for a in node.args]
-        if isinstance(node, MatrixElement):
+        direct = _DIRECT.get(type(node))
+        if direct is not None:
+            values[node] = direct(args)
+        elif isinstance(node, MatrixElement):
             values[node] = args[0][int(args[1]), int(args[2])]
-            continue
-        rebuilt = node.func(*args)
-        if isinstance(node, MatrixExpr):
-            values[node] = ImmutableMatrix(rebuilt.as_explicit())
+        elif isinstance(node, MatrixExpr):
+            values[node] = ImmutableMatrix(node.func(*args).as_explicit())
         elif isinstance(node, (Trace, Determinant, Loss)):
-            values[node] = rebuilt.doit()
+            values[node] = node.func(*args).doit()
         else:
-            values[node] = rebuilt
+            values[node] = node.func(*args)
     return values[expr]
 
 
+def _product(args):
+    result = args[0]
+    for factor in args[1:]:
+        result = result * factor
+    return ImmutableMatrix(result)
+
+
+def _hadamard(args):
+    result = args[0]
+    for factor in args[1:]:
+        result = result.multiply_elementwise(factor)
+    return ImmutableMatrix(result)
+
+
+_DIRECT = {
+    MatMul: _product,
+    MatAdd: lambda args: ImmutableMatrix(sum(args[1:], args[0])),
+    Transpose: lambda args: ImmutableMatrix(args[0].T),
+    HadamardProduct: _hadamard,
+    HadamardPower: lambda args: ImmutableMatrix(args[0].applyfunc(lambda e: e ** args[1])),
+    # Cofactors, without the cancellations SymPy's elimination runs once per entry.
+    Inverse: lambda args: ImmutableMatrix(args[0].adjugate(method="berkowitz") / args[0].det(method="berkowitz")),
+    Determinant: lambda args: args[0].det(method="berkowitz"),
+}
+
+
 def _simplifies_to_zero(difference: Basic) -> bool:
-    """Cheap tests first: most differences vanish on expansion; ``simplify`` only for small ones."""
+    """Cheap tests first: most differences vanish on expansion; costlier ones only for small terms."""
     if difference == 0:
         return True
     expanded = expand(difference)
-    if expanded == 0 or cancel(expanded) == 0:
+    if expanded == 0:
         return True
-    if count_ops(expanded) > SIMPLIFY_LIMIT:
-        return False
-    return simplify(expanded.rewrite(exp)) == 0
+    size = count_ops(expanded)
+    if size <= CANCEL_LIMIT and cancel(expanded) == 0:
+        return True
+    return size <= SIMPLIFY_LIMIT and simplify(expanded.rewrite(exp)) == 0
 
 
 def _random_point(symbols, rng, square: set, positive: bool) -> dict:
@@ -439,8 +477,8 @@ def numeric_mismatch(param, closed: ImmutableMatrix, truth: ImmutableMatrix, poi
         if not error <= tolerance:
             r, q = np.unravel_index(int(np.argmax(np.abs(c - t))), t.shape)
             raise GradientMismatch(
-                f"dL/d{param.name}[{r}, {q}]: closed form gives {c[r, q]!r} but the elementwise derivative gives "
-                f"{t[r, q]!r} (relative error {error:.2e}) at {_describe(point)}")
+                f"dL/d{param.name}[{r}, {q}]: closed form gives {float(c[r, q])!r} but the elementwise derivative "
+                f"gives {float(t[r, q])!r} (relative error {error:.2e}) at {_describe(point)}")
         worst = max(worst, error)
     return worst
 

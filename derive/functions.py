@@ -24,6 +24,7 @@ from sympy import (
     HadamardPower,
     Integer,
     Lambda,
+    Min,
     MatrixExpr,
     Piecewise,
     Rational,
@@ -43,7 +44,7 @@ from .algebra import hadamard, one_minus
 from .errors import ShapeError
 
 __all__ = [
-    "Relu", "LeakyRelu", "Elu", "Sigmoid", "NormalCdf", "Gelu", "Silu", "Softplus",
+    "Step", "Relu", "LeakyRelu", "Elu", "Sigmoid", "NormalCdf", "Gelu", "Silu", "Softplus",
     "Elementwise", "relu", "leaky_relu", "elu", "sigmoid", "gelu", "silu", "softplus",
     "tanh_", "exp_", "log_", "softmax", "log_softmax",
     "Loss", "SquaredError", "BinaryCrossEntropy", "SoftmaxCrossEntropy", "mse", "bce", "cross_entropy",
@@ -65,6 +66,32 @@ class _ScalarFunction(Function):
         return self.args[0].is_real
 
 
+class Step(_ScalarFunction):
+    """1 for x > 0, else 0: the derivative of relu, 0 at 0 as in PyTorch (Heaviside(x, 0))."""
+
+    nargs = 1
+
+    @classmethod
+    def eval(cls, x):
+        if x.is_extended_positive:
+            return S.One
+        if x.is_extended_nonpositive:
+            return S.Zero
+
+    def fdiff(self, argindex=1):
+        # zero almost everywhere; the Dirac delta at 0 plays no part in a gradient
+        return S.Zero
+
+    def _eval_rewrite_as_exp(self, x, **kwargs):
+        return Heaviside(x, 0)
+
+    _eval_rewrite_as_Heaviside = _eval_rewrite_as_exp
+
+    def _numpycode(self, printer):
+        # SymPy prints Heaviside through Piecewise and simplify_logic, which takes seconds per call.
+        return f"{printer._module_format('numpy.heaviside')}({printer._print(self.args[0])}, 0.0)"
+
+
 class Relu(_ScalarFunction):
     """max(x, 0). Its derivative at 0 is taken to be 0, as PyTorch does."""
 
@@ -80,7 +107,7 @@ class Relu(_ScalarFunction):
     def fdiff(self, argindex=1):
         if argindex != 1:
             raise ArgumentIndexError(self, argindex)
-        return Heaviside(self.args[0], 0)
+        return Step(self.args[0])
 
     def _eval_rewrite_as_exp(self, x, **kwargs):
         return Piecewise((x, x > 0), (0, True))
@@ -100,7 +127,7 @@ class LeakyRelu(_ScalarFunction):
         if argindex != 1:
             raise ArgumentIndexError(self, argindex)
         x, alpha = self.args
-        return Piecewise((1, x > 0), (alpha, True))
+        return alpha + (1 - alpha) * Step(x)
 
     def _eval_rewrite_as_exp(self, x, alpha, **kwargs):
         return Piecewise((x, x > 0), (alpha * x, True))
@@ -121,7 +148,7 @@ class Elu(_ScalarFunction):
         if argindex != 1:
             raise ArgumentIndexError(self, argindex)
         x, alpha = self.args
-        return Piecewise((1, x > 0), (alpha * exp(x), True))
+        return Step(x) + (1 - Step(x)) * alpha * exp(Min(x, 0))
 
     def _eval_rewrite_as_exp(self, x, alpha, **kwargs):
         return Piecewise((x, x > 0), (alpha * (exp(x) - 1), True))
@@ -405,11 +432,13 @@ class _Normalized(MatrixExpr):
         return self.arg.shape
 
     def _log_normalizer(self, i, j, **kwargs):
-        k = Dummy("k", integer=True)
         length = self.arg.shape[self.axis]
-        entry = self.arg._entry(i, k, **kwargs) if self.axis == 1 else self.arg._entry(k, j, **kwargs)
-        total = Sum(exp(entry), (k, 0, length - 1))
-        return log(total.doit() if isinstance(length, (int, Integer)) else total)
+        entry = ((lambda k: self.arg._entry(i, k, **kwargs)) if self.axis == 1
+                 else (lambda k: self.arg._entry(k, j, **kwargs)))
+        if isinstance(length, (int, Integer)):
+            return log(sum((exp(entry(k)) for k in range(int(length))), S.Zero))
+        k = Dummy("k", integer=True)
+        return log(Sum(exp(entry(k)), (k, 0, length - 1)))
 
     def _eval_transpose(self):
         return self.func(self.arg.T, 1 - self.axis)

@@ -33,8 +33,8 @@ from sympy import (
     Trace,
     Transpose,
     ZeroMatrix,
-    count_ops,
     expand,
+    preorder_traversal,
 )
 
 from .algebra import mat_add
@@ -258,9 +258,14 @@ def _fused(rule, compact, out, upstream, sweep: Sweep, node, grads):
     """
     total = mat_add(*(step.result for step in sweep.contributions[node]))
     fused = rule.apply(compact, out, total)
-    size = count_ops(total)
-    return [f if g is not None and _result(f) is not None and count_ops(_result(f)) <= size else g
+    size = tree_size(total)
+    return [f if g is not None and _result(f) is not None and tree_size(_result(f)) <= size else g
             for f, g in zip(fused, grads)]
+
+
+def tree_size(expr: Basic) -> int:
+    """Number of nodes in ``expr`` read as a tree: a measure of how much a reader has to read."""
+    return sum(1 for _ in preorder_traversal(expr))
 
 
 def _result(grad):

@@ -89,9 +89,16 @@ def rule_for(node: Basic) -> Rule:
     for cls in type(node).__mro__:
         if cls in RULES:
             return RULES[cls]
+    hint = HINTS.get(type(node).__name__, "")
     raise UnsupportedOperation(
-        f"no differentiation rule for {type(node).__name__} (in {node}); supported operations: "
+        f"no differentiation rule for {type(node).__name__} (in {node}){hint}; supported operations: "
         + ", ".join(supported()))
+
+
+HINTS = {
+    "Sum": " (indexing a matrix product, as in (x.T*A*x)[0, 0], expands it into a Sum: use the 1 x 1 "
+           "matrix itself or Trace(x.T*A*x))",
+}
 
 
 def supported() -> list[str]:

@@ -1,0 +1,57 @@
+"""The scalar activations: derivative, NumPy code and elementary rewrite agree with each other."""
+
+import numpy as np
+import pytest
+from sympy import Heaviside, Rational, Symbol, diff, exp, lambdify, tanh
+
+from derive.functions import Elu, Gelu, LeakyRelu, NormalCdf, Relu, Sigmoid, Silu, Softplus, Step
+
+x = Symbol("x", real=True)
+
+SCALARS = [
+    ("relu", Relu(x)),
+    ("leaky_relu", LeakyRelu(x, Rational(1, 10))),
+    ("elu", Elu(x, 1)),
+    ("sigmoid", Sigmoid(x)),
+    ("normal_cdf", NormalCdf(x)),
+    ("gelu", Gelu(x)),
+    ("silu", Silu(x)),
+    ("softplus", Softplus(x)),
+]
+POINTS = [-2.5, -0.7, -0.1, 0.3, 1.1, 3.0]
+
+
+@pytest.mark.parametrize("name, f", SCALARS, ids=[row[0] for row in SCALARS])
+def test_derivative_matches_the_elementary_definition(name, f):
+    ours = lambdify(x, diff(f, x), "numpy")
+    truth = lambdify(x, diff(f.rewrite(exp), x), "numpy")
+    for point in POINTS:
+        assert ours(point) == pytest.approx(float(truth(point)), rel=1e-12, abs=1e-14)
+
+
+@pytest.mark.parametrize("name, f", SCALARS, ids=[row[0] for row in SCALARS])
+def test_numpy_code_matches_the_elementary_definition(name, f):
+    ours = lambdify(x, f, "numpy")
+    for point in POINTS:
+        assert ours(np.float64(point)) == pytest.approx(float(f.rewrite(exp).subs(x, point).evalf()), rel=1e-12)
+
+
+@pytest.mark.parametrize("name, f", SCALARS, ids=[row[0] for row in SCALARS])
+def test_derivative_matches_finite_differences(name, f):
+    value, slope = lambdify(x, f, "numpy"), lambdify(x, diff(f, x), "numpy")
+    h = 1e-6
+    for point in POINTS:
+        assert slope(point) == pytest.approx((value(point + h) - value(point - h)) / (2 * h), rel=1e-6, abs=1e-8)
+
+
+def test_relu_derivative_at_zero_is_zero_as_in_pytorch():
+    assert diff(Relu(x), x) == Step(x)
+    assert diff(Relu(x), x).subs(x, 0) == 0
+    assert diff(Relu(x), x).rewrite(Heaviside) == Heaviside(x, 0)
+    assert lambdify(x, diff(Relu(x), x), "numpy")(np.array([-1.0, 0.0, 2.0])).tolist() == [0.0, 0.0, 1.0]
+
+
+def test_numbers_evaluate():
+    assert float(Sigmoid(2).evalf()) == pytest.approx(1 / (1 + np.exp(-2)))
+    assert Relu(-3) == 0 and Relu(5) == 5
+    assert float(tanh(0.5)) == pytest.approx(np.tanh(0.5))
