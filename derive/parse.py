@@ -34,6 +34,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any
 
 from sympy import Basic, Integer, MatrixExpr, OneMatrix, Rational, S, expand
@@ -171,7 +172,7 @@ FUNCTIONS["sum_cols"] = Function("sum_cols", reduce="cols")
 # --- the names a formula may use ----------------------------------------------------------------------
 
 def _canonical(name: str) -> str:
-    return name.replace("_", "").replace("{", "").replace("}", "").replace("(", "").replace(")", "")
+    return re.sub(r"[_{}()^]", "", name)
 
 
 @dataclass
@@ -214,13 +215,13 @@ class Token:
 
 
 _NAME = r"[A-Za-z\u0370-\u03ff][A-Za-z0-9\u0370-\u03ff]*(?:_(?:\{[A-Za-z0-9]+\}|[A-Za-z0-9]+))*"
-_LAYER = r"(?:\^\{?\(\d+\)\}?)"         # W^{(2)}: a layer index, part of the name
+_LAYER = r"(?:\^\{?\([0-9]+\)\}?)"         # W^{(2)}: a layer index, part of the name
 _LOSS = r"(?:L|J|E|e|ℓ|l|\\ell)"
 _TOKENS = [
     ("space", r"\s+|\\[,;!: ]|\\quad|\\qquad|\\left|\\right|\\big|\\Big"),
     ("grad", rf"[d∂]{_LOSS}\s*/\s*[d∂]\s*(?P<q>{_NAME}{_LAYER}?)"),
     ("transpose", r"\.T(?![A-Za-z0-9_])|ᵀ"),
-    ("num", r"\d+(?:\.\d+)?|\.\d+"),
+    ("num", r"[0-9]+(?:\.[0-9]+)?|\.[0-9]+"),
     ("name", rf"{_NAME}{_LAYER}?"),
     ("cmd", r"\\[A-Za-z]+"),
     ("op", r"[-+*/@^'(),\[\]{}>_⊙∘⊘·×−⊤𝟙]"),
@@ -394,7 +395,7 @@ class Parser:
             sign = 1
             if token.text == "-":
                 sign, token = -1, self.advance()
-            exponent = sign * Rational(token.text)
+            exponent = sign * _number(token.text)
             result = node("pow", operand, value=exponent, pos=operand.pos)
         elif token.kind == "op" and token.text == "'":
             raise _error(self.text, token.pos, "a prime belongs right after a function name, as in sigmoid'(Z)")
@@ -410,7 +411,7 @@ class Parser:
             self.advance()
             if token.text == "1" and self.is_op("["):
                 return self._indicator_brackets(token)
-            return node("num", value=Rational(token.text), pos=token.pos, text=token.text)
+            return node("num", value=_number(token.text), pos=token.pos, text=token.text)
         if token.kind == "grad":
             self.advance()
             return self._gradient(token.text, token)
@@ -606,6 +607,12 @@ class Parser:
         if loss.kind != "name" or loss.text not in ("L", "J", "E", "e", "ℓ", "l"):
             raise _error(self.text, loss.pos, "expected the loss (L, J, E or ℓ) after \\nabla_Z")
         return self._gradient(quantity, where)
+
+
+def _number(text: str) -> Rational:
+    """A numeral as an exact Rational, read by Python's Fraction (the text never reaches SymPy)."""
+    value = Fraction(text)
+    return Rational(value.numerator, value.denominator)
 
 
 def _name_of_gradient(symbol: Basic) -> str:
