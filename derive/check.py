@@ -17,6 +17,7 @@ Nothing here differentiates: the derivation is the truth, read through its publi
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -66,7 +67,7 @@ from .parse import (
     walk,
 )
 
-__all__ = ["DIAGNOSES", "CheckResult", "Counterexample", "Diagnosis", "check", "choose_dims", "run_check"]
+__all__ = ["DIAGNOSES", "CheckResult", "Counterexample", "Diagnosis", "check", "choose_dims", "recording_failures", "run_check"]
 
 TOLERANCE = 1e-9          # relative error under which two numeric gradients are equal
 SCREEN_POINTS = 2         # points at which a proposed correction is tried before it is confirmed
@@ -866,20 +867,34 @@ def _shape_problem(value: Basic, param: MatrixSymbol) -> str | None:
 
 
 def _definitions(net: Network, tree: Node) -> tuple:
-    """The gradients named in the hand or derived formula, written out (for the report)."""
-    used = [n.value for _, n in walk(tree) if n.kind == "leaf" and isinstance(n.value, Adjoint)]
-    used += sorted((a for a in net.g.compact(net.param).atoms(Adjoint)), key=str)
-    seen, out = set(), []
-    for adjoint in used:
-        if adjoint in seen or adjoint not in net.expansion or adjoint == net.g.adjoint(net.param):
+    """The gradients named in the hand or derived formula, and those they name, written out."""
+    pending = [n.value for _, n in walk(tree) if n.kind == "leaf" and isinstance(n.value, Adjoint)]
+    pending += sorted(net.g.compact(net.param).atoms(Adjoint), key=str)
+    seen, out = {net.g.adjoint(net.param)}, []
+    while pending:
+        adjoint = pending.pop(0)
+        if adjoint in seen or adjoint not in net.expansion:
             continue
         seen.add(adjoint)
-        out.append((f"dL/d{adjoint.name}", to_text(from_sympy(net.expansion[adjoint], net.scope))))
+        definition = net.expansion[adjoint]
+        out.append((f"dL/d{adjoint.name}", to_text(net.tree(definition))))
+        pending += sorted(definition.atoms(Adjoint), key=str)
     return tuple(out)
 
 
 # Listeners are told of every failed check (the pytest plugin shows their reports on failure).
 _listeners: list[Callable[[CheckResult], Any]] = []
+
+
+@contextmanager
+def recording_failures() -> Iterator[list[CheckResult]]:
+    """Collect every failed check made inside the ``with`` block (the pytest plugin's hook)."""
+    failed: list[CheckResult] = []
+    _listeners.append(failed.append)
+    try:
+        yield failed
+    finally:
+        _listeners.remove(failed.append)
 
 
 def _notify(result: CheckResult) -> CheckResult:

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from . import check as check_module
-from .check import CheckResult
+from .check import CheckResult, recording_failures
 from .testing import assert_gradient as _assert_gradient
 
 _FAILED_KEY = pytest.StashKey[list]()
@@ -26,13 +25,9 @@ def assert_gradient():
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item):
-    failed: list[CheckResult] = []
-    item.stash[_FAILED_KEY] = failed
-    check_module._listeners.append(failed.append)
-    try:
+    with recording_failures() as failed:
+        item.stash[_FAILED_KEY] = failed
         yield
-    finally:
-        check_module._listeners.remove(failed.append)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -18,6 +18,7 @@ def assert_gradient(hand, loss: Basic, wrt, *, names: Mapping | None = None, dim
     Returns the result when the hand gradient is right. A formula that does not parse raises
     :class:`~derive.errors.ParseError` (a bad test, not a wrong answer).
     """
+    __tracebackhide__ = True  # pytest shows the caller's line, not this one
     result = check(hand, loss, wrt, names=names, dims=dims, points=points, seed=seed)
     if not result:
         raise AssertionError(result.report())

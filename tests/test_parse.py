@@ -10,6 +10,7 @@ import re
 import pytest
 import sympy
 from sympy import HadamardPower, HadamardProduct, MatrixSymbol, OneMatrix, Rational, Symbol
+from sympy.parsing import sympy_parser
 
 from derive.errors import ParseError
 from derive.functions import relu, sigmoid, softmax, tanh_
@@ -181,7 +182,6 @@ def test_text_that_tries_to_run_code_is_rejected_and_runs_nothing(scope, attack,
     for name in ("eval", "exec", "compile", "__import__", "open"):
         original = getattr(builtins, name)
         monkeypatch.setattr(builtins, name, lambda *a, _o=original, _n=name, **k: (calls.append(_n), _o(*a, **k))[1])
-    import sympy.parsing.sympy_parser as sympy_parser
     monkeypatch.setattr(sympy_parser, "parse_expr", lambda *a, **k: calls.append("parse_expr"))
     monkeypatch.setattr(sympy, "sympify", lambda *a, **k: calls.append("sympify"))
     with pytest.raises(ParseError) as raised:
