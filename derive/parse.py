@@ -261,10 +261,12 @@ def _error(text: str, pos: int, message: str) -> ParseError:
     return ParseError(f"{message} at column {pos + 1}\n  {text}\n  {caret}")
 
 
+MAX_LENGTH = 2000   # characters: a hand formula is a line or two, not a program
+
 # --- the parser ---------------------------------------------------------------------------------------
 
 # Binding powers: the higher, the tighter.
-_COMPARE, _SUM, _HADAMARD, _PRODUCT, _DIVIDE, _PREFIX, _POSTFIX = 5, 10, 20, 30, 40, 45, 50
+_COMPARE, _SUM, _HADAMARD, _PRODUCT, _DIVIDE = 5, 10, 20, 30, 40
 _INFIX = {">": _COMPARE, "+": _SUM, "-": _SUM, "⊙": _HADAMARD, "*": _HADAMARD, "⊘": _HADAMARD,
           "@": _PRODUCT, "/": _DIVIDE}
 _STARTS = {"name", "num", "grad", "cmd"}
@@ -281,10 +283,10 @@ class Parser:
     # token helpers
     @property
     def token(self) -> Token:
-        return self.tokens[self.at]
+        return self.tokens[min(self.at, len(self.tokens) - 1)]
 
     def advance(self) -> Token:
-        token = self.tokens[self.at]
+        token = self.token
         self.at += 1
         return token
 
@@ -329,8 +331,6 @@ class Parser:
 
     def _starts_operand(self) -> bool:
         token = self.token
-        if token.kind == "cmd":
-            return token.text not in (r"\end",)
         return token.kind in _STARTS or (token.kind == "op" and token.text in ("(", "{", "𝟙"))
 
     def infix(self, token: Token, left: Node, right: Node) -> Node:
@@ -645,7 +645,12 @@ def parse(text: str, scope: Scope) -> Node:
     """Read a hand formula; a ParseError (with a caret under the column) if it is not in the grammar."""
     if not isinstance(text, str):
         raise ParseError(f"a hand formula is text or a SymPy expression, not {type(text).__name__}")
-    return Parser(text, scope).parse()
+    if len(text) > MAX_LENGTH:
+        raise ParseError(f"the formula is {len(text)} characters long; at most {MAX_LENGTH} are read")
+    try:
+        return Parser(text, scope).parse()
+    except RecursionError:
+        raise ParseError("the formula is nested too deeply to read") from None
 
 
 # --- printing a tree back as text -------------------------------------------------------------------

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sympy import MatrixSymbol, lambdify
 
 import derive
@@ -290,3 +292,29 @@ def test_a_failing_pytest_run_shows_the_report(tmp_path):
     assert "derive check" in out        # the section added to the bare assert's failure
     assert "diagnosis (hadamard-order)" in out
     assert "diagnosis (other-parameter): this is the gradient of b1 (dL/db1), not of b2" in out
+
+
+# --- properties: any simple slip made on any right result is found ----------------------------------------
+
+BATCHED = [row for row in RIGHT if row[0] in ("seed_000_bce", "seed_001_linreg_batch", "seed_004_sigmoid_231")]
+NOT_SQUARE = [row for row in RIGHT if row[0].startswith("seed")
+              and len({int(d) if d.is_Integer else str(d)
+                       for d in next(p for p in get(row[0]).wrt if p.name == row[1]).shape}) == 2]
+
+
+@settings(max_examples=15, deadline=None)
+@given(factor=st.sampled_from(["2", "1/2", "-1", "N", "1/N", "2/N", "-2", "3"]), row=st.sampled_from(BATCHED))
+def test_a_constant_factor_on_a_right_result_is_named_and_undone(factor, row):
+    example, wrt, hand = row
+    result = check_example(example, wrt, f"{factor} ({hand})", points=2)
+    assert not result and result.diagnosis.kind == "factor", result.report()
+    assert check_example(example, wrt, result.diagnosis.corrected, points=2)
+
+
+@settings(max_examples=15, deadline=None)
+@given(row=st.sampled_from(NOT_SQUARE))
+def test_a_transposed_right_result_is_diagnosed_as_a_transpose(row):
+    example, wrt, hand = row
+    result = check_example(example, wrt, f"({hand})^T", points=2)
+    assert not result and result.diagnosis.kind == "transpose", result.report()
+    assert "its transpose has the right shape" in result.shape_problem

@@ -142,7 +142,18 @@ ERRORS = [
     (r"\int G", 1, r"the LaTeX command \int is not part of this grammar"),
     ("softmax'(Z)", 1, "full Jacobian"),
     ("G.sum()", 2, "unexpected character '.'"),
+    ("X^", 3, "after ^ write T"),
+    (r"\frac{", 7, "the formula ends too early"),
 ]
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("(" * 600 + "G" + ")" * 600, "nested too deeply"),
+    ("G + " * 600 + "G", "at most 2000 are read"),
+])
+def test_oversized_formula_is_a_parse_error(scope, text, message):
+    with pytest.raises(ParseError, match=message):
+        parse(text, scope)
 
 
 @pytest.mark.parametrize(("text", "column", "message"), ERRORS, ids=[t or "empty" for t, _, _ in ERRORS])
