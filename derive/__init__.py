@@ -14,8 +14,10 @@ from .errors import (
     ExpansionTooLarge,
     GradientMismatch,
     InvalidParameter,
+    LatexError,
     NetworkFileError,
     NonScalarLoss,
+    OutputError,
     ParameterNotInLoss,
     ParseError,
     ShapeError,
@@ -39,14 +41,15 @@ from .functions import (
     tanh_ as tanh,
 )
 from .graph import Step
+from .render import to_latex
 from .rules import supported
 
 __all__ = [
-    "gradients", "Derivation", "Forward", "Verification", "Step", "supported", "check", "CheckResult",
+    "gradients", "Derivation", "Forward", "Verification", "Step", "supported", "to_latex", "check", "CheckResult",
     "relu", "leaky_relu", "elu", "sigmoid", "gelu", "silu", "softplus", "tanh", "exp", "log",
     "softmax", "log_softmax", "mse", "bce", "cross_entropy",
     "DeriveError", "DimsError", "ExpansionTooLarge", "GradientMismatch", "InvalidParameter",
-    "NetworkFileError", "NonScalarLoss", "ParameterNotInLoss", "ParseError", "ShapeError",
+    "LatexError", "NetworkFileError", "NonScalarLoss", "OutputError", "ParameterNotInLoss", "ParseError", "ShapeError",
     "UnsupportedOperation",
 ]
 __version__ = "0.1.0"
