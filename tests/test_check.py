@@ -191,18 +191,15 @@ def test_a_shape_mismatch_shows_both_shapes_and_the_likely_cause():
 
 
 def test_sympy_expressions_are_checked_like_text():
+    from derive.examples.seed_000 import N, y
     example = get("seed_000_bce")
-    g = example.derive()
-    N = next(iter(g.params[0].free_symbols | {s for s in example.loss.free_symbols if s.name == "N"}), None)
-    h = MatrixSymbol("h", example.loss.args[0].shape[0], 3)    # a plain symbol named like the quantity
-    p = MatrixSymbol("p", *example.loss.args[0].shape)
-    y = example.loss.args[1]
-    assert derive.check(g.compact("w1"), example.loss, "w1", names=example.names)
-    right = derive.check(h.T * (p - y) / example.loss.args[0].shape[0], example.loss, "w2", names=example.names)
+    h, p = MatrixSymbol("h", N, 3), MatrixSymbol("p", N, 1)    # plain symbols named like the quantities
+    assert derive.check(example.derive().compact("w1"), example.loss, "w1", names=example.names)
+    right = derive.check(h.T * (p - y) / N, example.loss, "w2", names=example.names)
     assert right, right.report()
     wrong = derive.check(h.T * (p - y), example.loss, "w2", names=example.names)
     assert not wrong and wrong.diagnosis.kind == "factor"
-    assert N is None or N.name == "N"
+    assert wrong.hand == "h^T (p - y)" and wrong.diagnosis.corrected == "1/N h^T (p - y)"
 
 
 def test_default_dims_are_small_distinct_and_avoid_the_fixed_sizes():
