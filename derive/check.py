@@ -91,11 +91,14 @@ class Counterexample:
     """The first differing entry at concrete dims: both entries and both values at one point."""
 
     entry: tuple[int, int]
-    hand_entry: Basic
+    hand_entry: Basic           # in the network's own symbols
     derived_entry: Basic
-    point: dict
+    point: dict                 # the entries of the network's matrices used by the two entries
     hand_value: float
     derived_value: float
+    named_hand_entry: Basic = None      # the same entries with named quantities kept (h[0, 1]): readable
+    named_derived_entry: Basic = None
+    named_point: dict = field(default_factory=dict)   # the values of what the named entries use
 
 
 @dataclass(frozen=True)
@@ -224,10 +227,11 @@ class Network:
             self._trees[expr] = from_sympy(expr, self.scope)
         return self._trees[expr]
 
-    def explicit(self, what) -> ImmutableMatrix:
-        """The explicit matrix of a tree or SymPy expression at the dims, target constraints applied."""
+    def explicit(self, what, opaque: bool = False) -> ImmutableMatrix:
+        """The explicit matrix of a tree or SymPy expression at the dims, target constraints applied.
+        ``opaque`` keeps named quantities as their entries (``h[0, 1]``) instead of expanding them."""
         tree = what if isinstance(what, Node) else self.tree(what)
-        value = evaluate(tree, ExplicitBackend(self))
+        value = evaluate(tree, ExplicitBackend(self, opaque))
         if not isinstance(value, MatrixBase):
             value = ImmutableMatrix([[value]])
         return ImmutableMatrix(value.xreplace(self.constraints)) if self.constraints else ImmutableMatrix(value)
@@ -390,7 +394,13 @@ class SymbolicTooLarge(Exception):
 class ExplicitBackend(_Values):
     """A tree's value as an explicit SymPy matrix at the dims (for the symbolic comparison)."""
 
+    def __init__(self, net: Network, opaque: bool = False):
+        super().__init__(net)
+        self.opaque = opaque
+
     def leaf(self, value: Basic):
+        if self.opaque and isinstance(value, Intermediate):
+            return value.subs(self.net.dims).as_explicit()
         result = super().leaf(value)
         named = isinstance(value, (Intermediate, Adjoint)) and isinstance(result, MatrixBase)
         if named and max((count_ops(e) for e in result), default=0) > SYMBOLIC_LIMIT:
@@ -532,10 +542,16 @@ def _counterexample(net, hand, against, point, entry, h, d) -> Counterexample:
     except SymbolicTooLarge as error:
         hand_entry = derived_entry = Symbol(f"(too large to show: {error.args[0]} alone has entries of over "
                                             f"{SYMBOLIC_LIMIT} operations at these dims)")
+    named_hand, named_derived = (net.explicit(t, opaque=True)[i, j] for t in (hand, against))
     entries = entries_of(point, net)
     used = variables(hand_entry) | variables(derived_entry)
     shown = {k: v for k, v in entries.items() if k in used} or entries
-    return Counterexample(entry, hand_entry, derived_entry, shown, float(h[i, j]), float(d[i, j]))
+    values = NumpyBackend(net, point)
+    named_used = sorted(variables(named_hand) | variables(named_derived), key=str)
+    named_point = {e: float(values.leaf(e.args[0].subs({v: k for k, v in net.dims.items()}))[int(e.args[1]), int(e.args[2])])
+                   if isinstance(e.args[0], Intermediate) else entries.get(e, float("nan")) for e in named_used}
+    return Counterexample(entry, hand_entry, derived_entry, shown, float(h[i, j]), float(d[i, j]),
+                          named_hand, named_derived, named_point)
 
 
 # --- the diagnoses: proposals of corrected formulas -----------------------------------------------------
@@ -914,6 +930,11 @@ def _dims_text(dims: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(dims.items(), key=lambda kv: str(kv[0]))) or "the given sizes"
 
 
+def _values_text(values: dict, shown: int = 8) -> str:
+    text = ", ".join(f"{k} = {v:.4g}" for k, v in list(values.items())[:shown])
+    return text + (f" and {len(values) - shown} more" if len(values) > shown else "")
+
+
 def _report(r: CheckResult) -> str:
     name = f"dL/d{r.param.name}"
     verdict = "right" if r.ok else "WRONG"
@@ -929,11 +950,11 @@ def _report(r: CheckResult) -> str:
     if r.counterexample is not None:
         c = r.counterexample
         lines.append(f"  differs at {_dims_text(r.dims)}, first in entry [{c.entry[0]}, {c.entry[1]}]:")
-        lines.append(f"    hand:     {_cut(str(c.hand_entry))}")
-        lines.append(f"    derived:  {_cut(str(c.derived_entry))}")
-        point = ", ".join(f"{k} = {v:.4g}" for k, v in list(c.point.items())[:8])
-        more = f" and {len(c.point) - 8} more" if len(c.point) > 8 else ""
-        lines.append(f"  counterexample: at {point}{more}")
+        lines.append(f"    hand:     {_cut(str(c.named_hand_entry))}")
+        lines.append(f"    derived:  {_cut(str(c.named_derived_entry))}")
+        lines.append(f"  counterexample: at {_values_text(c.named_point)}")
+        if set(c.named_point) != set(c.point):
+            lines.append(f"    (the network's inputs there: {_values_text(c.point)})")
         lines.append(f"    the hand entry is {c.hand_value:.6g}, the derived one {c.derived_value:.6g}")
         lines.append(f"  decided numerically, at {r.points} random points")
     if r.diagnosis is not None:
