@@ -935,7 +935,8 @@ def from_sympy(expr: Basic, scope: Scope | None = None) -> Node:
             negative = t.kind == "neg"
             terms.append(t.args[0] if negative else t)
             signs.append(-1 if negative else 1)
-        return node("sum", *terms, value=tuple(signs))
+        order = sorted(range(len(terms)), key=lambda k: signs[k] < 0)  # p - y rather than -y + p
+        return node("sum", *(terms[k] for k in order), value=tuple(signs[k] for k in order))
     if isinstance(expr, HadamardProduct):
         return node("had", *(from_sympy(a, scope) for a in expr.args))
     if isinstance(expr, HadamardPower):

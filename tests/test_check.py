@@ -178,7 +178,11 @@ def test_a_wrong_entry_comes_with_a_counterexample_that_holds():
     assert float(truth[c.entry].xreplace(c.point)) == pytest.approx(c.derived_value, rel=1e-9)
     report = result.report()
     assert f"first in entry [{c.entry[0]}, {c.entry[1]}]" in report
-    assert "counterexample: at X[0, 0] = " in report
+    assert "counterexample: at h[0, 0] = " in report           # named quantities, readable
+    assert "(the network's inputs there: X[0, 0] = " in report
+    # the readable entries give the same values at the named quantities' values
+    assert float(c.named_hand_entry.xreplace(c.named_point)) == pytest.approx(c.hand_value, rel=1e-9)
+    assert float(c.named_derived_entry.xreplace(c.named_point)) == pytest.approx(c.derived_value, rel=1e-9)
     assert "no simple slip explains the difference" in report
 
 
