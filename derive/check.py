@@ -128,6 +128,8 @@ class CheckResult:
         """The readable verdict (what an autograder shows a student)."""
         return _report(self)
 
+    __str__ = report
+
 
 # --- the network as the checker sees it ---------------------------------------------------------------
 
@@ -199,7 +201,9 @@ class Network:
         symbols: dict[str, Basic] = {str(s): s for s in dimension_symbols(self.loss)}
         symbols.update({s.name: s for s in self.leaves})
         symbols.update({f.symbol.name: f.symbol for f in self.g.forward})
-        gradients_ = {str(a.name): a for a in self.expansion if isinstance(a, Adjoint)}
+        # dL/dW itself is not a hand answer for W: a formula may name every other gradient
+        own = self.g.adjoint(self.param)
+        gradients_ = {str(a.name): a for a in self.expansion if isinstance(a, Adjoint) and a != own}
         axis = next((n.axis for n in topological_order(self.loss) if isinstance(n, (softmax, log_softmax))), None)
         if axis is None:
             axis = next((int(n.args[3]) for n in topological_order(self.loss)

@@ -43,7 +43,7 @@ def pytest_runtest_makereport(item, call):
 
 def _message_has_report(call) -> bool:
     # assert_gradient's message already is the report: do not show it twice.
-    return call.excinfo is not None and "\n  hand:" in str(call.excinfo.value)
+    return call.excinfo is not None and "derived:  " in str(call.excinfo.value)
 
 
 def pytest_assertrepr_compare(config, op, left, right):

@@ -221,6 +221,11 @@ def test_given_dims_are_used():
     assert result and result.dims == {next(iter(result.dims)): 3}
 
 
+def test_the_gradient_asked_for_cannot_be_named_in_its_own_answer():
+    with pytest.raises(ParseError, match="no gradient dL/dw2"):
+        check_example("seed_000_bce", "w2", "dL/dw2")
+
+
 def test_a_formula_outside_the_grammar_raises_parse_error():
     with pytest.raises(ParseError, match="unknown name 'q'"):
         check_example("seed_000_bce", "w2", "q^T (p - y)")
@@ -276,6 +281,11 @@ def test_fixture(assert_gradient):
     assert_gradient("sum_rows(dL/dyhat W2^T ⊙ sigmoid'(Z))", EXAMPLE.loss, "b2", names=EXAMPLE.names)
 
 
+def test_compare():
+    result = derive.check("h^T (p - y)", get("seed_000_bce").loss, "w2", names=get("seed_000_bce").names)
+    assert result == True  # noqa: E712
+
+
 def test_passes(assert_gradient):
     assert_gradient("A^T dL/dyhat", EXAMPLE.loss, "W2", names=EXAMPLE.names)
 '''
@@ -289,8 +299,9 @@ def test_a_failing_pytest_run_shows_the_report(tmp_path):
                          timeout=300)
     out = run.stdout
     assert run.returncode == 1, out + run.stderr
-    assert "2 failed, 1 passed" in out
-    assert "derive check" in out        # the section added to the bare assert's failure
+    assert "3 failed, 1 passed" in out
+    assert out.count("- derive check -") == 1     # the section added to the bare assert's failure only
+    assert "diagnosis (factor): off by a constant factor: 1/N times the hand result is right" in out
     assert "diagnosis (hadamard-order)" in out
     assert "diagnosis (other-parameter): this is the gradient of b1 (dL/db1), not of b2" in out
 
