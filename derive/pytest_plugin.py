@@ -4,7 +4,8 @@
   report of every failed check the test made (pytest itself shows only a one-line repr);
 * ``assert_gradient`` fixture: :func:`derive.testing.assert_gradient`, whose AssertionError message
   is the report;
-* ``assert result == True`` or ``assert result`` compared with anything shows the report too.
+* ``assert result == True`` (a result compared with anything) gets a short verdict in pytest's
+  explanation and the full report in the section.
 """
 
 from __future__ import annotations
@@ -47,7 +48,12 @@ def _message_has_report(call) -> bool:
 
 
 def pytest_assertrepr_compare(config, op, left, right):
+    """A short verdict in the explanation (pytest cuts long ones); the full report is in the section."""
     for side in (left, right):
         if isinstance(side, CheckResult) and not side.ok:
-            return [f"{side!r} {op} {right if side is left else left!r}", *side.report().splitlines()]
+            other = right if side is left else left
+            verdict = side.diagnosis.message if side.diagnosis else "no simple slip explains the difference"
+            return [f"{side!r} {op} {other!r}", f"hand: {side.hand}", f"derived: {side.derived}",
+                    f"{side.diagnosis.kind if side.diagnosis else 'diagnosis'}: {verdict}",
+                    "(the full report is in the 'derive check' section below)"]
     return None

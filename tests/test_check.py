@@ -300,7 +300,7 @@ def test_a_failing_pytest_run_shows_the_report(tmp_path):
     out = run.stdout
     assert run.returncode == 1, out + run.stderr
     assert "3 failed, 1 passed" in out
-    assert out.count("- derive check -") == 1     # the section added to the bare assert's failure only
+    assert out.count("- derive check -") == 2     # sections for the bare assert and the comparison
     assert "diagnosis (factor): off by a constant factor: 1/N times the hand result is right" in out
     assert "diagnosis (hadamard-order)" in out
     assert "diagnosis (other-parameter): this is the gradient of b1 (dL/db1), not of b2" in out
