@@ -15,6 +15,7 @@ dims and differentiated entry by entry with ``sympy.diff``; ``g.verify(dims)`` c
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -109,7 +110,8 @@ def _check_params(loss: Basic, wrt) -> list[MatrixSymbol]:
             raise InvalidParameter(
                 f"wrt must hold MatrixSymbols; {p!r} is a {type(p).__name__} (write a scalar parameter as a "
                 "1 x 1 MatrixSymbol)")
-    duplicated = sorted({p.name for p in params if params.count(p) > 1})
+    counts = Counter(p.name for p in params)
+    duplicated = sorted(name for name, count in counts.items() if count > 1)
     if duplicated:
         raise InvalidParameter(f"wrt names {', '.join(duplicated)} more than once")
     return params
@@ -132,6 +134,7 @@ class Derivation:
     def __init__(self, loss, params, graph: Graph, given_names: dict[Basic, str]):
         self.loss = loss
         self.params = params
+        self._by_name = {p.name: p for p in params}
         self.graph = graph
         names = choose_names(graph, given_names)
         self.names = names
@@ -166,17 +169,17 @@ class Derivation:
         return tuple(out)
 
     def _expand_names(self, expr: Basic) -> Basic:
-        return expr.xreplace(self._closed_map())
+        return substitute(expr, self._closed_map())
 
     def _closed_map(self) -> dict[Basic, Basic]:
         """Every name (quantity or gradient) mapped to its expression in the network's symbols."""
         if self._closed is None:
             mapping: dict[Basic, Basic] = {self._sweep.refs[n]: n for n in self.names if n in self._sweep.refs}
             for compact, symbol in self._aliases.items():
-                mapping[symbol] = compact.xreplace(mapping)
+                mapping[symbol] = substitute(compact, mapping)
             for node, ref in self._sweep.adjoint_refs.items():
                 if isinstance(ref, Adjoint):
-                    mapping[ref] = self._total(node).xreplace(mapping)
+                    mapping[ref] = substitute(self._total(node), mapping)
             self._closed = mapping
         return self._closed
 
@@ -187,9 +190,9 @@ class Derivation:
     # --- the public contract --------------------------------------------------------------------
 
     def _param(self, param) -> MatrixSymbol:
-        for p in self.params:
-            if p == param or p.name == param:
-                return p
+        found = self._by_name.get(param.name if isinstance(param, MatrixSymbol) else param)
+        if found is not None and (found == param or not isinstance(param, MatrixSymbol)):
+            return found
         raise KeyError(f"{param} is not one of the parameters {', '.join(p.name for p in self.params)}")
 
     def __getitem__(self, param) -> Basic:
@@ -197,7 +200,7 @@ class Derivation:
         param = self._param(param)
         if param not in self.graph.depends:
             return ZeroMatrix(*param.shape)
-        return self.compact(param, aliases=False).xreplace(self._closed_map())
+        return substitute(self.compact(param, aliases=False), self._closed_map())
 
     def compact(self, param, aliases: bool = True) -> Basic:
         """The gradient written with names of intermediates and upstream gradients (``X^T dL/dZ``)."""
@@ -295,8 +298,8 @@ class Derivation:
         return subs
 
     def _verify_one(self, param, dims, constraints, points, seed, symbolic, tolerance) -> Verification:
-        closed = self.explicit_gradient(param, dims).subs(constraints)
-        truth = self.elementwise(param, dims).subs(constraints)
+        closed = self.explicit_gradient(param, dims).xreplace(constraints)
+        truth = self.elementwise(param, dims).xreplace(constraints)
         exact = symbolic and all(_simplifies_to_zero(c - t) for c, t in zip(closed, truth))
         error = numeric_mismatch(param, closed, truth, points, seed, tolerance, self._square_symbols(dims))
         return Verification(param, exact, error, points)
@@ -307,6 +310,35 @@ class Derivation:
 
 
 # --- helpers shared with the renderers and the checker --------------------------------------------
+
+# Rebuilt without SymPy's argument validation: it asks each argument for its shape, which recurses
+# down the whole adjoint chain, and would make expanding the closed forms quadratic in depth.
+_UNCHECKED = (MatMul, MatAdd, HadamardProduct, HadamardPower, Transpose)
+
+
+def substitute(expr: Basic, mapping: dict) -> Basic:
+    """``expr.xreplace(mapping)`` for expressions whose arguments are already valid and canonical."""
+    memo: dict[Basic, Basic] = {}
+
+    def walk(node: Basic) -> Basic:
+        if node in mapping:
+            return mapping[node]
+        if node in memo:
+            return memo[node]
+        if isinstance(node, LEAVES) or not node.args:
+            return node
+        args = tuple(walk(a) for a in node.args)
+        if all(new is old for new, old in zip(args, node.args)):
+            rebuilt = node
+        elif isinstance(node, _UNCHECKED):
+            rebuilt = Basic.__new__(type(node), *args)
+        else:
+            rebuilt = node.func(*args)
+        memo[node] = rebuilt
+        return rebuilt
+
+    return walk(expr)
+
 
 def index_statement(lhs_matrix: MatrixExpr, rhs_matrix: Basic) -> Eq:
     """``lhs_ij = rhs_ij`` with SymPy's own entry expansion and readable summation indices."""
@@ -456,7 +488,8 @@ def numeric_mismatch(param, closed: ImmutableMatrix, truth: ImmutableMatrix, poi
     """Largest relative error between two explicit matrices at random points; raises on a mismatch."""
     symbols = sorted(variables(closed) | variables(truth), key=str)
     # lambdify takes plain symbols: stand-ins for the matrix entries X[0, 1] ...
-    plain = {s: Dummy(f"v{k}") for k, s in enumerate(symbols)}
+    # (Symbols with plain names: lambdify re-substitutes Dummy arguments into the whole expression.)
+    plain = {s: Symbol(f"_v{k}") for k, s in enumerate(symbols)}
     f_closed = lambdify(list(plain.values()), closed.xreplace(plain), "numpy")
     f_truth = lambdify(list(plain.values()), truth.xreplace(plain), "numpy")
     rng = np.random.default_rng(seed)

@@ -285,7 +285,11 @@ class Elementwise(MatrixExpr):
         params = tuple(sympify(p) for p in params)
         if not isinstance(arg, MatrixExpr):
             return cls.scalar(arg, *params)
-        return MatrixExpr.__new__(cls, arg, *params)
+        node = MatrixExpr.__new__(cls, arg, *params)
+        # SymPy computes a shape by recursing to the leaves; keeping it here makes the recursion stop at
+        # every activation, which keeps deriving a deep network linear in its depth.
+        node._shape = arg.shape
+        return node
 
     @property
     def arg(self) -> MatrixExpr:
@@ -297,7 +301,7 @@ class Elementwise(MatrixExpr):
 
     @property
     def shape(self):
-        return self.arg.shape
+        return self._shape
 
     def _entry(self, i, j, **kwargs):
         return self.scalar(self.arg._entry(i, j, **kwargs), *self.params)
@@ -417,7 +421,9 @@ class _Normalized(MatrixExpr):
 
     def __new__(cls, arg, axis=1):
         arg = _require_matrix(arg, cls.__name__)
-        return MatrixExpr.__new__(cls, arg, Integer(axis))
+        node = MatrixExpr.__new__(cls, arg, Integer(axis))
+        node._shape = arg.shape  # see Elementwise.__new__
+        return node
 
     @property
     def arg(self):
@@ -429,7 +435,7 @@ class _Normalized(MatrixExpr):
 
     @property
     def shape(self):
-        return self.arg.shape
+        return self._shape
 
     def _log_normalizer(self, i, j, **kwargs):
         length = self.arg.shape[self.axis]

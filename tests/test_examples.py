@@ -69,21 +69,24 @@ def test_note_001_single_example_gives_x_transpose_times_upstream(derivations):
 NEURON = {"w0": -0.20, "x0": 0.39, "w1": -0.39, "x1": -0.59, "w2": 0.20}
 
 
+def at_values(expr, values):
+    """A 1 x 1 expression evaluated with 1 x 1 symbols set to the worked example's numbers."""
+    return float(expr.as_explicit()[0, 0].xreplace({s[0, 0]: v for s, v in values.items()}))
+
+
 @pytest.mark.parametrize("param, expected", NEURON.items())
 def test_note_002_sigmoid_neuron_numbers(param, expected, derivations):
     example = EXAMPLES["seed_002_neuron"]
     g = derivations["seed_002_neuron"]
-    value = g[MatrixSymbol(param, 1, 1)].subs(example.values).as_explicit()[0, 0]
-    assert round(float(value), 2) == expected
-    out = example.loss.subs(example.values).as_explicit()[0, 0]
-    assert round(float(out), 2) == 0.73
+    assert round(at_values(g[MatrixSymbol(param, 1, 1)], example.values), 2) == expected
+    assert round(at_values(example.loss, example.values), 2) == 0.73
 
 
 def test_note_002_two_paths_add_up(derivations):
     g = derivations["seed_002_two_paths"]
     x = MatrixSymbol("x", 1, 1)
     assert len(g.paths(x)) == 2
-    value = float(g[x].subs(EXAMPLES["seed_002_two_paths"].values).as_explicit()[0, 0])
+    value = at_values(g[x], EXAMPLES["seed_002_two_paths"].values)
     s = 1 / (1 + 2.718281828459045 ** 12)  # sigma(x y) at x = 3, y = -4
     assert value == pytest.approx(-4 * s * (1 - s) + 1, rel=1e-12)
 
