@@ -976,15 +976,16 @@ def _report(r: CheckResult) -> str:
 def run_check(network, wrt_name: str, hand_text: str, dims: Mapping | None = None) -> tuple[int, str]:
     """``derive check NET --wrt W --hand "..."``: (exit code, text). 0 right, 1 wrong, 2 bad input.
 
-    ``network`` is a built-in example's name or an :class:`~derive.examples.Example`.
+    ``network`` is a built-in example's name, or anything with ``name``, ``loss``, ``wrt`` and
+    ``names`` (an :class:`~derive.examples.Example`, the command's loaded network file).
     """
-    from .examples import Example, get
+    from .examples import get
     try:
-        example = network if isinstance(network, Example) else get(network)
+        example = get(network) if isinstance(network, str) else network
         params = {p.name: p for p in example.wrt}
         if wrt_name not in params:
             return 2, f"error: {example.name} has no parameter {wrt_name!r}; its parameters: {', '.join(params)}"
-        result = check(hand_text, example.loss, params[wrt_name], names=example.names, dims=dims)
+        result = check(hand_text, example.loss, params[wrt_name], names=example.names, dims=dims or None)
     except DeriveError as error:
         return 2, f"error: {error}"
     return (0 if result else 1), result.report()

@@ -245,6 +245,12 @@ def test_run_check_exit_codes(hand, wrt, code, shown):
     assert shown in text
 
 
+def test_run_check_takes_the_commands_loaded_network_and_dims():
+    from derive.cli import load_network
+    code, text = run_check(load_network("seed_003_mlp_column"), "W1", "2 da1 x^T", dims={"D": 2, "H": 3, "C": 4})
+    assert code == 1 and "diagnosis (factor)" in text and "differs at C=4, D=2, H=3" in text
+
+
 def test_run_check_on_an_unknown_network_is_bad_input():
     code, text = run_check("no_such_net", "W1", "X")
     assert code == 2 and "no built-in example named 'no_such_net'" in text
