@@ -70,7 +70,7 @@ from .parse import (
 __all__ = ["DIAGNOSES", "CheckResult", "Counterexample", "Diagnosis", "check", "choose_dims", "recording_failures", "run_check"]
 
 TOLERANCE = 1e-9          # relative error under which two numeric gradients are equal
-SCREEN_POINTS = 2         # points at which a proposed correction is tried before it is confirmed
+SCREEN_POINTS = 3         # points at which a proposed correction is tried before it is confirmed
 SHOWN_CHARS = 400         # longer symbolic entries are cut in the report
 SYMBOLIC_LIMIT = 1500     # operations in one explicit entry of a named quantity beyond which SymPy is not asked
 
@@ -797,9 +797,11 @@ class Screen:
             if v.shape != t.shape:
                 return None
             big = np.abs(v) > 1e-12
-            if not big.any() or np.any(np.abs(t[~big]) > 1e-12):
+            if np.any(np.abs(t[~big]) > 1e-12):
                 return None
             ratios.extend((t[big] / v[big]).ravel())
+        if not ratios:   # zero everywhere (every ReLU off): no ratio to read
+            return None
         ratios = np.array(ratios)
         if np.max(np.abs(ratios - ratios[0])) > 1e-8 * max(1.0, abs(ratios[0])):
             return None
