@@ -6,6 +6,7 @@ gives closed-form gradients (``g[W1]``), the backward steps (``g.steps``), index
 that they agree (``g.verify(dims)``).
 """
 
+from .check import CheckResult, check
 from .codegen import to_numpy
 from .derivation import Derivation, Forward, Verification, gradients
 from .errors import (
@@ -52,6 +53,7 @@ from .render import to_latex
 from .rules import supported
 
 __all__ = [
+    "CheckResult",
     "CodegenError",
     "Derivation",
     "DeriveError",
@@ -71,6 +73,7 @@ __all__ = [
     "UnsupportedOperation",
     "Verification",
     "bce",
+    "check",
     "cross_entropy",
     "elu",
     "exp",

@@ -197,15 +197,9 @@ def sheet_text(network: Network, dims: dict) -> str:
 
 
 def code_text(network: Network) -> str:
-    try:
-        from .codegen import to_numpy
-    except ImportError as error:
-        raise DeriveError("NumPy code generation is not available in this version of derive "
-                          f"(derive.codegen could not be imported: {error})") from error
-    source = to_numpy(network.derive(), safe_identifier(network.name))
-    if GENERATED_MARK.lower() not in source.split("\n", 1)[0].lower():
-        source = f"# {GENERATED_MARK} {__version__} from {network.name}; do not edit, regenerate it.\n" + source
-    return source
+    """The verified NumPy module (its template starts with derive's generated-file line)."""
+    from .codegen import to_numpy
+    return to_numpy(network.derive(), safe_identifier(network.name))
 
 
 def safe_identifier(name: str) -> str:
@@ -298,6 +292,13 @@ def build_code(network: Network, out_dir: Path, force: bool) -> list[Path]:
     return [write_atomic(output_path(out_dir, network.name, ".py"), code_text(network), force)]
 
 
+def cmd_check(args) -> int:
+    from .check import run_check
+    code, text = run_check(load_network(args.net), args.wrt, args.hand, dims=parse_dims(args.dims) or None)
+    print(text, file=sys.stderr if code == 2 else sys.stdout)
+    return code
+
+
 def cmd_bench(args) -> int:
     from . import derivation_bench
     table = derivation_bench.full_report(args.repeats or 5)
@@ -342,6 +343,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="write .tex, .pdf (when pdflatex is installed) and .py for every built-in example")
     p.add_argument("--dims", metavar="N=2,D=3", help=dims_help)
     p.set_defaults(run=cmd_build)
+    p = sub.add_parser("check", parents=[common],
+                       help="check a hand-derived gradient (exit 0 right, 1 wrong, 2 bad input)")
+    p.add_argument("net", metavar="NET", help=net_help)
+    p.add_argument("--wrt", required=True, metavar="W", help="the parameter the hand gradient is for")
+    p.add_argument("--hand", required=True, metavar="FORMULA",
+                   help="the hand gradient, e.g. \"X^T (dL/dZ ⊙ relu'(Z))\" (grammar in README.md)")
+    p.add_argument("--dims", metavar="N=2,D=3", help="sizes to compare at (default: small distinct ones)")
+    p.set_defaults(run=cmd_check)
     p = sub.add_parser("bench", parents=[common],
                        help="time the generated gradient step against PyTorch eager and the matrix-product "
                             "floor, and deriving against depth (results in OUTPUT_DIR/bench)")
