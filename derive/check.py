@@ -34,7 +34,6 @@ from sympy import (
     Rational,
     Symbol,
     ZeroMatrix,
-    cancel,
     count_ops,
     expand,
     lambdify,
@@ -48,7 +47,7 @@ from sympy import (
 )
 from sympy.matrices import MatrixBase
 
-from .derivation import dimension_symbols, explicit, gradients, normalize_dims, variables
+from .derivation import dimension_symbols, explicit, gradients, normalize_dims, simplifies_to_zero, variables
 from .errors import DeriveError, ParseError
 from .functions import Elementwise, Loss, log_softmax, softmax
 from .graph import Adjoint, Intermediate, topological_order
@@ -499,15 +498,6 @@ def _scalar_function(cls, prime: bool, params: tuple) -> Callable:
 
 # --- comparing two explicit matrices ----------------------------------------------------------------
 
-def _vanishes(difference: Basic) -> bool:
-    if difference == 0:
-        return True
-    expanded = expand(difference)
-    if expanded == 0:
-        return True
-    return count_ops(expanded) <= 400 and cancel(expanded) == 0
-
-
 @dataclass
 class Comparison:
     equal: bool
@@ -533,7 +523,7 @@ def compare(net: Network, hand: Node, against: Node, points: list[dict], symboli
     if not symbolic:
         return Comparison(True, "numeric")
     try:
-        exact = all(_vanishes(a - b) for a, b in zip(net.explicit(hand), net.explicit(against)))
+        exact = all(simplifies_to_zero(a - b) for a, b in zip(net.explicit(hand), net.explicit(against)))
     except SymbolicTooLarge:
         return Comparison(True, "numeric")
     return Comparison(True, "symbolic" if exact else "numeric")

@@ -227,9 +227,13 @@ class Derivation:
         return Adjoint(param.name, *param.shape)
 
     def gradient_of(self, symbol: Basic) -> Basic:
-        """Compact total gradient of a named quantity or a parameter (sum over its paths)."""
+        """Compact total gradient of a named quantity or a parameter, or its name (sum over its paths)."""
         for node, ref in self._sweep.refs.items():
-            if ref == symbol or node == symbol:
+            if ref == symbol or node == symbol or (isinstance(symbol, str) and getattr(ref, "name", None) == symbol
+                                                    and isinstance(ref, (Intermediate, MatrixSymbol))):
+                if node not in self._sweep.contributions:
+                    raise KeyError(f"{symbol} lies on no path from the loss to the parameters "
+                                   f"{', '.join(p.name for p in self.params)}, so this derivation has no gradient for it")
                 total = self._total(node)
                 return total.xreplace(self._aliases) if self._aliases else total
         raise KeyError(f"{symbol} is neither a named quantity nor a parameter of this derivation")
@@ -311,7 +315,7 @@ class Derivation:
     def _verify_one(self, param, dims, constraints, points, seed, symbolic, tolerance) -> Verification:
         closed = self.explicit_gradient(param, dims).xreplace(constraints)
         truth = self.elementwise(param, dims).xreplace(constraints)
-        exact = symbolic and all(_simplifies_to_zero(c - t) for c, t in zip(closed, truth))
+        exact = symbolic and all(simplifies_to_zero(c - t) for c, t in zip(closed, truth))
         error = numeric_mismatch(param, closed, truth, points, seed, tolerance, self._square_symbols(dims))
         return Verification(param, exact, error, points)
 
@@ -472,7 +476,7 @@ _DIRECT = {
 }
 
 
-def _simplifies_to_zero(difference: Basic) -> bool:
+def simplifies_to_zero(difference: Basic) -> bool:
     """Cheap tests first: most differences vanish on expansion; costlier ones only for small terms."""
     if difference == 0:
         return True

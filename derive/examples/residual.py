@@ -1,17 +1,9 @@
 """Beyond the notes: a residual block, H2 = H1 + relu(H1 W2 + 1 b2), so H1 reaches the loss along
 two paths whose gradients add up; softmax cross-entropy on top."""
 
-from sympy import MatrixSymbol, OneMatrix, Symbol
-
 from ..functions import cross_entropy, relu, softmax
 from . import Example
-
-N, D, H, C = (Symbol(n, integer=True, positive=True) for n in ("N", "D", "H", "C"))
-X = MatrixSymbol("X", N, D)
-Y = MatrixSymbol("Y", N, C)
-W1, W2, W3 = MatrixSymbol("W1", D, H), MatrixSymbol("W2", H, H), MatrixSymbol("W3", H, C)
-b1, b2, b3 = MatrixSymbol("b1", 1, H), MatrixSymbol("b2", 1, H), MatrixSymbol("b3", 1, C)
-ones = OneMatrix(N, 1)
+from .mlp3 import W1, W2, W3, C, D, H, N, X, Y, b1, b2, b3, ones
 
 Z1 = X * W1 + ones * b1
 H1 = relu(Z1)
