@@ -38,6 +38,7 @@ __all__ = ["main"]
 
 TEX_MISSING = ("pdflatex was not found: PDFs skipped (install TeX Live's texlive-latex-base, "
                "texlive-latex-recommended and texlive-pictures to get them)")
+CONVENTIONS = ("rows", "columns")
 REPORT = ("this is a bug in derive, not in your input; please report it with the command you ran and the "
           "output of the same command with --verbose")
 
@@ -51,6 +52,7 @@ and may define
   dims    {N: 2}         sizes at which the sheet writes the gradients out entry by entry
   values  {w: 2, x: -1}  numbers for the computation graph (networks of 1 x 1 matrices)
   title   the sheet's title
+  convention  "rows" (default: rows are examples, X W + 1 b) or "columns" (W x + b)
 Output files are named after the example or the file (NAME.tex, NAME.pdf, NAME.py). A file that
 does not start with derive's header line is never overwritten unless --force is given.
 
@@ -70,6 +72,7 @@ class Network:
     names: dict = field(default_factory=dict)
     dims: dict = field(default_factory=dict)
     values: dict = field(default_factory=dict)
+    convention: str = "rows"
 
     def derive(self):
         from .derivation import gradients
@@ -78,16 +81,21 @@ class Network:
 
 # --- finding the network -----------------------------------------------------------------------
 
-def load_network(spec: str) -> Network:
-    """A built-in example by name, or a network file (any argument that is a path or ends in .py)."""
-    from .examples import catalogue
-    examples = catalogue()
-    if spec in examples:
-        e = examples[spec]
-        return Network(e.name, e.title, e.source, e.loss, tuple(e.wrt), dict(e.names), dict(e.dims), dict(e.values))
+def load_network(spec: str, convention: str | None = None) -> Network:
+    """A built-in example by name (in ``convention`` when given), or a network file (any argument
+    that is a path or ends in .py)."""
+    from .examples import catalogue, get
+    if spec in catalogue():
+        e = get(spec, convention)
+        return Network(e.name, e.title, e.source, e.loss, tuple(e.wrt), dict(e.names), dict(e.dims), dict(e.values),
+                       e.convention)
     path = Path(spec)
     if path.suffix == ".py" or os.sep in spec or path.exists():
-        return load_network_file(path)
+        network = load_network_file(path)
+        if convention is not None and network.convention != convention:
+            raise NetworkFileError(f"{path} is written with {network.convention} as examples (its `convention`), "
+                                   f"not {convention}")
+        return network
     raise NetworkFileError(f"no built-in example named {spec!r} and no file {spec!r}; "
                            "'derive list' shows the built-in ones")
 
@@ -112,7 +120,10 @@ def load_network_file(path: Path) -> Network:
             raise NetworkFileError(f"{path}: {key} must be a dict, got {type(value).__name__}")
         optional[key] = value
     title = str(namespace.get("title", f"The network of {path.name}"))
-    return Network(path.stem, title, str(path), namespace["loss"], wrt, **optional)
+    convention = namespace.get("convention", "rows")
+    if convention not in CONVENTIONS:
+        raise NetworkFileError(f"{path}: convention must be 'rows' or 'columns', got {convention!r}")
+    return Network(path.stem, title, str(path), namespace["loss"], wrt, **optional, convention=convention)
 
 
 def parse_dims(text: str | None) -> dict:
@@ -239,7 +250,7 @@ def cmd_list(args) -> int:
 
 
 def cmd_sheet(args) -> int:
-    network = load_network(args.net)
+    network = load_network(args.net, args.convention)
     out_dir = Path(args.output_dir)
     tex = write_atomic(output_path(out_dir, network.name, ".tex"), sheet_text(network, parse_dims(args.dims)),
                        args.force)
@@ -253,7 +264,7 @@ def cmd_sheet(args) -> int:
 
 
 def cmd_code(args) -> int:
-    network = load_network(args.net)
+    network = load_network(args.net, args.convention)
     source = code_text(network)
     path = write_atomic(output_path(Path(args.output_dir), network.name, ".py"), source, args.force)
     print(f"wrote {path}")
@@ -268,8 +279,9 @@ def cmd_build(args) -> int:
     if not have_tex:
         print(f"derive: {TEX_MISSING}", file=sys.stderr)
     failures = 0
-    for name in catalogue():
-        network = load_network(name)
+    for name, example in catalogue().items():
+        # --convention switches the examples that come in both conventions; the others keep their own
+        network = load_network(name, args.convention if args.convention in example.variants else None)
         for what, make in (("sheet", lambda n: build_sheet(n, out_dir, dims, have_tex, args.force)),
                            ("code", lambda n: build_code(n, out_dir, args.force))):
             try:
@@ -294,7 +306,7 @@ def build_code(network: Network, out_dir: Path, force: bool) -> list[Path]:
 
 def cmd_check(args) -> int:
     from .check import run_check
-    code, text = run_check(load_network(args.net), args.wrt, args.hand, dims=parse_dims(args.dims) or None)
+    code, text = run_check(load_network(args.net, args.convention), args.wrt, args.hand, dims=parse_dims(args.dims) or None)
     print(text, file=sys.stderr if code == 2 else sys.stdout)
     return code
 
@@ -318,6 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--force", action="store_true",
                         help="overwrite files even when they were not generated by derive")
     common.add_argument("--verbose", action="store_true", help="show the full traceback of an error")
+    common.add_argument("--convention", choices=CONVENTIONS,
+                        help="rows as examples (X W + 1 b) or column vectors (W X + b 1^T), for the built-in "
+                             "examples that come in both (default: each network's own)")
     net_help = ("a built-in example (see 'derive list') or a Python file defining loss and wrt, and "
                 "optionally names, dims, values and title (see derive --help)")
     dims_help = "concrete sizes for the sheet's written-out gradients, e.g. N=2,D=3 (default: the example's)"

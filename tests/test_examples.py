@@ -123,3 +123,20 @@ def test_catalogue_is_complete():
             "seed_004_sigmoid_231", "residual_block"} <= names
     assert {f"mlp3_{a}" for a in ("relu", "leaky_relu", "elu", "sigmoid", "gelu", "silu", "tanh")} <= names
     assert isinstance(Rational(1, 2), Rational) and Float(0.5) == 0.5 and Intermediate
+
+
+VARIANTS = [(name, convention) for name, e in EXAMPLES.items() for convention in e.variants]
+
+
+@pytest.mark.parametrize("name, convention", VARIANTS, ids=[f"{n}-{c}" for n, c in VARIANTS])
+def test_other_convention_matches_the_elementwise_derivative(name, convention):
+    example = get(name, convention)
+    assert example.convention == convention and example.name.endswith(f"_{convention}")
+    checks = example.derive().verify(example.dims, points=1, symbolic=False)
+    assert all(c.max_relative_error < 1e-10 for c in checks)
+
+
+def test_asking_for_a_convention_an_example_lacks_names_the_ones_that_have_it():
+    from derive.errors import DeriveError
+    with pytest.raises(DeriveError, match="mlp3_relu"):
+        get("seed_000_bce", "columns")
