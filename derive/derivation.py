@@ -15,6 +15,7 @@ dims and differentiated entry by entry with ``sympy.diff``; ``g.verify(dims)`` c
 from __future__ import annotations
 
 import math
+import numbers
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from sympy import (
     HadamardPower,
     HadamardProduct,
     ImmutableMatrix,
+    Integer,
     Inverse,
     MatAdd,
     MatMul,
@@ -375,7 +377,7 @@ def normalize_dims(dims: Mapping, expr: Basic) -> dict[Symbol, int]:
         symbol = by_name.get(str(key))
         if symbol is None:
             continue
-        if isinstance(value, bool) or int(value) != value or int(value) < 1:
+        if isinstance(value, bool) or not isinstance(value, (numbers.Integral, Integer)) or int(value) < 1:
             raise DimsError(f"dimension {key} must be a positive integer, got {value!r}")
         out[symbol] = int(value)
     missing = sorted(str(s) for s in needed if s not in out)

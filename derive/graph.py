@@ -65,6 +65,18 @@ def _same(a, b) -> bool:
     return a == b or expand(a - b) == 0
 
 
+def _dims_differ(a, b) -> str:
+    """Why two dimensions differ, in words: two symbols may share a name but not their assumptions."""
+    if str(a) == str(b):
+        def described(d):
+            facts = ", ".join(f"{k}={v}" for k, v in sorted(d.assumptions0.items())
+                              if k in ("integer", "positive", "nonnegative")) if d.is_Symbol else ""
+            return facts or "no assumptions"
+        return (f"the dimensions are two different symbols both named {a} ({described(a)} vs {described(b)}); "
+                "declare each dimension once, e.g. Symbol('N', integer=True, positive=True), and reuse it")
+    return f"the dimensions {a} and {b} differ"
+
+
 def check_shapes(node: Basic) -> None:
     """Raise a ShapeError naming the operands when ``node``'s arguments do not fit together."""
     if isinstance(node, MatMul):
@@ -73,7 +85,7 @@ def check_shapes(node: Basic) -> None:
             if not _same(left.cols, right.rows):
                 raise ShapeError(
                     f"matrix product {node}: {left} is {shape_text(left)} and {right} is {shape_text(right)}; "
-                    f"the inner dimensions {left.cols} and {right.rows} differ")
+                    f"inner {_dims_differ(left.cols, right.rows)}")
     elif isinstance(node, (MatAdd, HadamardProduct)):
         first = node.args[0]
         for other in node.args[1:]:
