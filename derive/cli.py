@@ -97,6 +97,8 @@ def load_network_file(path: Path) -> Network:
         raise NetworkFileError(f"network file {str(path)!r} does not exist")
     try:
         namespace = runpy.run_path(str(path), run_name="derive_network")
+    except SystemExit as error:  # exit() in the file would otherwise end derive silently with its code
+        raise NetworkFileError(f"{path}: it called exit({error.code!r}) instead of defining loss and wrt") from error
     except Exception as error:  # the user's code: report it in one line, whatever it raised
         raise NetworkFileError(f"{path}: running it failed with {type(error).__name__}: {error}") from error
     missing = [key for key in ("loss", "wrt") if key not in namespace]
