@@ -6,8 +6,11 @@ gives closed-form gradients (``g[W1]``), the backward steps (``g.steps``), index
 that they agree (``g.verify(dims)``).
 """
 
+from .check import CheckResult, check
+from .codegen import to_numpy
 from .derivation import Derivation, Forward, Verification, gradients
 from .errors import (
+    CodegenError,
     DeriveError,
     DimsError,
     ExpansionTooLarge,
@@ -26,10 +29,8 @@ from .functions import (
     bce,
     cross_entropy,
     elu,
-    exp_ as exp,
     gelu,
     leaky_relu,
-    log_ as log,
     log_softmax,
     mse,
     relu,
@@ -37,6 +38,14 @@ from .functions import (
     silu,
     softmax,
     softplus,
+)
+from .functions import (
+    exp_ as exp,
+)
+from .functions import (
+    log_ as log,
+)
+from .functions import (
     tanh_ as tanh,
 )
 from .graph import Step
@@ -44,11 +53,44 @@ from .render import to_latex
 from .rules import supported
 
 __all__ = [
-    "gradients", "Derivation", "Forward", "Verification", "Step", "supported", "to_latex",
-    "relu", "leaky_relu", "elu", "sigmoid", "gelu", "silu", "softplus", "tanh", "exp", "log",
-    "softmax", "log_softmax", "mse", "bce", "cross_entropy",
-    "DeriveError", "DimsError", "ExpansionTooLarge", "GradientMismatch", "InvalidParameter",
-    "LatexError", "NetworkFileError", "NonScalarLoss", "OutputError", "ParameterNotInLoss", "ParseError", "ShapeError",
+    "CheckResult",
+    "CodegenError",
+    "Derivation",
+    "DeriveError",
+    "DimsError",
+    "ExpansionTooLarge",
+    "Forward",
+    "GradientMismatch",
+    "InvalidParameter",
+    "LatexError",
+    "NetworkFileError",
+    "NonScalarLoss",
+    "OutputError",
+    "ParameterNotInLoss",
+    "ParseError",
+    "ShapeError",
+    "Step",
     "UnsupportedOperation",
+    "Verification",
+    "bce",
+    "check",
+    "cross_entropy",
+    "elu",
+    "exp",
+    "gelu",
+    "gradients",
+    "leaky_relu",
+    "log",
+    "log_softmax",
+    "mse",
+    "relu",
+    "sigmoid",
+    "silu",
+    "softmax",
+    "softplus",
+    "supported",
+    "tanh",
+    "to_latex",
+    "to_numpy",
 ]
 __version__ = "0.1.0"

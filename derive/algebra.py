@@ -23,7 +23,7 @@ from sympy import (
     ZeroMatrix,
 )
 
-__all__ = ["mat_mul", "mat_add", "hadamard", "hadamard_power", "transpose", "one_minus", "split_scalar"]
+__all__ = ["hadamard", "hadamard_power", "mat_add", "mat_mul", "one_minus", "split_scalar", "transpose"]
 
 
 def split_scalar(expr: Basic) -> tuple[Basic, Basic]:
@@ -71,14 +71,11 @@ def mat_mul(*factors: Basic) -> Basic:
             # 1_(a x n) 1_(n x b) is n times the ones-matrix of a x b (a plain n when a = b = 1)
             kept.pop()
             coeff *= m.rows
-            merged = OneMatrix(previous.rows, m.cols)
-            kept.append(merged)
+            kept.append(OneMatrix(previous.rows, m.cols))
             continue
         kept.append(m)
     if not kept:
         kept = [Identity(shape[0])]
-    if len(kept) == 1 and kept[0].shape == (1, 1) and isinstance(kept[0], OneMatrix) and coeff != 1:
-        return MatMul(coeff, kept[0])
     return _product(coeff, kept)
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from sympy import Basic, MatrixSymbol
 
-from . import __version__
+from . import __version__, bench
 from .errors import DeriveError, DimsError, LatexError, NetworkFileError, OutputError
 from .render import GENERATED_MARK
 
@@ -38,6 +38,7 @@ __all__ = ["main"]
 
 TEX_MISSING = ("pdflatex was not found: PDFs skipped (install TeX Live's texlive-latex-base, "
                "texlive-latex-recommended and texlive-pictures to get them)")
+CONVENTIONS = ("rows", "columns")
 REPORT = ("this is a bug in derive, not in your input; please report it with the command you ran and the "
           "output of the same command with --verbose")
 
@@ -51,6 +52,7 @@ and may define
   dims    {N: 2}         sizes at which the sheet writes the gradients out entry by entry
   values  {w: 2, x: -1}  numbers for the computation graph (networks of 1 x 1 matrices)
   title   the sheet's title
+  convention  "rows" (default: rows are examples, X W + 1 b) or "columns" (W x + b)
 Output files are named after the example or the file (NAME.tex, NAME.pdf, NAME.py). A file that
 does not start with derive's header line is never overwritten unless --force is given.
 
@@ -70,6 +72,7 @@ class Network:
     names: dict = field(default_factory=dict)
     dims: dict = field(default_factory=dict)
     values: dict = field(default_factory=dict)
+    convention: str = "rows"
 
     def derive(self):
         from .derivation import gradients
@@ -78,16 +81,21 @@ class Network:
 
 # --- finding the network -----------------------------------------------------------------------
 
-def load_network(spec: str) -> Network:
-    """A built-in example by name, or a network file (any argument that is a path or ends in .py)."""
-    from .examples import catalogue
-    examples = catalogue()
-    if spec in examples:
-        e = examples[spec]
-        return Network(e.name, e.title, e.source, e.loss, tuple(e.wrt), dict(e.names), dict(e.dims), dict(e.values))
+def load_network(spec: str, convention: str | None = None) -> Network:
+    """A built-in example by name (in ``convention`` when given), or a network file (any argument
+    that is a path or ends in .py)."""
+    from .examples import catalogue, get
+    if spec in catalogue():
+        e = get(spec, convention)
+        return Network(e.name, e.title, e.source, e.loss, tuple(e.wrt), dict(e.names), dict(e.dims), dict(e.values),
+                       e.convention)
     path = Path(spec)
     if path.suffix == ".py" or os.sep in spec or path.exists():
-        return load_network_file(path)
+        network = load_network_file(path)
+        if convention is not None and network.convention != convention:
+            raise NetworkFileError(f"{path} is written with {network.convention} as examples (its `convention`), "
+                                   f"not {convention}")
+        return network
     raise NetworkFileError(f"no built-in example named {spec!r} and no file {spec!r}; "
                            "'derive list' shows the built-in ones")
 
@@ -114,7 +122,10 @@ def load_network_file(path: Path) -> Network:
             raise NetworkFileError(f"{path}: {key} must be a dict, got {type(value).__name__}")
         optional[key] = value
     title = str(namespace.get("title", f"The network of {path.name}"))
-    return Network(path.stem, title, str(path), namespace["loss"], wrt, **optional)
+    convention = namespace.get("convention", "rows")
+    if convention not in CONVENTIONS:
+        raise NetworkFileError(f"{path}: convention must be 'rows' or 'columns', got {convention!r}")
+    return Network(path.stem, title, str(path), namespace["loss"], wrt, **optional, convention=convention)
 
 
 def parse_dims(text: str | None) -> dict:
@@ -199,15 +210,9 @@ def sheet_text(network: Network, dims: dict) -> str:
 
 
 def code_text(network: Network) -> str:
-    try:
-        from .codegen import to_numpy
-    except ImportError as error:
-        raise DeriveError("NumPy code generation is not available in this version of derive "
-                          f"(derive.codegen could not be imported: {error})") from error
-    source = to_numpy(network.derive(), safe_identifier(network.name))
-    if GENERATED_MARK.lower() not in source.split("\n", 1)[0].lower():
-        source = f"# {GENERATED_MARK} {__version__} from {network.name}; do not edit, regenerate it.\n" + source
-    return source
+    """The verified NumPy module (its template starts with derive's generated-file line)."""
+    from .codegen import to_numpy
+    return to_numpy(network.derive(), safe_identifier(network.name))
 
 
 def safe_identifier(name: str) -> str:
@@ -247,7 +252,7 @@ def cmd_list(args) -> int:
 
 
 def cmd_sheet(args) -> int:
-    network = load_network(args.net)
+    network = load_network(args.net, args.convention)
     out_dir = Path(args.output_dir)
     tex = write_atomic(output_path(out_dir, network.name, ".tex"), sheet_text(network, parse_dims(args.dims)),
                        args.force)
@@ -261,7 +266,7 @@ def cmd_sheet(args) -> int:
 
 
 def cmd_code(args) -> int:
-    network = load_network(args.net)
+    network = load_network(args.net, args.convention)
     source = code_text(network)
     path = write_atomic(output_path(Path(args.output_dir), network.name, ".py"), source, args.force)
     print(f"wrote {path}")
@@ -276,8 +281,9 @@ def cmd_build(args) -> int:
     if not have_tex:
         print(f"derive: {TEX_MISSING}", file=sys.stderr)
     failures = 0
-    for name in catalogue():
-        network = load_network(name)
+    for name, example in catalogue().items():
+        # --convention switches the examples that come in both conventions; the others keep their own
+        network = load_network(name, args.convention if args.convention in example.variants else None)
         for what, make in (("sheet", lambda n: build_sheet(n, out_dir, dims, have_tex, args.force)),
                            ("code", lambda n: build_code(n, out_dir, args.force))):
             try:
@@ -300,6 +306,23 @@ def build_code(network: Network, out_dir: Path, force: bool) -> list[Path]:
     return [write_atomic(output_path(out_dir, network.name, ".py"), code_text(network), force)]
 
 
+def cmd_check(args) -> int:
+    from .check import run_check
+    code, text = run_check(load_network(args.net, args.convention), args.wrt, args.hand, dims=parse_dims(args.dims) or None)
+    print(text, file=sys.stderr if code == 2 else sys.stdout)
+    return code
+
+
+def cmd_bench(args) -> int:
+    from . import derivation_bench
+    table = derivation_bench.full_report(args.repeats or 5)
+    print(table)
+    out = Path(args.out or Path(args.output_dir) / "bench")
+    write_atomic(output_path(out, "derivation", ".md"),
+                 f"<!-- {GENERATED_MARK} (derive bench); do not edit -->\n{table}\n", force=args.force)
+    return 0 if args.derivation_only else bench.main_bench(args)
+
+
 # --- the parser and the entry point ------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -309,6 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--force", action="store_true",
                         help="overwrite files even when they were not generated by derive")
     common.add_argument("--verbose", action="store_true", help="show the full traceback of an error")
+    common.add_argument("--convention", choices=CONVENTIONS,
+                        help="rows as examples (X W + 1 b) or column vectors (W X + b 1^T), for the built-in "
+                             "examples that come in both (default: each network's own)")
     net_help = ("a built-in example (see 'derive list') or a Python file defining loss and wrt, and "
                 "optionally names, dims, values and title (see derive --help)")
     dims_help = "concrete sizes for the sheet's written-out gradients, e.g. N=2,D=3 (default: the example's)"
@@ -334,6 +360,21 @@ def build_parser() -> argparse.ArgumentParser:
                        help="write .tex, .pdf (when pdflatex is installed) and .py for every built-in example")
     p.add_argument("--dims", metavar="N=2,D=3", help=dims_help)
     p.set_defaults(run=cmd_build)
+    p = sub.add_parser("check", parents=[common],
+                       help="check a hand-derived gradient (exit 0 right, 1 wrong, 2 bad input)")
+    p.add_argument("net", metavar="NET", help=net_help)
+    p.add_argument("--wrt", required=True, metavar="W", help="the parameter the hand gradient is for")
+    p.add_argument("--hand", required=True, metavar="FORMULA",
+                   help="the hand gradient, e.g. \"X^T (dL/dZ ⊙ relu'(Z))\" (grammar in README.md)")
+    p.add_argument("--dims", metavar="N=2,D=3", help="sizes to compare at (default: small distinct ones)")
+    p.set_defaults(run=cmd_check)
+    p = sub.add_parser("bench", parents=[common],
+                       help="time the generated gradient step against PyTorch eager and the matrix-product "
+                            "floor, and deriving against depth (results in OUTPUT_DIR/bench)")
+    bench.add_bench_arguments(p)
+    p.add_argument("--derivation-only", action="store_true",
+                   help="only time deriving an L-layer MLP against depth, beside SymPy's own diff")
+    p.set_defaults(run=cmd_bench)
     return parser
 
 

@@ -15,21 +15,19 @@ dims and differentiated entry by entry with ``sympy.diff``; ``g.verify(dims)`` c
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
-from sympy.matrices import MatrixBase
-from sympy.matrices.expressions.matexpr import MatrixElement
 from sympy import (
     Basic,
     Determinant,
     Dummy,
     Eq,
-    ImmutableMatrix,
-    Integer,
     HadamardPower,
     HadamardProduct,
+    ImmutableMatrix,
     Inverse,
     MatAdd,
     MatMul,
@@ -46,15 +44,29 @@ from sympy import (
     lambdify,
     simplify,
 )
+from sympy.matrices import MatrixBase
+from sympy.matrices.expressions.matexpr import MatrixElement
 
 from .errors import DimsError, ExpansionTooLarge, GradientMismatch, InvalidParameter, ParameterNotInLoss
 from .functions import Loss
-from .graph import LEAVES, Adjoint, Graph, Intermediate, Step, check_scalar, choose_names, reverse_sweep, topological_order
+from .graph import (
+    LEAVES,
+    Adjoint,
+    Graph,
+    Intermediate,
+    Step,
+    check_scalar,
+    choose_names,
+    reverse_sweep,
+    topological_order,
+)
 
-__all__ = ["gradients", "Derivation", "Forward", "Verification", "explicit", "normalize_dims"]
+__all__ = ["Derivation", "Forward", "Verification", "explicit", "gradients", "normalize_dims"]
 
-# The explicit expansion is refused above this many scalar multiply-adds (it would take minutes).
-EXPANSION_LIMIT = 200_000
+# The explicit expansion is refused above this many scalar multiply-adds, or this many times the
+# number of entries to differentiate (a 3-layer MLP at dims 2 is about 1,200 and takes seconds).
+EXPANSION_LIMIT = 20_000
+DIFFERENTIATION_LIMIT = 20_000
 # Differences bigger than these many operations are left to the numeric check (cancel and
 # simplify take minutes on the rational functions an explicit 3 x 3 inverse produces).
 CANCEL_LIMIT = 2_000
@@ -109,7 +121,8 @@ def _check_params(loss: Basic, wrt) -> list[MatrixSymbol]:
             raise InvalidParameter(
                 f"wrt must hold MatrixSymbols; {p!r} is a {type(p).__name__} (write a scalar parameter as a "
                 "1 x 1 MatrixSymbol)")
-    duplicated = sorted({p.name for p in params if params.count(p) > 1})
+    counts = Counter(p.name for p in params)
+    duplicated = sorted(name for name, count in counts.items() if count > 1)
     if duplicated:
         raise InvalidParameter(f"wrt names {', '.join(duplicated)} more than once")
     return params
@@ -132,6 +145,7 @@ class Derivation:
     def __init__(self, loss, params, graph: Graph, given_names: dict[Basic, str]):
         self.loss = loss
         self.params = params
+        self._by_name = {p.name: p for p in params}
         self.graph = graph
         names = choose_names(graph, given_names)
         self.names = names
@@ -166,17 +180,17 @@ class Derivation:
         return tuple(out)
 
     def _expand_names(self, expr: Basic) -> Basic:
-        return expr.xreplace(self._closed_map())
+        return substitute(expr, self._closed_map())
 
     def _closed_map(self) -> dict[Basic, Basic]:
         """Every name (quantity or gradient) mapped to its expression in the network's symbols."""
         if self._closed is None:
             mapping: dict[Basic, Basic] = {self._sweep.refs[n]: n for n in self.names if n in self._sweep.refs}
             for compact, symbol in self._aliases.items():
-                mapping[symbol] = compact.xreplace(mapping)
+                mapping[symbol] = substitute(compact, mapping)
             for node, ref in self._sweep.adjoint_refs.items():
                 if isinstance(ref, Adjoint):
-                    mapping[ref] = self._total(node).xreplace(mapping)
+                    mapping[ref] = substitute(self._total(node), mapping)
             self._closed = mapping
         return self._closed
 
@@ -187,9 +201,9 @@ class Derivation:
     # --- the public contract --------------------------------------------------------------------
 
     def _param(self, param) -> MatrixSymbol:
-        for p in self.params:
-            if p == param or p.name == param:
-                return p
+        found = self._by_name.get(param.name if isinstance(param, MatrixSymbol) else param)
+        if found is not None and (found == param or not isinstance(param, MatrixSymbol)):
+            return found
         raise KeyError(f"{param} is not one of the parameters {', '.join(p.name for p in self.params)}")
 
     def __getitem__(self, param) -> Basic:
@@ -197,7 +211,7 @@ class Derivation:
         param = self._param(param)
         if param not in self.graph.depends:
             return ZeroMatrix(*param.shape)
-        return self.compact(param, aliases=False).xreplace(self._closed_map())
+        return substitute(self.compact(param, aliases=False), self._closed_map())
 
     def compact(self, param, aliases: bool = True) -> Basic:
         """The gradient written with names of intermediates and upstream gradients (``X^T dL/dZ``)."""
@@ -213,9 +227,13 @@ class Derivation:
         return Adjoint(param.name, *param.shape)
 
     def gradient_of(self, symbol: Basic) -> Basic:
-        """Compact total gradient of a named quantity or a parameter (sum over its paths)."""
+        """Compact total gradient of a named quantity or a parameter, or its name (sum over its paths)."""
         for node, ref in self._sweep.refs.items():
-            if ref == symbol or node == symbol:
+            if ref == symbol or node == symbol or (isinstance(symbol, str) and getattr(ref, "name", None) == symbol
+                                                    and isinstance(ref, (Intermediate, MatrixSymbol))):
+                if node not in self._sweep.contributions:
+                    raise KeyError(f"{symbol} lies on no path from the loss to the parameters "
+                                   f"{', '.join(p.name for p in self.params)}, so this derivation has no gradient for it")
                 total = self._total(node)
                 return total.xreplace(self._aliases) if self._aliases else total
         raise KeyError(f"{symbol} is neither a named quantity nor a parameter of this derivation")
@@ -259,11 +277,11 @@ class Derivation:
         """The explicit matrix of dL/d(param_ij), from the loss expanded into scalars at ``dims``."""
         param = self._param(param)
         dims = normalize_dims(dims, self.loss)
-        check_expansion_size(self.loss, dims)
+        entries = param.subs(dims).as_explicit()
+        check_expansion_size(self.loss, dims, len(entries))
         scalar_loss = explicit(self.loss.subs(dims))
         if isinstance(scalar_loss, MatrixBase):
             scalar_loss = scalar_loss[0, 0]  # a 1 x 1 loss
-        entries = param.subs(dims).as_explicit()
         return ImmutableMatrix(entries.shape[0], entries.shape[1],
                                lambda i, j: scalar_loss.diff(entries[i, j]))
 
@@ -295,9 +313,9 @@ class Derivation:
         return subs
 
     def _verify_one(self, param, dims, constraints, points, seed, symbolic, tolerance) -> Verification:
-        closed = self.explicit_gradient(param, dims).subs(constraints)
-        truth = self.elementwise(param, dims).subs(constraints)
-        exact = symbolic and all(_simplifies_to_zero(c - t) for c, t in zip(closed, truth))
+        closed = self.explicit_gradient(param, dims).xreplace(constraints)
+        truth = self.elementwise(param, dims).xreplace(constraints)
+        exact = symbolic and all(simplifies_to_zero(c - t) for c, t in zip(closed, truth))
         error = numeric_mismatch(param, closed, truth, points, seed, tolerance, self._square_symbols(dims))
         return Verification(param, exact, error, points)
 
@@ -307,6 +325,35 @@ class Derivation:
 
 
 # --- helpers shared with the renderers and the checker --------------------------------------------
+
+# Rebuilt without SymPy's argument validation: it asks each argument for its shape, which recurses
+# down the whole adjoint chain, and would make expanding the closed forms quadratic in depth.
+_UNCHECKED = (MatMul, MatAdd, HadamardProduct, HadamardPower, Transpose)
+
+
+def substitute(expr: Basic, mapping: dict) -> Basic:
+    """``expr.xreplace(mapping)`` for expressions whose arguments are already valid and canonical."""
+    memo: dict[Basic, Basic] = {}
+
+    def walk(node: Basic) -> Basic:
+        if node in mapping:
+            return mapping[node]
+        if node in memo:
+            return memo[node]
+        if isinstance(node, LEAVES) or not node.args:
+            return node
+        args = tuple(walk(a) for a in node.args)
+        if all(new is old for new, old in zip(args, node.args)):
+            rebuilt = node
+        elif isinstance(node, _UNCHECKED):
+            rebuilt = Basic.__new__(type(node), *args)
+        else:
+            rebuilt = node.func(*args)
+        memo[node] = rebuilt
+        return rebuilt
+
+    return walk(expr)
+
 
 def index_statement(lhs_matrix: MatrixExpr, rhs_matrix: Basic) -> Eq:
     """``lhs_ij = rhs_ij`` with SymPy's own entry expansion and readable summation indices."""
@@ -365,13 +412,15 @@ def expansion_cost(expr: Basic, dims: Mapping) -> int:
     return cost
 
 
-def check_expansion_size(expr: Basic, dims: Mapping) -> None:
+def check_expansion_size(expr: Basic, dims: Mapping, entries: int = 1) -> None:
+    """Refuse, before starting, an expansion that would take minutes: say how big it would be."""
     cost = expansion_cost(expr, dims)
-    if cost > EXPANSION_LIMIT:
+    if cost > EXPANSION_LIMIT or cost * entries > DIFFERENTIATION_LIMIT:
         shown = ", ".join(f"{k}={v}" for k, v in sorted(dims.items(), key=lambda kv: str(kv[0])))
         raise ExpansionTooLarge(
-            f"expanding at {shown} takes about {cost:,} scalar operations (limit {EXPANSION_LIMIT:,}); "
-            "use smaller dims, for example 2 or 3 for each")
+            f"expanding at {shown} takes about {cost:,} scalar operations, differentiated for {entries:,} "
+            f"entries ({cost * entries:,} in all; the limit is {DIFFERENTIATION_LIMIT:,}); use smaller dims, "
+            "for example 2 or 3 for each")
 
 
 def explicit(expr: Basic) -> Basic:
@@ -427,7 +476,7 @@ _DIRECT = {
 }
 
 
-def _simplifies_to_zero(difference: Basic) -> bool:
+def simplifies_to_zero(difference: Basic) -> bool:
     """Cheap tests first: most differences vanish on expansion; costlier ones only for small terms."""
     if difference == 0:
         return True
@@ -456,7 +505,8 @@ def numeric_mismatch(param, closed: ImmutableMatrix, truth: ImmutableMatrix, poi
     """Largest relative error between two explicit matrices at random points; raises on a mismatch."""
     symbols = sorted(variables(closed) | variables(truth), key=str)
     # lambdify takes plain symbols: stand-ins for the matrix entries X[0, 1] ...
-    plain = {s: Dummy(f"v{k}") for k, s in enumerate(symbols)}
+    # (Symbols with plain names: lambdify re-substitutes Dummy arguments into the whole expression.)
+    plain = {s: Symbol(f"_v{k}") for k, s in enumerate(symbols)}
     f_closed = lambdify(list(plain.values()), closed.xreplace(plain), "numpy")
     f_truth = lambdify(list(plain.values()), truth.xreplace(plain), "numpy")
     rng = np.random.default_rng(seed)

@@ -55,3 +55,7 @@ class OutputError(DeriveError, OSError):
 
 class LatexError(DeriveError, RuntimeError):
     """pdflatex could not compile a sheet (the message quotes TeX's first error)."""
+
+
+class CodegenError(DeriveError, RuntimeError):
+    """Generated code that fails its own check (names the network, parameter, entry and both values)."""

@@ -20,12 +20,12 @@ from sympy import (
     Dummy,
     Expr,
     Function,
-    Heaviside,
     HadamardPower,
+    Heaviside,
     Integer,
     Lambda,
-    Min,
     MatrixExpr,
+    Min,
     Piecewise,
     Rational,
     S,
@@ -44,11 +44,36 @@ from .algebra import hadamard, one_minus
 from .errors import ShapeError
 
 __all__ = [
-    "Step", "Relu", "LeakyRelu", "Elu", "Sigmoid", "NormalCdf", "Gelu", "Silu", "Softplus",
-    "Elementwise", "relu", "leaky_relu", "elu", "sigmoid", "gelu", "silu", "softplus",
-    "tanh_", "exp_", "log_", "softmax", "log_softmax",
-    "Loss", "SquaredError", "BinaryCrossEntropy", "SoftmaxCrossEntropy", "mse", "bce", "cross_entropy",
+    "BinaryCrossEntropy",
+    "Elementwise",
+    "Elu",
+    "Gelu",
+    "LeakyRelu",
+    "Loss",
+    "NormalCdf",
+    "Relu",
+    "Sigmoid",
+    "Silu",
+    "SoftmaxCrossEntropy",
+    "Softplus",
+    "SquaredError",
+    "Step",
+    "bce",
+    "cross_entropy",
+    "elu",
     "examples_axis",
+    "exp_",
+    "gelu",
+    "leaky_relu",
+    "log_",
+    "log_softmax",
+    "mse",
+    "relu",
+    "sigmoid",
+    "silu",
+    "softmax",
+    "softplus",
+    "tanh_",
 ]
 
 
@@ -136,7 +161,7 @@ class LeakyRelu(_ScalarFunction):
 
     def _numpycode(self, printer):
         x, alpha = (printer._print(a) for a in self.args)
-        return f"{printer._module_format('numpy.where')}({x} > 0, {x}, ({alpha})*{x})"
+        return f"{printer._module_format('numpy.where')}(({x}) > 0, {x}, ({alpha})*({x}))"
 
 
 class Elu(_ScalarFunction):
@@ -158,7 +183,7 @@ class Elu(_ScalarFunction):
     def _numpycode(self, printer):
         x, alpha = (printer._print(a) for a in self.args)
         where, expm1, minimum = (printer._module_format(f"numpy.{f}") for f in ("where", "expm1", "minimum"))
-        return f"{where}({x} > 0, {x}, ({alpha})*{expm1}({minimum}({x}, 0)))"
+        return f"{where}(({x}) > 0, {x}, ({alpha})*{expm1}({minimum}({x}, 0)))"
 
 
 class Sigmoid(_ScalarFunction):
@@ -285,7 +310,11 @@ class Elementwise(MatrixExpr):
         params = tuple(sympify(p) for p in params)
         if not isinstance(arg, MatrixExpr):
             return cls.scalar(arg, *params)
-        return MatrixExpr.__new__(cls, arg, *params)
+        node = MatrixExpr.__new__(cls, arg, *params)
+        # SymPy computes a shape by recursing to the leaves; keeping it here makes the recursion stop at
+        # every activation, which keeps deriving a deep network linear in its depth.
+        node._shape = arg.shape
+        return node
 
     @property
     def arg(self) -> MatrixExpr:
@@ -297,7 +326,7 @@ class Elementwise(MatrixExpr):
 
     @property
     def shape(self):
-        return self.arg.shape
+        return self._shape
 
     def _entry(self, i, j, **kwargs):
         return self.scalar(self.arg._entry(i, j, **kwargs), *self.params)
@@ -338,13 +367,16 @@ class relu(Elementwise):
     scalar = Relu
 
 
+LEAKY_SLOPE = Rational(1, 100)
+
+
 class leaky_relu(Elementwise):
     """Leaky ReLU with slope ``alpha`` below 0 (0.01 by default)."""
 
     scalar = LeakyRelu
     nparams = 1
 
-    def __new__(cls, arg, alpha=Rational(1, 100)):
+    def __new__(cls, arg, alpha=LEAKY_SLOPE):
         return super().__new__(cls, arg, alpha)
 
 
@@ -417,7 +449,9 @@ class _Normalized(MatrixExpr):
 
     def __new__(cls, arg, axis=1):
         arg = _require_matrix(arg, cls.__name__)
-        return MatrixExpr.__new__(cls, arg, Integer(axis))
+        node = MatrixExpr.__new__(cls, arg, Integer(axis))
+        node._shape = arg.shape  # see Elementwise.__new__
+        return node
 
     @property
     def arg(self):
@@ -429,7 +463,7 @@ class _Normalized(MatrixExpr):
 
     @property
     def shape(self):
-        return self.arg.shape
+        return self._shape
 
     def _log_normalizer(self, i, j, **kwargs):
         length = self.arg.shape[self.axis]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 from sympy import (
     Atom,
@@ -68,7 +69,7 @@ def check_shapes(node: Basic) -> None:
     """Raise a ShapeError naming the operands when ``node``'s arguments do not fit together."""
     if isinstance(node, MatMul):
         matrices = [a for a in node.args if isinstance(a, MatrixExpr)]
-        for left, right in zip(matrices, matrices[1:]):
+        for left, right in pairwise(matrices):
             if not _same(left.cols, right.rows):
                 raise ShapeError(
                     f"matrix product {node}: {left} is {shape_text(left)} and {right} is {shape_text(right)}; "

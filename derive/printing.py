@@ -9,21 +9,57 @@ sums over an index run from 1 accordingly.
 
 User-chosen names pass through :func:`latex_name`: a name that is not a plain identifier is set as
 escaped text, so no symbol name can break a sheet or inject TeX into it.
+
+The NumPy printer (second section) writes the code of :func:`derive.codegen.to_numpy`: ``@`` and
+``.T``, ``1^T G`` as a column sum, stable activations and losses, and user names mangled into safe
+Python identifiers.
 """
 
 from __future__ import annotations
 
+import builtins
+import keyword
 import re
+from collections.abc import Mapping
 from typing import ClassVar
 
-from sympy import Basic, Identity, Integer, MatMul, MatrixSymbol, OneMatrix, S
+from sympy import (
+    Basic,
+    Expr,
+    Identity,
+    Integer,
+    MatAdd,
+    MatMul,
+    MatrixExpr,
+    MatrixSymbol,
+    OneMatrix,
+    Rational,
+    S,
+    Symbol,
+    Transpose,
+    ZeroMatrix,
+)
 from sympy.printing.latex import LatexPrinter
+from sympy.printing.numpy import NumPyPrinter
 from sympy.printing.precedence import PRECEDENCE, precedence_traditional
 
 from . import functions as fn
+from .functions import (
+    BinaryCrossEntropy,
+    Elementwise,
+    SoftmaxCrossEntropy,
+    SquaredError,
+    log_softmax,
+    relu,
+    sigmoid,
+    softmax,
+)
 from .graph import Adjoint
 
-__all__ = ["DeriveLatexPrinter", "latex", "latex_name", "latex_text"]
+__all__ = [
+    "NUMPY_HELPERS", "DeriveLatexPrinter", "DeriveNumPyPrinter", "Identifiers", "latex", "latex_name", "latex_text",
+    "safe_comment",
+]
 
 
 # =================================================================================================
@@ -263,5 +299,437 @@ def latex(expr, **settings) -> str:
 
 
 # =================================================================================================
-# NumPy (derive/codegen.py's printer goes below this line)
+# NumPy: the printer behind derive.codegen.to_numpy
 # =================================================================================================
+#
+# Expressions come from a Derivation in compact form: Intermediate symbols (Z_1) are cached forward
+# values, Adjoint symbols (dL/dZ_1) are upstream gradients computed earlier in the backward pass.
+# The printer never differentiates; it only chooses a cheap, numerically stable NumPy spelling.
+
+# Names the generated module defines or imports itself; a user's symbol never takes one of them.
+RESERVED = {
+    "np", "scipy", "params", "batch", "cache", "loss", "grads", "rng", "dims", "forward", "backward",
+    "loss_and_grads", "example_inputs", "check_gradients", "softmax", "log_softmax",
+    "binary_cross_entropy", "erf", "silu_prime", "gelu", "gelu_prime", "PARAMS", "BATCH", "SHAPES", "DEFAULT_DIMS", "main",
+}
+
+_UNSAFE = re.compile(r"[^0-9A-Za-z_]")
+
+
+def _clean(name: str) -> str | None:
+    """``name`` itself when it is a plain, harmless Python identifier; None when it must be mangled."""
+    if (name.isascii() and name.isidentifier() and not keyword.iskeyword(name) and not name.startswith("_")
+            and name not in RESERVED and not hasattr(builtins, name)):
+        return name
+    return None
+
+
+def safe_comment(text: str) -> str:
+    """``text`` reduced to one line of printable ASCII, so it cannot leave a comment in generated code."""
+    return "".join(c if " " <= c <= "~" else "?" for c in str(text))
+
+
+class Identifiers:
+    """Python identifiers for the user's names: ``Z_1`` stays ``Z_1``, ``dL/dZ_1`` becomes ``dZ_1``.
+
+    Names that are not identifiers, are keywords or builtins, or start with an underscore
+    (``x; import os``, ``class``, ``__import__``) are mangled (``v_x__import_os``); every name gets
+    one identifier and no two names share one.
+    """
+
+    def __init__(self):
+        self._by_key: dict[tuple[str, str], str] = {}
+        self._taken: set[str] = set(RESERVED)
+
+    def __call__(self, kind: str, name: str) -> str:
+        key = (kind, str(name))
+        if key not in self._by_key:
+            self._by_key[key] = self._fresh(kind, str(name))
+        return self._by_key[key]
+
+    def _fresh(self, kind: str, name: str) -> str:
+        base = _clean(name) or "v_" + _UNSAFE.sub("_", name).strip("_")
+        if kind == "adjoint":
+            base = "d" + (_clean(name) or _UNSAFE.sub("_", name).strip("_") or "v")
+        candidate, k = base, 1
+        while candidate in self._taken or keyword.iskeyword(candidate) or hasattr(builtins, candidate):
+            k += 1
+            candidate = f"{base}_{k}"
+        self._taken.add(candidate)
+        return candidate
+
+
+# Module-level helpers the generated code calls; only those used are written into the module.
+NUMPY_HELPERS = {
+    "softmax": '''def softmax(z, axis):
+    """exp(z) normalised along axis, with the maximum subtracted first (no overflow)."""
+    e = np.exp(z - z.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)''',
+    "log_softmax": '''def log_softmax(z, axis):
+    """z - log sum exp z along axis, with the maximum subtracted first (finite for huge logits)."""
+    shifted = z - z.max(axis=axis, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))''',
+    "silu_prime": '''def silu_prime(a):
+    """The derivative of a sigmoid(a): s (1 + a (1 - s)) with s = sigmoid(a) (tanh form, no overflow)."""
+    s = 0.5 + 0.5 * np.tanh(0.5 * a)
+    return s * (1 + a * (1 - s))''',
+    "erf": '''def erf(x):
+    """erf entry by entry: SciPy's in float64; in float32 the vectorised rational form of Abramowitz and
+    Stegun 7.1.26 (absolute error under 1e-6, ample for float32), in place on two buffers: faster."""
+    if x.dtype != np.float32:
+        return scipy.special.erf(x)
+    a = np.abs(x)
+    t = a * 0.3275911
+    t += 1
+    np.reciprocal(t, out=t)
+    poly = t * 1.061405429
+    for coefficient in (-1.453152027, 1.421413741, -0.284496736, 0.254829592):
+        poly += coefficient
+        poly *= t
+    np.square(a, out=a)
+    np.negative(a, out=a)
+    np.exp(a, out=a)
+    poly *= a
+    np.subtract(1, poly, out=poly)
+    return np.copysign(poly, x, out=poly)''',
+    "gelu": '''def gelu(z):
+    """z Phi(z), Phi the standard normal distribution function (the exact GELU), in place."""
+    out = erf(z * 0.7071067811865476)
+    out += 1
+    out *= 0.5
+    out *= z
+    return out''',
+    "gelu_prime": '''def gelu_prime(z):
+    """The derivative of z Phi(z): Phi(z) + z phi(z), phi the standard normal density, in place."""
+    out = erf(z * 0.7071067811865476)
+    out += 1
+    out *= 0.5
+    density = np.square(z)
+    density *= -0.5
+    np.exp(density, out=density)
+    density *= 0.3989422804014327
+    density *= z
+    out += density
+    return out''',
+    "binary_cross_entropy": '''def binary_cross_entropy(p, y):
+    """Entries of -(y log p + (1 - y) log(1 - p)), p clipped away from 0 and 1 (finite log)."""
+    eps = np.finfo(p.dtype).eps
+    p = np.clip(p, eps, 1 - eps)
+    return -(y * np.log(p) + (1 - y) * np.log1p(-p))''',
+}
+
+# What a helper calls in turn ("scipy": the module imports scipy.special).
+HELPER_NEEDS = {"gelu": ("erf", "scipy"), "gelu_prime": ("erf", "scipy"), "erf": ("scipy",)}
+
+# f(A) and f'(A) for the elementwise functions, as format strings of the argument {a} and the
+# parameter {p0}. Each keeps the argument's dtype (Python floats do not promote float32 arrays).
+ELEMENTWISE_FORMS = {
+    "relu": "np.maximum({a}, 0)",
+    "relu_prime": "({a} > 0).astype({a}.dtype)",
+    "leaky_relu": "np.where({a} > 0, {a}, {p0} * {a})",
+    "leaky_relu_prime": "np.where({a} > 0, 1.0, {p0}).astype({a}.dtype)",
+    "elu": "np.where({a} > 0, {a}, {p0} * np.expm1(np.minimum({a}, 0)))",
+    "elu_prime": "np.where({a} > 0, 1, {p0} * np.exp(np.minimum({a}, 0)))",
+    "sigmoid": "(0.5 + 0.5 * np.tanh(0.5 * {a}))",
+    "sigmoid_prime": "(0.25 - 0.25 * np.tanh(0.5 * {a}) ** 2)",
+    "gelu": "gelu({a})",
+    "gelu_prime": "gelu_prime({a})",
+    "silu": "({a} * (0.5 + 0.5 * np.tanh(0.5 * {a})))",
+    "silu_prime": "silu_prime({a})",
+    "softplus": "np.logaddexp(0, {a})",
+    "softplus_prime": "(0.5 + 0.5 * np.tanh(0.5 * {a}))",
+    "tanh": "np.tanh({a})",
+    "tanh_prime": "(1 - np.tanh({a}) ** 2)",
+    "exp": "np.exp({a})",
+    "exp_prime": "np.exp({a})",
+    "log": "np.log({a})",
+    "log_prime": "(1 / {a})",
+}
+
+# Cost of a matrix product in the association search when a dimension is a symbol (N, H ...).
+_SYMBOLIC_DIM = 1000
+
+
+def _size(dim) -> int:
+    try:
+        return int(dim)
+    except TypeError:
+        return _SYMBOLIC_DIM
+
+
+class _Operand:
+    """A printed factor of a matrix chain, with its shape and whether it is a ones-matrix."""
+
+    def __init__(self, code: str, rows, cols, ones: bool = False, atomic: bool = True):
+        self.code, self.rows, self.cols, self.ones, self.atomic = code, rows, cols, ones, atomic
+
+    def wrapped(self) -> str:
+        return self.code if self.atomic else f"({self.code})"
+
+
+class DeriveNumPyPrinter(NumPyPrinter):
+    """NumPy code for derive's expressions: ``@``, ``.T``, column sums, stable activations and losses.
+
+    ``identifiers`` gives Python names for symbols (see :class:`Identifiers`); ``definitions`` maps
+    a named quantity to its definition, so a binary cross-entropy on ``p = sigmoid(z)`` can be
+    computed from the logits ``z``. ``helpers`` collects the NUMPY_HELPERS the printed code calls.
+    """
+
+    def __init__(self, identifiers: Identifiers | None = None, definitions: Mapping | None = None, settings=None):
+        super().__init__(settings or {})
+        self.identifiers = identifiers or Identifiers()
+        self.definitions = dict(definitions or {})
+        self.helpers: set[str] = set()
+        self._placeholders: dict[Symbol, str] = {}
+
+    # --- names and numbers -------------------------------------------------------------------
+
+    def _module_format(self, fqn, register=True):
+        if fqn.startswith("numpy."):
+            return "np." + fqn[len("numpy."):]
+        if fqn.startswith("scipy.special."):
+            self.helpers.add("scipy")
+        return fqn
+
+    def _print(self, expr, **kwargs):
+        if isinstance(expr, Expr) and not isinstance(expr, (MatrixExpr, Rational)) and expr.is_number:
+            value = complex(expr)
+            if value.imag == 0:
+                return repr(value.real)  # a Python float: never promotes a float32 array
+        return super()._print(expr, **kwargs)
+
+    def _print_Pow(self, expr, rational=False):
+        base, power = expr.args
+        if isinstance(expr.base, MatrixExpr) or not power.is_Integer:
+            return super()._print_Pow(expr, rational)
+        if power == -1:
+            return f"1/{self._scalar(base)}"
+        return f"{self._scalar(base)}**{self._scalar(power)}"
+
+    def _print_Symbol(self, expr):
+        if expr in self._placeholders:
+            return self._placeholders[expr]
+        return self.identifiers("dim", expr.name)
+
+    def _print_MatrixSymbol(self, expr):
+        return self.identifiers("value", expr.name)
+
+    def _print_Intermediate(self, expr):
+        return self.identifiers("value", expr.name)
+
+    def _print_Adjoint(self, expr):
+        return self.identifiers("adjoint", expr.name)
+
+    def _print_Identity(self, expr):
+        if expr.rows == 1:
+            return "1"
+        return f"np.eye({self._print(expr.rows)})"
+
+    def _print_OneMatrix(self, expr):
+        return "1"  # stands in a sum or Hadamard product, where it broadcasts
+
+    def _print_ZeroMatrix(self, expr):
+        return "0"
+
+    # --- linear algebra ----------------------------------------------------------------------
+
+    def _atomic(self, expr) -> bool:
+        # names, numbers and function calls need no parentheses around them
+        if isinstance(expr, Transpose):
+            return self._atomic(expr.arg)
+        return isinstance(expr, (MatrixSymbol, OneMatrix, Identity, ZeroMatrix, Symbol, Integer, Elementwise,
+                                 softmax, log_softmax))
+
+    def _wrap(self, expr) -> str:
+        code = self._print(expr)
+        return code if self._atomic(expr) else f"({code})"
+
+    def _print_Transpose(self, expr):
+        return f"{self._wrap(expr.arg)}.T"
+
+    def _print_MatAdd(self, expr):
+        parts = []
+        # broadcast terms (a bias 1 b) last: the sum then starts from a full-size array
+        # and subtracted terms after added ones: 1 - f rather than -f + 1
+        for term in sorted(expr.args, key=lambda t: (_is_broadcast(t) and not isinstance(t, OneMatrix),
+                                                      _split_coeff(t)[0] == -1)):
+            coeff, rest = _split_coeff(term)
+            if coeff == -1:
+                parts.append(("-", self._print_term(rest)))
+            else:
+                parts.append(("+", self._print_term(term)))
+        first_sign, first = parts[0]
+        code = ("-" if first_sign == "-" else "") + first
+        for sign, part in parts[1:]:
+            code += f" {sign} {part}"
+        return code
+
+    def _print_term(self, term) -> str:
+        return self._wrap(term) if isinstance(term, MatAdd) else self._print(term)
+
+    def _print_MatMul(self, expr):
+        coeff, _ = _split_coeff(expr)
+        matrices = [a for a in expr.args if isinstance(a, MatrixExpr) and not isinstance(a, Identity)]
+        if not matrices:
+            return self._print(coeff) if coeff != 1 else "1"
+        product = self._chain([self._operand(m) for m in matrices])
+        if coeff == 1:
+            return product.code
+        if coeff == -1:
+            return f"-{product.wrapped()}"
+        return f"{self._scalar(coeff)} * {product.wrapped()}"
+
+    def _scalar(self, coeff) -> str:
+        code = self._print(coeff)
+        return code if re.fullmatch(r"[\w.]+", code) else f"({code})"
+
+    def _operand(self, matrix) -> _Operand:
+        return _Operand(self._print(matrix), matrix.rows, matrix.cols, isinstance(matrix, OneMatrix),
+                        self._atomic(matrix))
+
+    def _chain(self, operands: list[_Operand]) -> _Operand:
+        """The cheapest association of a product chain (dynamic programming over split points)."""
+        n = len(operands)
+        best: dict[tuple[int, int], tuple[int, _Operand]] = {(i, i): (0, operands[i]) for i in range(n)}
+        for length in range(2, n + 1):
+            for i in range(n - length + 1):
+                j = i + length - 1
+                options = []
+                for k in range(i, j):
+                    (cost_l, left), (cost_r, right) = best[(i, k)], best[(k + 1, j)]
+                    cost, joined = self._pair(left, right)
+                    options.append((cost_l + cost_r + cost, k, joined))
+                cost, _, joined = min(options, key=lambda o: (o[0], o[1]))
+                best[(i, j)] = (cost, joined)
+        return best[(0, n - 1)][1]
+
+    def _pair(self, left: _Operand, right: _Operand) -> tuple[int, _Operand]:
+        """One product, with ones-matrices read as sums: 1^T G sums G's rows, G 1 its columns."""
+        rows, cols = left.rows, right.cols
+        if left.ones and right.ones:
+            return 0, _Operand(self._print(left.cols), rows, cols, ones=False)
+        if left.ones:
+            # 1_(m x n) G: every row of the result is the column sum of G (broadcast when m > 1)
+            code = right.code if right.rows == 1 else f"{right.wrapped()}.sum(axis=0, keepdims=True)"
+            return _size(right.rows) * _size(right.cols), _Operand(code, rows, cols, atomic=right.rows == 1 and right.atomic)
+        if right.ones:
+            code = left.code if left.cols == 1 else f"{left.wrapped()}.sum(axis=1, keepdims=True)"
+            return _size(left.rows) * _size(left.cols), _Operand(code, rows, cols, atomic=left.cols == 1 and left.atomic)
+        cost = _size(left.rows) * _size(left.cols) * _size(right.cols)
+        return cost, _Operand(f"{left.wrapped()} @ {right.wrapped()}", rows, cols, atomic=False)
+
+    def _print_HadamardProduct(self, expr):
+        factors = []
+        # ones (and the 1 x 1 identity) are the unit of the Hadamard product
+        args = [a for a in expr.args if not isinstance(a, (OneMatrix, Identity))] or [expr.args[0]]
+        for arg in args:
+            if isinstance(arg, relu.prime()) and self._atomic(arg.arg):
+                factors.append(f"({self._print(arg.arg)} > 0)")  # a boolean mask multiplies in one pass
+            else:
+                factors.append(self._wrap(arg))
+        return " * ".join(factors)
+
+    def _print_HadamardPower(self, expr):
+        base, power = expr.args
+        if power == -1:
+            return f"1 / {self._wrap(base)}"
+        return f"{self._wrap(base)} ** {self._scalar(power)}"
+
+    def _print_MatrixElement(self, expr):
+        matrix, i, j = expr.args
+        return f"{self._wrap(matrix)}[{self._print(i)}, {self._print(j)}]"
+
+    def _print_Trace(self, expr):
+        return f"np.trace({self._print(expr.arg)})"
+
+    def _print_Determinant(self, expr):
+        return f"np.linalg.det({self._print(expr.arg)})"
+
+    def _print_Inverse(self, expr):
+        return f"np.linalg.inv({self._print(expr.arg)})"
+
+    # --- elementwise functions, softmax --------------------------------------------------------
+
+    def _print_Elementwise(self, expr):
+        name = type(expr).__name__
+        form = ELEMENTWISE_FORMS.get(name)
+        if form is None:
+            return self._generic_elementwise(expr)
+        for helper in re.findall(r"(?<![\w.])(\w+)\(", form):
+            if helper in NUMPY_HELPERS:
+                self.helpers.add(helper)
+                self.helpers.update(HELPER_NEEDS.get(helper, ()))
+        if "scipy." in form:
+            self.helpers.add("scipy")
+        params = {f"p{k}": self._scalar(p) for k, p in enumerate(expr.params)}
+        # arguments are names in practice (the deriver names every activation's input)
+        return form.format(a=self._wrap(expr.arg), **params)
+
+    def _generic_elementwise(self, expr):
+        """f(A) for an elementwise function without a hand-written form: the scalar f, printed."""
+        placeholder = Symbol("a")
+        body = expr.scalar(placeholder, *expr.params)
+        self._placeholders[placeholder] = self._wrap(expr.arg)
+        try:
+            return f"({self._print(body)})"
+        finally:
+            del self._placeholders[placeholder]
+
+    def _print_softmax(self, expr):
+        self.helpers.add("softmax")
+        return f"softmax({self._print(expr.arg)}, axis={expr.axis})"
+
+    def _print_log_softmax(self, expr):
+        self.helpers.add("log_softmax")
+        return f"log_softmax({self._print(expr.arg)}, axis={expr.axis})"
+
+    # --- losses --------------------------------------------------------------------------------
+
+    def _print_SquaredError(self, expr: SquaredError):
+        residual = f"{self._wrap(expr.prediction)} - {self._wrap(expr.target)}"
+        return f"{self._scalar(expr.scale)} * np.sum(({residual}) ** 2)"
+
+    def _print_BinaryCrossEntropy(self, expr: BinaryCrossEntropy):
+        logits = self._logits_of(expr.prediction)
+        y = self._wrap(expr.target)
+        if logits is not None:
+            # -(y log s(z) + (1 - y) log(1 - s(z))) = softplus(z) - y z: finite for any logits
+            z = self._wrap(logits)
+            return f"{self._scalar(expr.scale)} * np.sum(np.logaddexp(0, {z}) - {y} * {z})"
+        self.helpers.add("binary_cross_entropy")
+        return f"{self._scalar(expr.scale)} * np.sum(binary_cross_entropy({self._print(expr.prediction)}, {y}))"
+
+    def _logits_of(self, prediction) -> Basic | None:
+        definition = self.definitions.get(prediction, prediction)
+        return definition.arg if isinstance(definition, sigmoid) else None
+
+    def _print_SoftmaxCrossEntropy(self, expr: SoftmaxCrossEntropy):
+        self.helpers.add("log_softmax")
+        log_p = f"log_softmax({self._print(expr.prediction)}, axis={expr.axis})"
+        scale = "" if expr.scale == 1 else f"{self._scalar(expr.scale)} * "
+        return f"-{scale}np.sum({self._wrap(expr.target)} * {log_p})"
+
+
+def _is_broadcast(expr) -> bool:
+    """A product that starts with a ones-column or ends with a ones-row: printed as a row or column."""
+    _, rest = _split_coeff(expr)
+    if not isinstance(rest, MatMul):
+        return isinstance(rest, OneMatrix)
+    matrices = [a for a in rest.args if isinstance(a, MatrixExpr)]
+    return (isinstance(matrices[0], OneMatrix) and matrices[0].rows != 1) or (
+        isinstance(matrices[-1], OneMatrix) and matrices[-1].cols != 1)
+
+
+def _split_coeff(expr):
+    """``c * M`` -> (c, M) for a MatMul with a scalar factor; (1, expr) otherwise."""
+    if isinstance(expr, MatMul):
+        scalars = [a for a in expr.args if not isinstance(a, MatrixExpr)]
+        if scalars:
+            coeff = 1
+            for s in scalars:
+                coeff *= s
+            matrices = [a for a in expr.args if isinstance(a, MatrixExpr)]
+            rest = matrices[0] if len(matrices) == 1 else MatMul(*matrices)
+            return coeff, rest
+    return 1, expr
+

@@ -13,10 +13,10 @@ Nothing here knows about graphs or printing.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
-from sympy.matrices.expressions.matexpr import MatrixElement
 from sympy import (
     Add,
     Basic,
@@ -39,6 +39,7 @@ from sympy import (
     Transpose,
     log,
 )
+from sympy.matrices.expressions.matexpr import MatrixElement
 
 from .algebra import hadamard, hadamard_power, mat_add, mat_mul, one_minus, transpose
 from .errors import UnsupportedOperation

@@ -69,21 +69,24 @@ def test_note_001_single_example_gives_x_transpose_times_upstream(derivations):
 NEURON = {"w0": -0.20, "x0": 0.39, "w1": -0.39, "x1": -0.59, "w2": 0.20}
 
 
+def at_values(expr, values):
+    """A 1 x 1 expression evaluated with 1 x 1 symbols set to the worked example's numbers."""
+    return float(expr.as_explicit()[0, 0].xreplace({s[0, 0]: v for s, v in values.items()}))
+
+
 @pytest.mark.parametrize("param, expected", NEURON.items())
 def test_note_002_sigmoid_neuron_numbers(param, expected, derivations):
     example = EXAMPLES["seed_002_neuron"]
     g = derivations["seed_002_neuron"]
-    value = g[MatrixSymbol(param, 1, 1)].subs(example.values).as_explicit()[0, 0]
-    assert round(float(value), 2) == expected
-    out = example.loss.subs(example.values).as_explicit()[0, 0]
-    assert round(float(out), 2) == 0.73
+    assert round(at_values(g[MatrixSymbol(param, 1, 1)], example.values), 2) == expected
+    assert round(at_values(example.loss, example.values), 2) == 0.73
 
 
 def test_note_002_two_paths_add_up(derivations):
     g = derivations["seed_002_two_paths"]
     x = MatrixSymbol("x", 1, 1)
     assert len(g.paths(x)) == 2
-    value = float(g[x].subs(EXAMPLES["seed_002_two_paths"].values).as_explicit()[0, 0])
+    value = at_values(g[x], EXAMPLES["seed_002_two_paths"].values)
     s = 1 / (1 + 2.718281828459045 ** 12)  # sigma(x y) at x = 3, y = -4
     assert value == pytest.approx(-4 * s * (1 - s) + 1, rel=1e-12)
 
@@ -101,7 +104,7 @@ def test_note_003_column_mlp(derivations):
 def test_note_004_half_mse_through_sigmoids(derivations):
     g = derivations["seed_004_sigmoid_231"]
     N = Symbol("N", integer=True, positive=True)
-    z, v, h = named(g, "z"), named(g, "v"), named(g, "h")
+    z, h = named(g, "z"), named(g, "h")
     t = MatrixSymbol("t", 1, N)
     assert same(g.gradient_of(z), MatMul(1 / N, z - t), {N: 2})
     assert g.compact(MatrixSymbol("W2", 1, 3)) == Adjoint("v", 1, N) * h.T
@@ -120,3 +123,20 @@ def test_catalogue_is_complete():
             "seed_004_sigmoid_231", "residual_block"} <= names
     assert {f"mlp3_{a}" for a in ("relu", "leaky_relu", "elu", "sigmoid", "gelu", "silu", "tanh")} <= names
     assert isinstance(Rational(1, 2), Rational) and Float(0.5) == 0.5 and Intermediate
+
+
+VARIANTS = [(name, convention) for name, e in EXAMPLES.items() for convention in e.variants]
+
+
+@pytest.mark.parametrize("name, convention", VARIANTS, ids=[f"{n}-{c}" for n, c in VARIANTS])
+def test_other_convention_matches_the_elementwise_derivative(name, convention):
+    example = get(name, convention)
+    assert example.convention == convention and example.name.endswith(f"_{convention}")
+    checks = example.derive().verify(example.dims, points=1, symbolic=False)
+    assert all(c.max_relative_error < 1e-10 for c in checks)
+
+
+def test_asking_for_a_convention_an_example_lacks_names_the_ones_that_have_it():
+    from derive.errors import DeriveError
+    with pytest.raises(DeriveError, match="mlp3_relu"):
+        get("seed_000_bce", "columns")

@@ -7,8 +7,8 @@ by name; ``get(name)`` returns one, with a clear error naming the known ones.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 from sympy import Basic, MatrixSymbol
 
@@ -31,6 +31,7 @@ class Example:
     dims: Mapping = field(default_factory=dict)           # small concrete dims for the explicit expansion
     values: Mapping = field(default_factory=dict)         # numbers for a worked example, keyed by symbol
     convention: str = "rows"                              # "rows" (X W + 1 b) or "columns" (W x + b)
+    variants: Mapping = field(default_factory=dict)       # other convention -> a function building it
 
     def derive(self) -> Derivation:
         return gradients(self.loss, self.wrt, names=self.names)
@@ -45,8 +46,16 @@ def catalogue() -> dict[str, Example]:
     return found
 
 
-def get(name: str) -> Example:
+def get(name: str, convention: str | None = None) -> Example:
+    """The example ``name``, written in ``convention`` ("rows" or "columns") when one is asked for."""
     examples = catalogue()
     if name not in examples:
         raise DeriveError(f"no built-in example named {name!r}; known: {', '.join(examples)}")
-    return examples[name]
+    example = examples[name]
+    if convention is None or convention == example.convention:
+        return example
+    if convention not in example.variants:
+        raise DeriveError(f"example {name!r} is written with {example.convention} as examples only; "
+                          f"examples that also come with {convention}: "
+                          + ", ".join(n for n, e in examples.items() if convention in e.variants))
+    return example.variants[convention]()

@@ -1,27 +1,25 @@
 """Beyond the notes: a residual block, H2 = H1 + relu(H1 W2 + 1 b2), so H1 reaches the loss along
-two paths whose gradients add up; softmax cross-entropy on top."""
+two paths whose gradients add up; softmax cross-entropy on top. Also in the column convention."""
 
-from sympy import MatrixSymbol, OneMatrix, Symbol
-
-from ..functions import cross_entropy, relu, softmax
+from ..functions import relu
 from . import Example
+from .mlp3 import DIMS, Layers
 
-N, D, H, C = (Symbol(n, integer=True, positive=True) for n in ("N", "D", "H", "C"))
-X = MatrixSymbol("X", N, D)
-Y = MatrixSymbol("Y", N, C)
-W1, W2, W3 = MatrixSymbol("W1", D, H), MatrixSymbol("W2", H, H), MatrixSymbol("W3", H, C)
-b1, b2, b3 = MatrixSymbol("b1", 1, H), MatrixSymbol("b2", 1, H), MatrixSymbol("b3", 1, C)
-ones = OneMatrix(N, 1)
 
-Z1 = X * W1 + ones * b1
-H1 = relu(Z1)
-Z2 = H1 * W2 + ones * b2
-H2 = H1 + relu(Z2)
-S = H2 * W3 + ones * b3
+def residual(convention: str = "rows") -> Example:
+    net = Layers(convention)
+    Z1 = net.affine(1, net.X)
+    H1 = relu(Z1)
+    Z2 = net.affine(2, H1)
+    H2 = H1 + relu(Z2)
+    S = net.affine(3, H2)
+    loss, P = net.head(S)
+    return Example(
+        name="residual_block" + ("" if convention == "rows" else "_columns"),
+        title="A residual block: two paths add up", source="beyond the notes", loss=loss, wrt=net.params(),
+        names={"Z1": Z1, "H1": H1, "Z2": Z2, "R": relu(Z2), "H2": H2, "S": S, "P": P},
+        dims=DIMS, convention=convention,
+        variants={"columns": lambda: residual("columns")} if convention == "rows" else {})
 
-EXAMPLES = [Example(
-    name="residual_block", title="A residual block: two paths add up",
-    source="beyond the notes", loss=cross_entropy(S, Y), wrt=(W1, b1, W2, b2, W3, b3),
-    names={"Z1": Z1, "H1": H1, "Z2": Z2, "R": relu(Z2), "H2": H2, "S": S, "P": softmax(S)},
-    dims={N: 2, D: 2, H: 2, C: 2},
-)]
+
+EXAMPLES = [residual()]

@@ -1,0 +1,412 @@
+"""Verified NumPy code from a derivation: ``to_numpy(g, name) -> source of a Python module``.
+
+The module has ``forward`` (caching what the backward needs), ``backward`` (the closed forms of the
+derivation, one statement per upstream gradient that a parameter's gradient uses), ``loss_and_grads``,
+``example_inputs`` and a finite-difference self-check. Before the source is returned it is imported
+from the string and checked against central finite differences in float64; a mismatch raises
+:class:`~derive.errors.CodegenError` and nothing is returned.
+
+Data flows one way: the derivation's forward definitions and compact gradients are printed with
+:class:`~derive.printing.DeriveNumPyPrinter` into :class:`Statement` strings, and the template
+``templates/module.py.j2`` only lays them out.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import re
+import traceback
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from sympy import (
+    Basic,
+    HadamardProduct,
+    MatAdd,
+    MatMul,
+    MatrixExpr,
+    MatrixSymbol,
+    OneMatrix,
+    preorder_traversal,
+)
+
+from .algebra import mat_add
+from .derivation import Derivation, dimension_symbols
+from .errors import CodegenError
+from .functions import BinaryCrossEntropy, Loss, SoftmaxCrossEntropy
+from .graph import Adjoint, Intermediate, topological_order
+from .printing import NUMPY_HELPERS, DeriveNumPyPrinter, Identifiers, safe_comment
+
+__all__ = ["ModulePlan", "Statement", "load_module", "to_numpy", "verify_module"]
+
+# Default sizes of the dimensions in example_inputs: distinct, so a transposed product cannot pass.
+DEFAULT_SIZES = (4, 3, 5, 2, 6, 7, 8)
+# The verification's tolerance on the relative error against central differences (float64).
+TOLERANCE = 1e-6
+FD_STEP = 1e-5
+
+
+@dataclass(frozen=True)
+class Statement:
+    """``target = code  # comment``: one line of the generated module."""
+
+    target: str
+    code: str
+    comment: str = ""
+    op: str = "="     # or an in-place "+=" / "*=" that reuses the array just made
+
+
+@dataclass(frozen=True)
+class Input:
+    """A parameter or batch entry: its dict key, local name, shape comment and example initialiser."""
+
+    key: str          # the user's name, written with repr() as a dict key
+    local: str
+    shape: str
+    example: str
+    note: str = ""
+
+
+@dataclass
+class ModulePlan:
+    """Everything the template lays out, already printed to strings."""
+
+    name: str
+    title: str
+    loss_text: str
+    params: list[Input]
+    batch: list[Input]
+    dims: list[Statement]                 # N = X.shape[0]
+    default_dims: list[tuple[str, str, int]]   # (key, local, size)
+    forward: list[Statement]
+    loss: Statement
+    cache: list[tuple[str, str]]          # (key, local), what backward reads
+    backward: list[Statement]
+    grads: list[tuple[str, str]]          # (param key, local gradient)
+    helpers: list[str] = field(default_factory=list)
+    imports_scipy: bool = False
+
+
+def to_numpy(g: Derivation, name: str, *, dims: Mapping | None = None, verify: bool = True) -> str:
+    """The source of a NumPy module computing the loss and the gradients of ``g``, checked first.
+
+    ``name`` names the network in the module's header. ``dims`` sets the sizes example_inputs uses by
+    default (``{N: 2, "D": 3}``); the others get small distinct sizes. With ``verify`` (the default)
+    the module is imported from the string and its gradients compared with central finite
+    differences at random float64 points: a relative error over 1e-6 raises CodegenError.
+    """
+    if not isinstance(g, Derivation):
+        raise CodegenError(f"to_numpy expects a Derivation from derive.gradients, got {type(g).__name__}")
+    plan = plan_module(g, name, dims or {})
+    source = render(plan)
+    if verify:
+        verify_module(source, name)
+    return source
+
+
+# --- planning: every expression printed to a string ------------------------------------------------
+
+def plan_module(g: Derivation, name: str, dims: Mapping) -> ModulePlan:
+    ids = Identifiers()
+    inputs = _inputs(g)
+    for symbol in inputs:
+        ids("value", symbol.name)
+    for entry in g.forward:
+        ids("value", entry.symbol.name)
+    printer = DeriveNumPyPrinter(ids, {f.symbol: f.definition for f in g.forward})
+    dim_symbols = sorted(dimension_symbols(g.loss), key=str)
+    sizes = _default_sizes(dim_symbols, dims)
+    targets = _targets(g)
+
+    params = [_input(s, printer, targets) for s in g.params]
+    batch = [_input(s, printer, targets) for s in inputs if s not in g.params]
+    forward = [line for f in g.forward
+               for line in _assign(printer.doprint(f.symbol), f.definition, _shape(f.symbol, printer), printer)]
+    loss = _loss_statement(g, printer)
+    backward, grads = _backward(g, printer, ids)
+    code = " ".join(s.code for s in [*forward, loss, *backward])
+    batch_first = [s for s in inputs if s not in g.params] + [s for s in inputs if s in g.params]
+    dim_lines = [_bind_dim(d, batch_first, printer) for d in dim_symbols if _mentions(code, printer.doprint(d))]
+    cache = _cache(g, backward, [*dim_symbols, *inputs], printer)
+    return ModulePlan(
+        name=safe_comment(name), title=safe_comment(name), loss_text=safe_comment(str(g.loss)),
+        params=params, batch=batch, dims=dim_lines,
+        default_dims=[(repr(str(d)), printer.doprint(d), sizes[d]) for d in dim_symbols],
+        forward=forward, loss=loss, cache=cache, backward=backward, grads=grads,
+        helpers=[NUMPY_HELPERS[h] for h in sorted(printer.helpers) if h in NUMPY_HELPERS],
+        imports_scipy="scipy" in printer.helpers)
+
+
+def _inputs(g: Derivation) -> list[MatrixSymbol]:
+    """The matrices the loss is made of (parameters and batch), in the order the loss uses them."""
+    found, names = [], set()
+    for node in topological_order(g.loss):
+        if isinstance(node, MatrixSymbol) and not isinstance(node, (Intermediate, Adjoint)) and node.name not in names:
+            found.append(node)
+            names.add(node.name)
+    for param in g.params:
+        if param.name not in names:
+            found.append(param)
+    return found
+
+
+def _default_sizes(dim_symbols, dims: Mapping) -> dict:
+    given = {str(k): int(v) for k, v in dims.items()}
+    return {d: given.get(str(d), DEFAULT_SIZES[k % len(DEFAULT_SIZES)]) for k, d in enumerate(dim_symbols)}
+
+
+def _shape(matrix, printer) -> str:
+    if not isinstance(matrix, MatrixExpr):
+        return "scalar"
+    return safe_comment(f"{printer.doprint(matrix.rows)} x {printer.doprint(matrix.cols)}")
+
+
+def _targets(g: Derivation) -> dict[Basic, Loss]:
+    """Each loss's target matrix, so example_inputs can make it valid (one-hot, probabilities)."""
+    return {node.target: node for node in topological_order(g.loss) if isinstance(node, Loss)}
+
+
+def _input(symbol: MatrixSymbol, printer, targets) -> Input:
+    rows, cols = (printer.doprint(d) for d in symbol.shape)
+    key, local, shape = repr(symbol.name), printer.doprint(symbol), _shape(symbol, printer)
+    loss = targets.get(symbol)
+    if isinstance(loss, SoftmaxCrossEntropy):
+        classes, examples = (rows, cols) if loss.axis == 0 else (cols, rows)
+        picks = f"np.eye({classes})[rng.integers(0, {classes}, size={examples})]"
+        return Input(key, local, shape, picks + (".T" if loss.axis == 0 else ""), "one-hot")
+    if isinstance(loss, BinaryCrossEntropy):
+        return Input(key, local, shape, f"rng.uniform(0.05, 0.95, size=({rows}, {cols}))", "probabilities")
+    return Input(key, local, shape, f"rng.standard_normal(({rows}, {cols}))", shape)
+
+
+def _bind_dim(dim, inputs, printer) -> Statement:
+    for symbol in inputs:
+        for axis, size in enumerate(symbol.shape):
+            if size == dim:
+                return Statement(printer.doprint(dim), f"{printer.doprint(symbol)}.shape[{axis}]",
+                                 safe_comment(f"from {symbol.name}"))
+    raise CodegenError(f"the dimension {dim} is not the size of any input's axis, so the generated code cannot "
+                       "read it from the arrays; give some matrix that size")
+
+
+def _loss_statement(g: Derivation, printer) -> Statement:
+    compact = g.loss.xreplace({f.expression: f.symbol for f in g.forward})
+    code = printer.doprint(compact)
+    if isinstance(compact, MatrixExpr):
+        code = f"{printer._wrap(compact)}[0, 0]"  # a 1 x 1 loss, read as a scalar
+    return Statement("loss", code, "scalar")
+
+
+def _backward(g: Derivation, printer, ids) -> tuple[list[Statement], list[tuple[str, str]]]:
+    """One statement per upstream gradient some parameter's gradient uses, loss side first.
+
+    An upstream gradient dL/dQ depends only on those of Q's consumers, which come later in the
+    forward pass, so reverse forward order is a valid order; each parameter's gradient is written
+    right after the last upstream gradient it reads.
+    """
+    position = {f.symbol.name: k for k, f in enumerate(g.forward)}
+    symbols = {f.symbol.name: f.symbol for f in g.forward}
+    needed: dict[str, Basic] = {}
+    pending = [g.compact(p) for p in g.params]
+    while pending:
+        for adjoint in pending.pop().atoms(Adjoint):
+            if adjoint.name not in needed:
+                if adjoint.name not in symbols:
+                    raise CodegenError(f"the gradient uses dL/d{adjoint.name}, which names no forward quantity")
+                needed[adjoint.name] = g.gradient_of(symbols[adjoint.name])
+                pending.append(needed[adjoint.name])
+    order = sorted(needed, key=lambda n: -position[n])
+    grads_at: dict[int, list] = {}
+    for param in g.params:
+        reads = [position[a.name] for a in g.compact(param).atoms(Adjoint)]
+        grads_at.setdefault(min(reads, default=len(g.forward)), []).append(param)
+    reusable = _reusable(needed, [g.compact(p) for p in g.params])
+    statements, grads = [], []
+
+    def emit_grads(at: int):
+        for param in grads_at.get(at, []):
+            local = ids("adjoint", param.name)
+            statements.extend(_assign(local, g.compact(param), _shape(param, printer), printer, reusable))
+            grads.append((repr(param.name), local))
+
+    emit_grads(len(g.forward))
+    for name in order:
+        symbol = symbols[name]
+        statements.extend(_assign(ids("adjoint", name), needed[name], _shape(symbol, printer), printer, reusable))
+        emit_grads(position[name])
+    return statements, grads
+
+
+def _reusable(needed: dict[str, Basic], param_grads: list[Basic]) -> set[str]:
+    """Upstream gradients read exactly once, held in an array of their own: the one statement that
+    reads them may finish its work in that array (``dZ = dH; dZ *= mask``) instead of a new one."""
+    readers: Counter = Counter()
+    for expr in [*needed.values(), *param_grads]:
+        readers.update(node.name for node in preorder_traversal(expr) if isinstance(node, Adjoint))
+    return {name for name, expr in needed.items()
+            if readers[name] == 1 and (_is_full_product(expr, expr.shape) or _in_place_split(expr)[0] is not None)}
+
+
+def _assign(target: str, expr: Basic, shape: str, printer, reusable: set[str] = frozenset()) -> list[Statement]:
+    """``target = expr``; a product plus biases, or a product times a mask, finished in place.
+
+    ``Z = X @ W; Z += b`` and ``dZ = dH @ W.T; dZ *= Z > 0`` allocate one array where the single
+    expressions allocate two and pass over them twice: on big layers that is most of the time
+    spent outside the matrix products.
+    """
+    product, rest, op = _in_place_split(expr, reusable)
+    if product is None:
+        return [Statement(target, _statement_code(expr, printer), shape)]
+    return [Statement(target, printer.doprint(product), shape), Statement(target, printer.doprint(rest), shape, op)]
+
+
+def _in_place_split(expr: Basic, reusable: set[str] = frozenset()):
+    """(product, the rest, "+=" or "*=") when ``expr`` is a full-size product (or a reusable upstream
+    gradient, in a Hadamard product) combined with the rest."""
+    if not isinstance(expr, (MatAdd, HadamardProduct)):
+        return None, None, None
+    for k, arg in enumerate(expr.args):
+        fresh = isinstance(arg, Adjoint) and arg.name in reusable and isinstance(expr, HadamardProduct)
+        if fresh or _is_full_product(arg, expr.shape):
+            others = expr.args[:k] + expr.args[k + 1:]
+            if isinstance(expr, MatAdd) and all(_broadcast_term(o) for o in others):
+                return arg, mat_add(*others), "+="
+            if isinstance(expr, HadamardProduct):
+                return arg, others[0] if len(others) == 1 else HadamardProduct(*others), "*="
+    return None, None, None
+
+
+def _is_full_product(expr, shape) -> bool:
+    """A product of matrices (no ones-matrix sums) with the result's full shape: a fresh array."""
+    return (isinstance(expr, MatMul) and expr.shape == shape
+            and all(isinstance(a, MatrixExpr) and not isinstance(a, OneMatrix) for a in expr.args))
+
+
+def _broadcast_term(expr) -> bool:
+    """A bias 1 b (or b 1^T), or any term that is not a product: safe to add in place."""
+    return _may_be_broadcast(expr) or not isinstance(expr, MatMul)
+
+
+def _statement_code(expr: Basic, printer) -> str:
+    """The printed expression, broadcast to its full shape when it is a bare row or column."""
+    code = printer.doprint(expr)
+    if isinstance(expr, MatrixExpr) and _may_be_broadcast(expr):
+        return f"np.broadcast_to({code}, ({printer.doprint(expr.rows)}, {printer.doprint(expr.cols)}))"
+    return code
+
+
+def _may_be_broadcast(expr) -> bool:
+    """A product whose first factor is a ones-column or last a ones-row prints as a smaller array."""
+    if not isinstance(expr, MatMul):
+        return False
+    matrices = [a for a in expr.args if isinstance(a, MatrixExpr)]
+    first, last = matrices[0], matrices[-1]
+    return (isinstance(first, OneMatrix) and first.rows != 1) or (isinstance(last, OneMatrix) and last.cols != 1)
+
+
+def _cache(g: Derivation, backward, inputs, printer) -> list[tuple[str, str]]:
+    """The arrays the backward statements read: cached activations and inputs (by local name)."""
+    read = {s.code for s in backward}
+    text = " ".join(read)
+    candidates = [*inputs, *(f.symbol for f in g.forward)]
+    out = []
+    for symbol in candidates:
+        local = printer.doprint(symbol)
+        if _mentions(text, local) and local not in [c[1] for c in out]:
+            out.append((repr(local), local))  # keyed by identifier: a dim and a matrix may share a name
+    return out
+
+
+def _mentions(text: str, identifier: str) -> bool:
+    return re.search(rf"(?<![\w.]){re.escape(identifier)}(?!\w)", text) is not None
+
+
+# --- rendering ---------------------------------------------------------------------------------
+
+def _template_dir() -> Path:
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "templates", here.parent / "templates"):
+        if (candidate / "module.py.j2").exists():
+            return candidate
+    raise CodegenError("the template module.py.j2 is missing (looked in derive/templates and templates/)")
+
+
+def render(plan: ModulePlan) -> str:
+    env = Environment(loader=FileSystemLoader(_template_dir()), undefined=StrictUndefined,
+                      keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True, autoescape=False)
+    return env.get_template("module.py.j2").render(plan=plan)
+
+
+# --- verification ------------------------------------------------------------------------------
+
+def load_module(source: str, name: str = "derive_generated"):
+    """Import ``source`` as a fresh module (never registered in sys.modules)."""
+    spec = importlib.util.spec_from_loader(f"derive_generated_{abs(hash(name))}", loader=None)
+    module = importlib.util.module_from_spec(spec)
+    # the source is our own renderer's output (user names only ever appear mangled or in repr())
+    exec(compile(source, f"<derive module for {safe_comment(name)}>", "exec"), module.__dict__)  # noqa: S102
+    return module
+
+
+def verify_module(source: str, name: str, *, points: int = 2, seed: int = 0) -> float:
+    """Compare the module's gradients with central finite differences; the worst relative error."""
+    try:
+        module = load_module(source, name)
+    except Exception as error:  # the printer wrote code that does not even import: say where
+        raise CodegenError(f"the generated module for {name} does not import: {error}\n"
+                           + traceback.format_exc(limit=1)) from error
+    rng = np.random.default_rng(seed)
+    worst = 0.0
+    for _ in range(points):
+        params, batch = module.example_inputs(rng)
+        worst = max(worst, _check_point(module, name, params, batch))
+    return worst
+
+
+def _check_point(module, name: str, params: dict, batch: dict) -> float:
+    try:
+        loss, grads = module.loss_and_grads(params, batch)
+    except Exception as error:
+        raise CodegenError(f"the generated code for {name} fails on example inputs: {type(error).__name__}: "
+                           f"{error}") from error
+    if set(grads) != set(params):
+        raise CodegenError(f"the generated code for {name} returns gradients for {sorted(grads)}, "
+                           f"not for the parameters {sorted(params)}")
+    if not math.isfinite(float(loss)):
+        raise CodegenError(f"the generated code for {name} gives a non-finite loss {loss!r} on example inputs")
+    worst = 0.0
+    for key, value in params.items():
+        grad = np.asarray(grads[key])
+        if grad.shape != value.shape:
+            raise CodegenError(f"the generated gradient of {key} in {name} has shape {grad.shape}, but {key} "
+                               f"has shape {value.shape}")
+        numeric = central_differences(lambda: float(module.forward(params, batch)[0]), value)
+        scale = max(float(np.max(np.abs(numeric), initial=0)), float(np.max(np.abs(grad), initial=0)), 1e-8)
+        error = float(np.max(np.abs(numeric - grad), initial=0)) / scale
+        if not error < TOLERANCE:
+            at = np.unravel_index(int(np.argmax(np.abs(numeric - grad))), grad.shape)
+            raise CodegenError(
+                f"the generated gradient of {key} in {name} disagrees with central finite differences: entry "
+                f"{tuple(int(i) for i in at)} is {grad[at]!r}, the differences give {numeric[at]!r} "
+                f"(relative error {error:.2e} > {TOLERANCE:g})")
+        worst = max(worst, error)
+    return worst
+
+
+def central_differences(loss, value: np.ndarray, step: float = FD_STEP) -> np.ndarray:
+    """d loss / d value by (L(v + h) - L(v - h)) / 2h, entry by entry, ``value`` changed in place."""
+    numeric = np.zeros_like(value, dtype=float)
+    for index in np.ndindex(value.shape):
+        saved = value[index]
+        value[index] = saved + step
+        up = loss()
+        value[index] = saved - step
+        down = loss()
+        value[index] = saved
+        numeric[index] = (up - down) / (2 * step)
+    return numeric

@@ -1,0 +1,301 @@
+"""Generated NumPy code against independent truths: PyTorch autograd on the same loss, the explicit
+elementwise derivative, central finite differences; plus stability, dtype and structural promises."""
+
+from __future__ import annotations
+
+import ast
+import functools
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from sympy import MatrixSymbol, OneMatrix, Symbol
+
+import derive
+from derive import codegen, printing
+from derive.errors import CodegenError
+from derive.examples import catalogue
+from derive.functions import BinaryCrossEntropy, Loss, SoftmaxCrossEntropy, sigmoid
+from derive.graph import topological_order
+
+torch_oracle = pytest.importorskip("tests.torch_oracle", reason="torch is the oracle for these tests")
+
+EXAMPLES = catalogue()
+NAMES = list(EXAMPLES)
+MLP3 = [n for n in NAMES if n.startswith("mlp3_")]
+
+
+@functools.cache
+def generated(name: str):
+    """(example, derivation, source, module) for a built-in example, generated (and verified) once."""
+    example = EXAMPLES[name]
+    g = example.derive()
+    source = derive.to_numpy(g, name)
+    return example, g, source, codegen.load_module(source, name)
+
+
+def dims_of(g, arrays: dict) -> dict:
+    """The dimension symbols' sizes, read off the arrays."""
+    dims = {}
+    for node in topological_order(g.loss):
+        if isinstance(node, MatrixSymbol) and node.name in arrays:
+            for dim, size in zip(node.shape, arrays[node.name].shape):
+                if isinstance(dim, Symbol):
+                    dims[dim] = size
+    return dims
+
+
+def inputs(module, seed=0, dims=None):
+    return module.example_inputs(np.random.default_rng(seed), dims)
+
+
+def assert_close(actual, expected, rtol=1e-9, what=""):
+    actual, expected = np.asarray(actual, dtype=float), np.asarray(expected, dtype=float)
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
+    scale = max(np.max(np.abs(expected), initial=0.0), 1e-12)
+    error = np.max(np.abs(actual - expected), initial=0.0) / scale
+    assert error < rtol, f"{what}: relative error {error:.2e}\n{actual}\nvs\n{expected}"
+
+
+# --- the independent truths ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", NAMES)
+def test_matches_torch_autograd(name):
+    _, g, _, module = generated(name)
+    for seed in (0, 1):
+        params, batch = inputs(module, seed)
+        loss, grads = module.loss_and_grads(params, batch)
+        torch_loss, torch_grads = torch_oracle.loss_and_grads(g.loss, params, batch, dims_of(g, {**params, **batch}))
+        assert_close(loss, torch_loss, what=f"{name} loss")
+        for key in params:
+            assert_close(grads[key], torch_grads[key], what=f"{name} dL/d{key}")
+
+
+# The explicit expansion of a 3-layer network takes seconds per example: the notes' networks, one
+# smooth and two piecewise activations and the two-path block cover every printed form between them.
+ELEMENTWISE = [n for n in NAMES if not n.startswith("mlp3_")] + ["mlp3_relu", "mlp3_leaky_relu", "mlp3_gelu"]
+
+
+@pytest.mark.parametrize("name", ELEMENTWISE)
+def test_matches_elementwise_truth(name):
+    example, g, _, module = generated(name)
+    dims = {str(k): v for k, v in example.dims.items()}
+    params, batch = inputs(module, seed=3, dims=dims)
+    _, grads = module.loss_and_grads(params, batch)
+    arrays = {**params, **batch}
+    dims = dims_of(g, arrays)
+    values = {}
+    for node in topological_order(g.loss):
+        if isinstance(node, MatrixSymbol) and node.name in arrays:
+            explicit = node.subs(dims).as_explicit()
+            for index in np.ndindex(arrays[node.name].shape):
+                values[explicit[index]] = float(arrays[node.name][index])
+    for param in g.params:
+        # substituted and evaluated by SymPy itself: no code printer stands between truth and test
+        expected = np.array(g.elementwise(param, dims).xreplace(values).evalf(), dtype=float)
+        assert_close(grads[param.name], expected, what=f"{name} dL/d{param.name}")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_generated_file_checks_itself_against_finite_differences(name, tmp_path):
+    _, _, source, _ = generated(name)
+    path = tmp_path / f"{name}.py"
+    path.write_text(source)
+    run = subprocess.run([sys.executable, str(path)], check=False, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "largest relative error" in run.stdout
+    assert codegen.verify_module(source, name, points=1, seed=5) < 1e-6
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_generated_file_passes_ruff(name, tmp_path):
+    ruff = shutil.which("ruff")
+    if ruff is None:
+        pytest.skip("ruff is not installed")
+    _, _, source, _ = generated(name)
+    path = tmp_path / f"{name}.py"
+    path.write_text(source)
+    run = subprocess.run([ruff, "check", "--isolated", "--line-length", "200", str(path)],
+                         check=False, capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_first_line_says_generated():
+    _, _, source, _ = generated("mlp3_relu")
+    assert source.splitlines()[0].startswith("# Generated by derive")
+
+
+# --- dtype and stability ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", NAMES)
+def test_float32_in_float32_out(name):
+    _, _, _, module = generated(name)
+    params, batch = inputs(module)
+    params32 = {k: v.astype(np.float32) for k, v in params.items()}
+    batch32 = {k: v.astype(np.float32) for k, v in batch.items()}
+    loss, grads = module.loss_and_grads(params32, batch32)
+    assert np.asarray(loss).dtype == np.float32
+    assert {k: g.dtype for k, g in grads.items()} == {k: np.dtype(np.float32) for k in params}
+    _, grads64 = module.loss_and_grads(params, batch)
+    for key in params:
+        assert_close(grads[key], grads64[key], rtol=1e-3, what=f"{name} float32 dL/d{key}")
+
+
+def _logit_losses(g):
+    return [n for n in topological_order(g.loss) if isinstance(n, (SoftmaxCrossEntropy, BinaryCrossEntropy))]
+
+
+STABLE = [n for n in NAMES if _logit_losses(EXAMPLES[n].derive())]
+
+
+@pytest.mark.parametrize("name", STABLE)
+def test_huge_logits_give_finite_loss_and_gradients(name):
+    _, g, _, module = generated(name)
+    (loss_node,) = _logit_losses(g)
+    logits_expr = loss_node.prediction.arg if isinstance(loss_node.prediction, sigmoid) else loss_node.prediction
+    params, batch = inputs(module)
+    arrays = {**params, **batch}
+    dims = dims_of(g, arrays)
+    for factor in (1, 10, 100, 1000, 10_000):  # scale the parameters until the logits are huge
+        scaled = {k: v * factor for k, v in params.items()}
+        env = {k: torch_oracle.torch.tensor(v) for k, v in {**scaled, **batch}.items()}
+        logits = torch_oracle.evaluate(logits_expr, env, dims)
+        if float(logits.abs().max()) >= 1e4:
+            break
+    assert float(logits.abs().max()) >= 1e4
+    loss, grads = module.loss_and_grads(scaled, batch)
+    assert np.isfinite(loss) and all(np.all(np.isfinite(v)) for v in grads.values())
+    torch_loss, torch_grads = torch_oracle.loss_and_grads(g.loss, scaled, batch, dims)
+    assert_close(loss, torch_loss, rtol=1e-7, what=f"{name} loss at logits ~1e4")
+    for key in params:
+        assert_close(grads[key], torch_grads[key], rtol=1e-6, what=f"{name} dL/d{key} at logits ~1e4")
+
+
+# --- structure: closed forms, no Jacobians, no recomputation -----------------------------------------
+
+def _function(source: str, name: str) -> ast.FunctionDef:
+    return next(n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef) and n.name == name)
+
+
+def _matmuls(node) -> int:
+    return sum(isinstance(n, ast.BinOp) and isinstance(n.op, ast.MatMult) for n in ast.walk(node))
+
+
+@pytest.mark.parametrize("name", MLP3)
+def test_three_products_per_dense_layer_minus_the_unused_input_gradient(name):
+    _, _, source, _ = generated(name)
+    layers = 3
+    forward, backward = _matmuls(_function(source, "forward")), _matmuls(_function(source, "backward"))
+    assert forward == layers
+    assert backward == 2 * layers - 1  # X.T @ G and G @ W.T per layer, no dL/dX
+    assert forward + backward == 3 * layers - 1
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_no_jacobian_no_ones_matrix_no_recomputed_activation(name):
+    _, _, source, _ = generated(name)
+    body = ast.unparse(_function(source, "forward")) + ast.unparse(_function(source, "backward"))
+    for banned in ("np.diag", "np.ones", "np.eye", "np.kron", "np.outer"):
+        assert banned not in body
+    backward = _function(source, "backward")
+    backward_text = ast.unparse(backward)
+    for statement in _function(source, "forward").body:
+        if isinstance(statement, ast.Assign) and isinstance(statement.value, ast.Call):
+            # an activation computed forward is read from the cache, never computed again
+            assert ast.unparse(statement.value) not in backward_text
+
+
+class _RecordProducts(ast.NodeTransformer):
+    def visit_BinOp(self, node):
+        self.generic_visit(node)
+        if isinstance(node.op, ast.MatMult):
+            return ast.Call(ast.Name("_recorded_matmul", ast.Load()), [node.left, node.right], [])
+        return node
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_no_batch_by_batch_intermediate(name):
+    example, _, source, _ = generated(name)
+    tree = ast.fix_missing_locations(_RecordProducts().visit(ast.parse(source)))
+    shapes = []
+
+    def recorded(a, b):
+        result = a @ b
+        shapes.append(np.shape(result))
+        return result
+
+    namespace = {"_recorded_matmul": recorded, "__name__": "recorded"}
+    exec(compile(tree, name, "exec"), namespace)  # noqa: S102 - our own generated code
+    batch_dims = {str(d) for d in example.dims} & {"N"}
+    dims = {"N": 11} if batch_dims else {}
+    params, batch = namespace["example_inputs"](np.random.default_rng(0), dims)
+    namespace["loss_and_grads"](params, batch)
+    if batch_dims:
+        assert (11, 11) not in shapes, shapes
+
+
+def test_matrix_chain_takes_the_cheaper_association():
+    N, D, H = (Symbol(s, integer=True, positive=True) for s in "NDH")
+    X, W, v = MatrixSymbol("X", N, D), MatrixSymbol("W", D, H), MatrixSymbol("v", H, 1)
+    printer = printing.DeriveNumPyPrinter()
+    assert printer.doprint(X * W * v) == "X @ (W @ v)"
+    u = MatrixSymbol("u", 1, N)
+    assert printer.doprint(u * X * W) == "(u @ X) @ W"
+
+
+def test_sums_over_rows_and_columns_never_build_ones():
+    N, H = (Symbol(s, integer=True, positive=True) for s in "NH")
+    G = MatrixSymbol("G", N, H)
+    printer = printing.DeriveNumPyPrinter()
+    assert printer.doprint(OneMatrix(1, N) * G) == "G.sum(axis=0, keepdims=True)"
+    assert printer.doprint(G * OneMatrix(H, 1)) == "G.sum(axis=1, keepdims=True)"
+
+
+# --- names and failures ----------------------------------------------------------------------------
+
+def test_unsafe_names_are_mangled_and_never_executed():
+    N = Symbol("N", integer=True, positive=True)
+    X = MatrixSymbol("x; import os", N, 2)
+    W = MatrixSymbol("class", 2, 3)
+    b = MatrixSymbol("__import__", 1, 3)
+    Y = MatrixSymbol("Y\nimport os", N, 3)
+    loss = derive.cross_entropy(derive.relu(X * W + OneMatrix(N, 1) * b), Y)
+    source = derive.to_numpy(derive.gradients(loss, [W, b]), "unsafe\nnames")
+    tree = ast.parse(source)
+    imports = [ast.unparse(n) for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))]
+    assert imports == ["import numpy as np"]
+    module = codegen.load_module(source)
+    params, batch = module.example_inputs(np.random.default_rng(0))
+    assert set(params) == {"class", "__import__"} and set(batch) == {"x; import os", "Y\nimport os"}
+
+
+def test_wrong_generated_code_raises_codegen_error(monkeypatch):
+    monkeypatch.setitem(printing.ELEMENTWISE_FORMS, "relu_prime", "({a} < 0).astype({a}.dtype)")
+    monkeypatch.setattr(printing.DeriveNumPyPrinter, "_print_HadamardProduct",
+                        lambda self, e: " * ".join(self._wrap(a) for a in e.args))
+    with pytest.raises(CodegenError, match="finite differences"):
+        derive.to_numpy(EXAMPLES["mlp3_relu"].derive(), "broken")
+
+
+def test_to_numpy_refuses_what_is_not_a_derivation():
+    with pytest.raises(CodegenError, match="Derivation"):
+        derive.to_numpy("not a derivation", "x")
+
+
+def test_losses_covered_by_examples():
+    kinds = {type(n) for name in NAMES for n in topological_order(EXAMPLES[name].loss) if isinstance(n, Loss)}
+    assert {SoftmaxCrossEntropy, BinaryCrossEntropy} <= kinds
+
+
+def test_a_dimension_and_a_matrix_may_share_a_name():
+    N = Symbol("N", integer=True, positive=True)
+    X, W, Y = MatrixSymbol("N", N, 2), MatrixSymbol("W", 2, 1), MatrixSymbol("Y", N, 1)
+    source = derive.to_numpy(derive.gradients(derive.mse(X * W, Y), [W]), "shared name")
+    module = codegen.load_module(source)
+    params, batch = module.example_inputs(np.random.default_rng(0))
+    _, grads = module.loss_and_grads(params, batch)
+    n = batch["N"].shape[0]
+    expected = 2 / n * batch["N"].T @ (batch["N"] @ params["W"] - batch["Y"])
+    assert_close(grads["W"], expected, what="dL/dW with a matrix named N")
