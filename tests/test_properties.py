@@ -2,6 +2,7 @@
 
 For each drawn network (tests/networks.py) the closed form ``g[W]``, evaluated numerically, must equal
 * PyTorch autograd of the same SymPy loss evaluated with torch ops (tests/evaluator.py),
+* the generated NumPy module (``derive.codegen.to_numpy``), loss and gradients,
 * central finite differences of the loss evaluated with NumPy,
 * and, on smaller networks whose explicit expansion is quick, the explicit elementwise derivative
   ``g.elementwise(W, dims)`` (the loss expanded into scalars and differentiated by SymPy).
@@ -16,10 +17,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from hypothesis import event, given, note, settings
-from sympy import Dummy, Max, Min, lambdify
+from sympy import Dummy, Max, Min, Trace, lambdify
 from sympy.matrices.expressions.matexpr import MatrixElement
 
 import derive
+from derive.codegen import load_module, to_numpy
 from derive.derivation import variables
 from derive.functions import LeakyRelu
 
@@ -75,12 +77,37 @@ def test_closed_form_equals_autograd_and_finite_differences(net):
     for name, value in closed.items():
         assert_agree("PyTorch autograd", name, autograd[name], value, EXACT)
 
+    check_generated_code(g, values, closed, loss_value)
+
     if walk.kink_margin < KINK_MARGIN:
         event("finite differences skipped: a kinked activation's argument is near 0")
         return
     for name, value in closed.items():
         numeric = central_differences(loss, values, dims, name)
         assert_agree("central differences", name, numeric, value, DIFFERENCES, scale=abs(loss_value))
+
+
+# A known codegen bug (tests/test_codegen.py, the xfail rows of test_scaled_identity_adjoint): the
+# gradient c I of a trace's argument is printed as the bare scalar c, and the generated backward
+# fails in a matrix product. Networks that meet it are counted (hypothesis's statistics), not failed:
+# every other error and every wrong number still fails the test.
+KNOWN_CODEGEN_FAILURE = "matmul: Input operand"
+
+
+def check_generated_code(g, values: dict, closed: dict, loss_value: float) -> None:
+    generated = load_module(to_numpy(g, "drawn", verify=False))
+    params = {name: values[name] for name in closed}
+    batch = {name: value for name, value in values.items() if name not in params}
+    try:
+        generated_loss, generated_grads = generated.loss_and_grads(params, batch)
+    except ValueError as error:
+        if KNOWN_CODEGEN_FAILURE in str(error) and g.loss.has(Trace):
+            event("generated code skipped: the known scaled-identity bug")
+            return
+        raise
+    assert abs(float(generated_loss) - loss_value) <= EXACT * max(1.0, abs(loss_value))
+    for name, value in closed.items():
+        assert_agree("the generated NumPy code", name, generated_grads[name], value, EXACT)
 
 
 def elementwise_values(truth, values: dict) -> np.ndarray:
