@@ -105,6 +105,8 @@ def load_network_file(path: Path) -> Network:
         raise NetworkFileError(f"network file {str(path)!r} does not exist")
     try:
         namespace = runpy.run_path(str(path), run_name="derive_network")
+    except SystemExit as error:  # exit() in the file would otherwise end derive silently with its code
+        raise NetworkFileError(f"{path}: it called exit({error.code!r}) instead of defining loss and wrt") from error
     except Exception as error:  # the user's code: report it in one line, whatever it raised
         raise NetworkFileError(f"{path}: running it failed with {type(error).__name__}: {error}") from error
     missing = [key for key in ("loss", "wrt") if key not in namespace]
@@ -225,11 +227,18 @@ def compile_pdf(tex_path: Path, out_dir: Path, force: bool) -> Path:
         source = Path(scratch) / "sheet.tex"
         shutil.copyfile(tex_path, source)
         run = subprocess.run([pdflatex, "-interaction=nonstopmode", "-halt-on-error", "-no-shell-escape",
-                              "sheet.tex"], cwd=scratch, capture_output=True, text=True, timeout=120, check=False)
+                              "sheet.tex"], cwd=scratch, capture_output=True, text=True, timeout=120, check=False,
+                             env=reproducible_env())
         pdf = Path(scratch) / "sheet.pdf"
         if run.returncode != 0 or not pdf.exists():
             raise LatexError(f"pdflatex could not compile {tex_path.name}: {first_tex_error(run.stdout)}")
         return write_atomic(output_path(out_dir, tex_path.stem, ".pdf"), pdf.read_bytes(), force)
+
+
+def reproducible_env() -> dict:
+    """pdfTeX stamps the time into the PDF (dates and /ID): a fixed SOURCE_DATE_EPOCH makes two builds
+    byte-identical. A SOURCE_DATE_EPOCH already set by the caller (a packager) is kept."""
+    return {**os.environ, "SOURCE_DATE_EPOCH": os.environ.get("SOURCE_DATE_EPOCH", "0"), "FORCE_SOURCE_DATE": "1"}
 
 
 def first_tex_error(log: str) -> str:

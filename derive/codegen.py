@@ -134,12 +134,18 @@ def plan_module(g: Derivation, name: str, dims: Mapping) -> ModulePlan:
     dim_lines = [_bind_dim(d, batch_first, printer) for d in dim_symbols if _mentions(code, printer.doprint(d))]
     cache = _cache(g, backward, [*dim_symbols, *inputs], printer)
     return ModulePlan(
-        name=safe_comment(name), title=safe_comment(name), loss_text=safe_comment(str(g.loss)),
+        name=safe_comment(name), title=safe_docstring(name), loss_text=safe_docstring(str(g.loss)),
         params=params, batch=batch, dims=dim_lines,
         default_dims=[(repr(str(d)), printer.doprint(d), sizes[d]) for d in dim_symbols],
         forward=forward, loss=loss, cache=cache, backward=backward, grads=grads,
         helpers=[NUMPY_HELPERS[h] for h in sorted(printer.helpers) if h in NUMPY_HELPERS],
         imports_scipy="scipy" in printer.helpers)
+
+
+def safe_docstring(text: str) -> str:
+    """``text`` as one line inside the module's docstring: a user's name holding triple quotes would
+    otherwise close the docstring and run as code when the module is imported (and to_numpy imports it)."""
+    return safe_comment(text).replace("\\", "\\\\").replace('"', '\\"')
 
 
 def _inputs(g: Derivation) -> list[MatrixSymbol]:

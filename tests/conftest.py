@@ -1,6 +1,9 @@
-"""Shared fixtures: symbolic dims and the built-in examples."""
+"""Shared fixtures: symbolic dims and the built-in examples; the hypothesis profiles."""
+
+import os
 
 import pytest
+from hypothesis import HealthCheck, settings
 from sympy import MatrixSymbol, OneMatrix, Symbol
 
 from derive.examples import catalogue
@@ -21,6 +24,19 @@ def layer(dims):
 
 
 EXAMPLES = catalogue()
+
+# Property tests (tests/test_properties.py) draw random networks. HYPOTHESIS_PROFILE picks how many:
+#   ci    (the default) 1000 networks against autograd and finite differences, 40 (smaller ones)
+#         against the elementwise derivative: about 2 to 3 minutes on 2 cores
+#   long  20000 and 800: about an hour, before a release or after touching the rules
+#   dev   100 and 10, for a quick look while editing
+# SymPy takes a variable time per network, so there is no per-example deadline.
+_PROFILE = {"deadline": None, "print_blob": True,
+            "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large]}
+settings.register_profile("ci", max_examples=1000, **_PROFILE)
+settings.register_profile("long", max_examples=20000, **_PROFILE)
+settings.register_profile("dev", max_examples=100, **_PROFILE)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(scope="session")

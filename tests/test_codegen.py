@@ -11,7 +11,7 @@ import sys
 
 import numpy as np
 import pytest
-from sympy import MatrixSymbol, OneMatrix, Symbol
+from sympy import MatrixSymbol, OneMatrix, Rational, Symbol, Trace
 
 import derive
 from derive import codegen, printing
@@ -19,6 +19,8 @@ from derive.errors import CodegenError
 from derive.examples import catalogue
 from derive.functions import BinaryCrossEntropy, Loss, SoftmaxCrossEntropy, sigmoid
 from derive.graph import topological_order
+
+from .evaluator import evaluate
 
 torch_oracle = pytest.importorskip("tests.torch_oracle", reason="torch is the oracle for these tests")
 
@@ -299,3 +301,31 @@ def test_a_dimension_and_a_matrix_may_share_a_name():
     n = batch["N"].shape[0]
     expected = 2 / n * batch["N"].T @ (batch["N"] @ params["W"] - batch["Y"])
     assert_close(grads["W"], expected, what="dL/dW with a matrix named N")
+
+
+# --- found by the property tests (tests/test_properties.py) -----------------------------------------
+
+_N = Symbol("N", integer=True, positive=True)
+_W, _w = MatrixSymbol("W", 2, 3), MatrixSymbol("w", 1, 1)
+_X, _Y = MatrixSymbol("X", _N, 1), MatrixSymbol("Y", _N, 1)
+SCALED_IDENTITY = ("the adjoint of a trace's argument, c*I with c != 1 (or I of size 1), is printed as the bare "
+                   "scalar c ('dZ_1 = 1/10'), and the backward's 'W @ dZ_1' raises ValueError in np.matmul")
+
+
+@pytest.mark.xfail(strict=True, reason=SCALED_IDENTITY)
+@pytest.mark.parametrize(("loss", "wrt"), [
+    (derive.mse(_X * _w, _Y) + Rational(1, 10) * Trace(_W.T * _W), [_w, _W]),   # weight decay with a factor
+    (Trace(_W.T * _W) + Trace(_W.T * _W), [_W]),                                 # the same term twice
+    (derive.mse(_X * _w, _Y) + Trace(_w.T * _w), [_w]),                            # trace of a 1 x 1 matrix
+], ids=["decay times 1/10", "decay twice", "trace of 1 x 1"])
+def test_scaled_identity_adjoint(loss, wrt):
+    g = derive.gradients(loss, wrt)
+    module = codegen.load_module(codegen.to_numpy(g, "decay", verify=False))
+    rng = np.random.default_rng(0)
+    values = {s.name: rng.uniform(-1, 1, size=tuple(int(d.subs({_N: 3})) for d in s.shape))
+              for s in loss.atoms(MatrixSymbol)}
+    params = {p.name: values[p.name] for p in wrt}
+    _, grads = module.loss_and_grads(params, {k: v for k, v in values.items() if k not in params})
+    for p in wrt:
+        closed = evaluate(g[p], values, {_N: 3})
+        assert np.allclose(grads[p.name], closed, rtol=1e-10, atol=1e-12), p.name

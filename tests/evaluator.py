@@ -1,0 +1,391 @@
+"""A test-only evaluator of SymPy matrix expressions, with NumPy or with torch: the independent truth.
+
+``evaluate(expr, values, dims, backend)`` walks the expression DAG (each shared node once) and applies
+one NumPy or torch operation per node type. It never calls derive's rules, printers or explicit
+expansion, so the loss it evaluates gives finite differences (NumPy) and autograd gradients (torch)
+that owe nothing to the deriver; evaluated on a closed form ``g[W]`` it gives that form's numbers.
+
+Activations in the torch backend are PyTorch's own (``F.gelu``, ``F.softplus``, ``F.log_softmax``,
+``F.binary_cross_entropy``): the stable implementations a user would compare against.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+from scipy import special
+from sympy import (
+    Add,
+    Basic,
+    Determinant,
+    Dummy,
+    Function,
+    HadamardPower,
+    HadamardProduct,
+    Identity,
+    Integer,
+    Inverse,
+    MatAdd,
+    MatMul,
+    MatPow,
+    MatrixSymbol,
+    Mul,
+    Number,
+    OneMatrix,
+    Pow,
+    Symbol,
+    Trace,
+    Transpose,
+    ZeroMatrix,
+    exp,
+    lambdify,
+    log,
+)
+from sympy.matrices.expressions.matexpr import MatrixElement
+
+from derive.functions import (
+    BinaryCrossEntropy,
+    Elementwise,
+    SoftmaxCrossEntropy,
+    SquaredError,
+    elu,
+    exp_,
+    gelu,
+    leaky_relu,
+    log_,
+    log_softmax,
+    relu,
+    sigmoid,
+    silu,
+    softmax,
+    softplus,
+    tanh_,
+)
+from derive.graph import topological_order
+
+# Activations with a kink at 0: finite differences across it are meaningless, so the walker records
+# how close their arguments come to 0.
+KINKED = (relu, leaky_relu, elu)
+
+
+class NumpyOps:
+    """NumPy implementations, written from the textbook definitions."""
+
+    name = "numpy"
+    activations: ClassVar[dict] = {
+        relu: lambda a: np.maximum(a, 0.0),
+        leaky_relu: lambda a, alpha: np.where(a > 0, a, alpha * a),
+        elu: lambda a, alpha: np.where(a > 0, a, alpha * np.expm1(np.minimum(a, 0.0))),
+        sigmoid: special.expit,
+        tanh_: np.tanh,
+        gelu: lambda a: a * 0.5 * (1.0 + special.erf(a / math.sqrt(2.0))),
+        silu: lambda a: a * special.expit(a),
+        softplus: lambda a: np.logaddexp(0.0, a),
+        exp_: np.exp,
+        log_: np.log,
+    }
+
+    @staticmethod
+    def constant(value: float):
+        return float(value)
+
+    @staticmethod
+    def full(rows: int, cols: int, value: float):
+        return np.full((rows, cols), value)
+
+    @staticmethod
+    def eye(n: int):
+        return np.eye(n)
+
+    @staticmethod
+    def matmul(a, b):
+        return a @ b
+
+    @staticmethod
+    def transpose(a):
+        return a.T
+
+    @staticmethod
+    def inverse(a):
+        return np.linalg.inv(a)
+
+    @staticmethod
+    def det(a):
+        return np.linalg.det(a)
+
+    @staticmethod
+    def trace(a):
+        return np.trace(a)
+
+    @staticmethod
+    def total(a):
+        return np.sum(a)
+
+    @staticmethod
+    def log(a):
+        return np.log(a)
+
+    @staticmethod
+    def exp(a):
+        return np.exp(a)
+
+    @staticmethod
+    def log_softmax(a, axis: int):
+        shifted = a - np.max(a, axis=axis, keepdims=True)
+        return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+
+    @staticmethod
+    def bce(p, y):
+        return -np.sum(y * np.log(p) + (1 - y) * np.log1p(-p))
+
+    @staticmethod
+    def matrix_power(a, k: int):
+        return np.linalg.matrix_power(a, k)
+
+
+class TorchOps:
+    """torch implementations: PyTorch's own functions, so autograd gives its gradients."""
+
+    name = "torch"
+
+    def __init__(self):
+        import torch
+        import torch.nn.functional as F
+        self.torch, self.F = torch, F
+        self.activations = {
+            relu: torch.relu,
+            leaky_relu: lambda a, alpha: F.leaky_relu(a, float(alpha)),
+            elu: lambda a, alpha: F.elu(a, float(alpha)),
+            sigmoid: torch.sigmoid,
+            tanh_: torch.tanh,
+            gelu: F.gelu,
+            silu: F.silu,
+            softplus: F.softplus,
+            exp_: torch.exp,
+            log_: torch.log,
+        }
+        self.dtype = torch.float64
+
+    def constant(self, value: float):
+        return self.torch.tensor(float(value), dtype=self.dtype)
+
+    def full(self, rows, cols, value):
+        return self.torch.full((rows, cols), float(value), dtype=self.dtype)
+
+    def eye(self, n):
+        return self.torch.eye(n, dtype=self.dtype)
+
+    def matmul(self, a, b):
+        return a @ b
+
+    def transpose(self, a):
+        return a.T
+
+    def inverse(self, a):
+        return self.torch.linalg.inv(a)
+
+    def det(self, a):
+        return self.torch.linalg.det(a)
+
+    def trace(self, a):
+        return self.torch.trace(a)
+
+    def total(self, a):
+        return a.sum()
+
+    def log(self, a):
+        return self.torch.log(a)
+
+    def exp(self, a):
+        return self.torch.exp(a)
+
+    def log_softmax(self, a, axis):
+        return self.F.log_softmax(a, dim=axis)
+
+    def bce(self, p, y):
+        return self.F.binary_cross_entropy(p, y, reduction="sum")
+
+    def matrix_power(self, a, k):
+        return self.torch.linalg.matrix_power(a, k)
+
+
+@dataclass
+class Walk:
+    """One evaluation: the values of the leaves, the sizes of the dims, what was seen on the way."""
+
+    ops: object
+    values: dict            # MatrixSymbol name -> array or tensor
+    dims: dict              # dimension Symbol -> int
+    kink_margin: float = math.inf   # smallest |argument| of a kinked activation
+    memo: dict = field(default_factory=dict)
+
+    def size(self, d) -> int:
+        return int(d.xreplace(self.dims)) if isinstance(d, Basic) else int(d)
+
+    def run(self, expr: Basic):
+        for node in topological_order(expr):
+            if node not in self.memo:
+                self.memo[node] = self.node(node, [self.memo.get(a) for a in node.args])
+        return self.memo[expr]
+
+    def node(self, node: Basic, args: list):
+        ops = self.ops
+        if isinstance(node, MatrixSymbol):
+            return self.values[node.name]
+        if isinstance(node, (Identity, OneMatrix, ZeroMatrix)):
+            rows, cols = (self.size(d) for d in node.shape)
+            return ops.eye(rows) if isinstance(node, Identity) else ops.full(rows, cols, float(isinstance(node, OneMatrix)))
+        if isinstance(node, Number):
+            return ops.constant(node)
+        if isinstance(node, Symbol):
+            return ops.constant(self.dims[node])
+        handler = HANDLERS.get(type(node))
+        if handler is None:
+            handler = next((h for cls, h in HANDLERS.items() if isinstance(node, cls)), None)
+        if handler is None:
+            raise TypeError(f"the test evaluator has no {ops.name} operation for {type(node).__name__}")
+        return handler(self, node, args)
+
+
+def _matmul(walk, node, args):
+    coeff, product = None, None
+    for arg, value in zip(node.args, args):
+        if getattr(arg, "is_Matrix", False):
+            product = value if product is None else walk.ops.matmul(product, value)
+        else:
+            coeff = value if coeff is None else coeff * value
+    return product if coeff is None else coeff * product
+
+
+def _sum(walk, node, args):
+    total = args[0]
+    for value in args[1:]:
+        total = total + value
+    return total
+
+
+def _product(walk, node, args):
+    total = args[0]
+    for value in args[1:]:
+        total = total * value
+    return total
+
+
+def _elementwise(walk, node, args):
+    cls = type(node)
+    params = [float(p) for p in node.params]
+    if cls in KINKED and walk.ops.name == "numpy":
+        walk.kink_margin = min(walk.kink_margin, float(np.min(np.abs(args[0]))))
+    if cls in walk.ops.activations:
+        return walk.ops.activations[cls](args[0], *params)
+    if getattr(cls, "of", None) is not None and walk.ops.name == "numpy":
+        return _derivative_function(cls, tuple(params))(args[0])
+    raise TypeError(f"the test evaluator has no {walk.ops.name} operation for {cls.__name__}")
+
+
+_DERIVATIVES: dict = {}
+
+
+def _derivative_function(cls, params):
+    """A prime class's scalar derivative (``relu_prime``: Step), lambdified once per class."""
+    key = (cls, params)
+    if key not in _DERIVATIVES:
+        x = Dummy("x")
+        _DERIVATIVES[key] = lambdify(x, cls.scalar(x, *params), modules=["numpy", "scipy"])
+    return _DERIVATIVES[key]
+
+
+def _scalar_function(walk, node, args):
+    if isinstance(node, log):
+        return walk.ops.log(args[0])
+    if isinstance(node, exp):
+        return walk.ops.exp(args[0])
+    raise TypeError(f"the test evaluator has no {walk.ops.name} operation for {type(node).__name__}")
+
+
+def _log_softmax(walk, node, args):
+    return walk.ops.log_softmax(args[0], node.axis)
+
+
+def _softmax(walk, node, args):
+    return walk.ops.exp(walk.ops.log_softmax(args[0], node.axis))
+
+
+def _squared_error(walk, node, args):
+    p, y, scale = args
+    return scale * walk.ops.total((p - y) * (p - y))
+
+
+def _bce(walk, node, args):
+    p, y, scale = args
+    return scale * walk.ops.bce(p, y)
+
+
+def _cross_entropy(walk, node, args):
+    z, y, scale = args[:3]
+    return -scale * walk.ops.total(y * walk.ops.log_softmax(z, int(node.args[3])))
+
+
+HANDLERS = {
+    MatMul: _matmul,
+    MatAdd: _sum,
+    Add: _sum,
+    Mul: _product,
+    HadamardProduct: _product,
+    Transpose: lambda walk, node, args: walk.ops.transpose(args[0]),
+    HadamardPower: lambda walk, node, args: args[0] ** args[1],
+    Pow: lambda walk, node, args: args[0] ** args[1],
+    MatPow: lambda walk, node, args: walk.ops.matrix_power(args[0], int(node.args[1])),
+    Inverse: lambda walk, node, args: walk.ops.inverse(args[0]),
+    Determinant: lambda walk, node, args: walk.ops.det(args[0]),
+    Trace: lambda walk, node, args: walk.ops.trace(args[0]),
+    MatrixElement: lambda walk, node, args: args[0][int(node.args[1]), int(node.args[2])],
+    Integer: lambda walk, node, args: walk.ops.constant(node),
+    SquaredError: _squared_error,
+    BinaryCrossEntropy: _bce,
+    SoftmaxCrossEntropy: _cross_entropy,
+    softmax: _softmax,
+    log_softmax: _log_softmax,
+    Elementwise: _elementwise,
+    Function: _scalar_function,
+}
+
+
+def evaluate(expr: Basic, values: dict, dims: dict, ops=None):
+    """The value of ``expr`` (matrix or scalar) with ``values`` by name and ``dims`` by Symbol."""
+    return Walk(ops or NumpyOps(), values, dims).run(expr)
+
+
+def numpy_walk(expr: Basic, values: dict, dims: dict) -> Walk:
+    """Evaluate with NumPy and keep the walk (its kink margin says whether differences are valid)."""
+    walk = Walk(NumpyOps(), values, dims)
+    walk.run(expr)
+    return walk
+
+
+def central_differences(loss: Basic, values: dict, dims: dict, name: str, step: float = 1e-6) -> np.ndarray:
+    """dL/d(name) by central differences of the NumPy-evaluated loss, entry by entry."""
+    base = values[name]
+    grad = np.zeros_like(base)
+    for index in np.ndindex(base.shape):
+        shifted = []
+        for sign in (1.0, -1.0):
+            moved = base.copy()
+            moved[index] += sign * step
+            shifted.append(float(evaluate(loss, {**values, name: moved}, dims)))
+        grad[index] = (shifted[0] - shifted[1]) / (2 * step)
+    return grad
+
+
+def torch_gradients(loss: Basic, values: dict, dims: dict, names: list[str]) -> tuple[float, dict]:
+    """The loss and its gradients by PyTorch autograd, in float64."""
+    ops = TorchOps()
+    torch = ops.torch
+    leaves = {k: torch.tensor(v, dtype=torch.float64, requires_grad=k in names) for k, v in values.items()}
+    value = evaluate(loss, leaves, dims, ops)
+    grads = torch.autograd.grad(value, [leaves[n] for n in names], allow_unused=True)
+    return float(value.detach()), {n: (np.zeros_like(values[n]) if g is None else g.detach().numpy())
+                          for n, g in zip(names, grads)}

@@ -1,0 +1,136 @@
+"""Property tests: for random networks, every independent answer agrees for every parameter.
+
+For each drawn network (tests/networks.py) the closed form ``g[W]``, evaluated numerically, must equal
+* PyTorch autograd of the same SymPy loss evaluated with torch ops (tests/evaluator.py),
+* the generated NumPy module (``derive.codegen.to_numpy``), loss and gradients,
+* central finite differences of the loss evaluated with NumPy,
+* and, on smaller networks whose explicit expansion is quick, the explicit elementwise derivative
+  ``g.elementwise(W, dims)`` (the loss expanded into scalars and differentiated by SymPy).
+
+How many networks are drawn is the hypothesis profile's business (tests/conftest.py): ``ci`` (the
+default) draws at least 300, ``HYPOTHESIS_PROFILE=long`` thousands. A failure shrinks to a minimal
+network and prints its declaration, a network file that ``derive sheet`` accepts.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import event, given, note, settings
+from sympy import Dummy, Max, Min, Trace, lambdify
+from sympy.matrices.expressions.matexpr import MatrixElement
+
+import derive
+from derive.codegen import load_module, to_numpy
+from derive.derivation import variables
+from derive.functions import LeakyRelu
+
+from .evaluator import central_differences, evaluate, numpy_walk, torch_gradients
+from .networks import networks
+
+torch = pytest.importorskip("torch", reason="torch is one of the independent truths")
+
+# Relative tolerances: autograd and the elementwise truth are exact up to rounding; central
+# differences with a step of 1e-6 carry about 1e-9 of the loss's size in rounding error.
+EXACT = 1e-8
+DIFFERENCES = 1e-5
+# Finite differences are meaningless across a kink (relu, leaky_relu, elu at 0): closer than this
+# the comparison is skipped for that network (autograd and the elementwise truth still apply).
+KINK_MARGIN = 1e-4
+
+
+def derive_network(net):
+    note(f"network declaration:{net!r}")
+    for feature in net.features():
+        event(feature)
+    namespace = net.build()
+    g = derive.gradients(namespace["loss"], namespace["wrt"], names=namespace["names"])
+    dims = {namespace["N"]: net.n, namespace["D"]: net.d}
+    return namespace, g, dims, net.values(namespace)
+
+
+def assert_agree(what: str, param: str, got, want, tolerance: float, scale: float = 1.0) -> None:
+    got, want = np.asarray(got, dtype=float), np.asarray(want, dtype=float)
+    assert got.shape == want.shape, f"dL/d{param}: {what} has shape {got.shape}, the closed form {want.shape}"
+    size = max(scale, float(np.max(np.abs(want))), float(np.max(np.abs(got))), 1.0)
+    error = float(np.max(np.abs(got - want))) / size
+    assert error <= tolerance, (
+        f"dL/d{param}: the closed form and {what} differ (relative error {error:.2e}):\n"
+        f"closed form\n{want}\n{what}\n{got}")
+
+
+def closed_values(g, values, dims) -> dict:
+    return {p.name: np.asarray(evaluate(g[p], values, dims), dtype=float) for p in g.params}
+
+
+@given(net=networks())
+def test_closed_form_equals_autograd_and_finite_differences(net):
+    namespace, g, dims, values = derive_network(net)
+    loss = namespace["loss"]
+    closed = closed_values(g, values, dims)
+    walk = numpy_walk(loss, values, dims)
+    loss_value = float(walk.memo[loss])
+    assert np.isfinite(loss_value)
+
+    torch_loss, autograd = torch_gradients(loss, values, dims, list(closed))
+    assert abs(torch_loss - loss_value) <= EXACT * max(1.0, abs(loss_value))
+    for name, value in closed.items():
+        assert_agree("PyTorch autograd", name, autograd[name], value, EXACT)
+
+    check_generated_code(g, values, closed, loss_value)
+
+    if walk.kink_margin < KINK_MARGIN:
+        event("finite differences skipped: a kinked activation's argument is near 0")
+        return
+    for name, value in closed.items():
+        numeric = central_differences(loss, values, dims, name)
+        assert_agree("central differences", name, numeric, value, DIFFERENCES, scale=abs(loss_value))
+
+
+# A known codegen bug (tests/test_codegen.py, the xfail rows of test_scaled_identity_adjoint): the
+# gradient c I of a trace's argument is printed as the bare scalar c, and the generated backward
+# fails in a matrix product. Networks that meet it are counted (hypothesis's statistics), not failed:
+# every other error and every wrong number still fails the test.
+KNOWN_CODEGEN_FAILURE = "matmul: Input operand"
+
+
+def check_generated_code(g, values: dict, closed: dict, loss_value: float) -> None:
+    generated = load_module(to_numpy(g, "drawn", verify=False))
+    params = {name: values[name] for name in closed}
+    batch = {name: value for name, value in values.items() if name not in params}
+    try:
+        generated_loss, generated_grads = generated.loss_and_grads(params, batch)
+    except ValueError as error:
+        if KNOWN_CODEGEN_FAILURE in str(error) and g.loss.has(Trace):
+            event("generated code skipped: the known scaled-identity bug")
+            return
+        raise
+    assert abs(float(generated_loss) - loss_value) <= EXACT * max(1.0, abs(loss_value))
+    for name, value in closed.items():
+        assert_agree("the generated NumPy code", name, generated_grads[name], value, EXACT)
+
+
+def elementwise_values(truth, values: dict) -> np.ndarray:
+    """An explicit matrix of scalar expressions in entries ``X[i, j]``, evaluated at ``values``."""
+    # LeakyRelu's own NumPy printing drops the parentheses around a sum (test_functions.py has the
+    # xfail test); max(x, 0) + alpha min(x, 0) is the same function and prints correctly.
+    truth = truth.replace(lambda e: isinstance(e, LeakyRelu),
+                          lambda e: Max(e.args[0], 0) + e.args[1] * Min(e.args[0], 0))
+    entries = sorted(variables(truth), key=str)
+    plain = {e: Dummy(f"v{k}") for k, e in enumerate(entries)}
+    numbers = [values[e.args[0].name][int(e.args[1]), int(e.args[2])] if isinstance(e, MatrixElement)
+               else None for e in entries]
+    f = lambdify(list(plain.values()), truth.xreplace(plain), modules=["numpy", "scipy"])
+    return np.asarray(f(*numbers), dtype=float)
+
+
+# The explicit expansion grows fast with width and depth (a 3 x 3 symbolic inverse alone takes
+# seconds), so this truth is drawn on networks of up to 3 layers, 2 wide, with N and D up to 2.
+@settings(max_examples=max(10, settings().max_examples // 25))
+@given(net=networks(most=3, widest=2, batch=2))
+def test_closed_form_equals_the_elementwise_derivative(net):
+    _, g, dims, values = derive_network(net)
+    closed = closed_values(g, values, dims)
+    for p in g.params:
+        truth = elementwise_values(g.elementwise(p, net.dims), values)
+        assert_agree("the elementwise derivative", p.name, truth, closed[p.name], EXACT)
