@@ -74,9 +74,9 @@ def _dims_differ(a, b) -> str:
             facts = ", ".join(f"{k}={v}" for k, v in sorted(d.assumptions0.items())
                               if k in ("integer", "positive", "nonnegative")) if d.is_Symbol else ""
             return facts or "no assumptions"
-        return (f"the dimensions are two different symbols both named {a} ({described(a)} vs {described(b)}); "
+        return (f"the inner dimensions are two different symbols both named {a} ({described(a)} vs {described(b)}); "
                 "declare each dimension once, e.g. Symbol('N', integer=True, positive=True), and reuse it")
-    return f"the dimensions {a} and {b} differ"
+    return f"the inner dimensions {a} and {b} differ"
 
 
 def check_shapes(node: Basic) -> None:
@@ -87,7 +87,7 @@ def check_shapes(node: Basic) -> None:
             if not _same(left.cols, right.rows):
                 raise ShapeError(
                     f"matrix product {node}: {left} is {shape_text(left)} and {right} is {shape_text(right)}; "
-                    f"inner {_dims_differ(left.cols, right.rows)}")
+                    f"{_dims_differ(left.cols, right.rows)}")
     elif isinstance(node, (MatAdd, HadamardProduct)):
         first = node.args[0]
         for other in node.args[1:]:

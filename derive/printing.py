@@ -522,7 +522,7 @@ class DeriveNumPyPrinter(NumPyPrinter):
 
     def _print_Identity(self, expr):
         if expr.rows == 1:
-            return "1"
+            return "1"  # broadcasts and keeps the dtype (a 1 x 1 gradient that enters a product: see README)
         return f"np.eye({self._print(expr.rows)})"
 
     def _print_OneMatrix(self, expr):
@@ -571,7 +571,12 @@ class DeriveNumPyPrinter(NumPyPrinter):
         coeff, _ = _split_coeff(expr)
         matrices = [a for a in expr.args if isinstance(a, MatrixExpr) and not isinstance(a, Identity)]
         if not matrices:
-            return self._print(coeff) if coeff != 1 else "1"
+            # c I: the gradient of a trace's argument; it stays a matrix, for the products it enters
+            identity = next((a for a in expr.args if isinstance(a, Identity)), None)
+            if identity is None:
+                return self._print(coeff) if coeff != 1 else "1"
+            eye = f"np.eye({self._print(identity.rows)})"
+            return eye if coeff == 1 else f"{self._scalar(coeff)} * {eye}"
         product = self._chain([self._operand(m) for m in matrices])
         if coeff == 1:
             return product.code
