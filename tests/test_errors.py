@@ -25,6 +25,7 @@ from sympy import (
 
 import derive
 from derive import cli, mse, relu
+from derive.check import check as check_hand
 from derive.errors import (
     DeriveError,
     DimsError,
@@ -33,6 +34,7 @@ from derive.errors import (
     NetworkFileError,
     NonScalarLoss,
     ParameterNotInLoss,
+    ParseError,
     ShapeError,
     UnsupportedOperation,
 )
@@ -88,8 +90,13 @@ BAD_CALLS = [
     ("verify without dims", lambda: dense().verify({}), DimsError, "missing for D, H, N"),
     ("expansion too large", lambda: dense().elementwise(W, {N: 1000, D: 1000, H: 1000}), ExpansionTooLarge,
      "at D=1000, H=1000, N=1000 takes about 2,002,000,000 scalar operations"),
+    ("hand formula with an unknown name", lambda: check_hand("X^T (dL/dZ_1 + G", LOSS, W), ParseError,
+     "unknown name 'G'; this network knows"),
+    ("hand formula cut short", lambda: check_hand("X^T (dL/dZ_1", LOSS, W), ParseError, "at column"),
+    ("hand formula that is Python", lambda: check_hand("__import__('os').system('true')", LOSS, W), ParseError,
+     "at column"),
     ("closed form expansion too large", lambda: dense().explicit_gradient(W, {"N": 500, "D": 500, "H": 500}),
-     ExpansionTooLarge, "limit 200,000"),
+     ExpansionTooLarge, "expanding at D=500, H=500, N=500 takes about 250,500,000 scalar operations"),
 ]
 
 
@@ -99,6 +106,13 @@ def test_bad_input_raises_a_named_derive_error(call, error, message):
         call()
     assert type(info.value) is error and isinstance(info.value, DeriveError)
     assert message in str(info.value)
+
+
+def test_a_parse_error_points_at_its_column():
+    with pytest.raises(ParseError) as info:
+        check_hand("X^T (dL/dZ_1", LOSS, W)
+    message, formula, caret = str(info.value).splitlines()
+    assert message.endswith("at column 13") and formula == "  X^T (dL/dZ_1" and caret == "  " + " " * 12 + "^"
 
 
 @pytest.mark.parametrize("dims", [{N: 1000, D: 1000, H: 1000}, {N: 10**9, D: 10**9, H: 10**9}])
