@@ -59,3 +59,7 @@ class LatexError(DeriveError, RuntimeError):
 
 class CodegenError(DeriveError, RuntimeError):
     """Generated code that fails its own check (names the network, parameter, entry and both values)."""
+
+
+class InvalidArgument(DeriveError, ValueError):
+    """A derive function called with an argument it cannot take (a reduction, an axis, a scalar)."""

@@ -41,7 +41,7 @@ from sympy import (
 from sympy.core.function import ArgumentIndexError
 
 from .algebra import hadamard, one_minus
-from .errors import ShapeError
+from .errors import InvalidArgument, ShapeError
 
 __all__ = [
     "BinaryCrossEntropy",
@@ -288,7 +288,7 @@ class Softplus(_ScalarFunction):
 def _require_matrix(value, what: str) -> MatrixExpr:
     value = sympify(value)
     if not isinstance(value, MatrixExpr):
-        raise TypeError(f"{what} expects a matrix expression, got {value!r} of type {type(value).__name__}")
+        raise InvalidArgument(f"{what} expects a matrix expression, got {value!r} of type {type(value).__name__}")
     return value
 
 
@@ -306,7 +306,7 @@ class Elementwise(MatrixExpr):
     def __new__(cls, arg, *params):
         arg = sympify(arg)
         if len(params) != cls.nparams:
-            raise TypeError(f"{cls.__name__} takes 1 matrix and {cls.nparams} parameter(s), got {len(params)}")
+            raise InvalidArgument(f"{cls.__name__} takes 1 matrix and {cls.nparams} parameter(s), got {len(params)}")
         params = tuple(sympify(p) for p in params)
         if not isinstance(arg, MatrixExpr):
             return cls.scalar(arg, *params)
@@ -330,9 +330,6 @@ class Elementwise(MatrixExpr):
 
     def _entry(self, i, j, **kwargs):
         return self.scalar(self.arg._entry(i, j, **kwargs), *self.params)
-
-    def _eval_transpose(self):
-        return self.func(self.arg.T, *self.params)
 
     def _sympystr(self, printer):
         inner = ", ".join(printer._print(a) for a in self.args)
@@ -440,7 +437,7 @@ for _cls, _name in ((tanh_, "tanh"), (exp_, "exp"), (log_, "log")):
 def examples_axis(examples: str) -> int:
     """The axis along which examples are laid out: rows (0) or columns (1)."""
     if examples not in ("rows", "columns"):
-        raise ValueError(f"examples must be 'rows' or 'columns', got {examples!r}")
+        raise InvalidArgument(f"examples must be 'rows' or 'columns', got {examples!r}")
     return 0 if examples == "rows" else 1
 
 
@@ -449,7 +446,12 @@ class _Normalized(MatrixExpr):
 
     def __new__(cls, arg, axis=1):
         arg = _require_matrix(arg, cls.__name__)
-        node = MatrixExpr.__new__(cls, arg, Integer(axis))
+        # PyTorch's habit dim=-1 means the last axis, the columns: each row is normalised
+        normalised = {1: 1, -1: 1, 0: 0, -2: 0}.get(int(axis) if str(axis).lstrip("-").isdigit() else None)
+        if normalised is None:
+            raise InvalidArgument(f"{cls.__name__}: axis must be 1 (or -1: normalise each row) or 0 (or -2: each "
+                                  f"column), got {axis!r}")
+        node = MatrixExpr.__new__(cls, arg, Integer(normalised))
         node._shape = arg.shape  # see Elementwise.__new__
         return node
 
@@ -473,9 +475,6 @@ class _Normalized(MatrixExpr):
             return log(sum((exp(entry(k)) for k in range(int(length))), S.Zero))
         k = Dummy("k", integer=True)
         return log(Sum(exp(entry(k)), (k, 0, length - 1)))
-
-    def _eval_transpose(self):
-        return self.func(self.arg.T, 1 - self.axis)
 
 
 class softmax(_Normalized):
@@ -609,7 +608,7 @@ def _scale(prediction: MatrixExpr, reduction: str, examples: str, half: bool = F
     elif reduction == "sum":
         scale = S.One
     else:
-        raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+        raise InvalidArgument(f"reduction must be 'mean' or 'sum', got {reduction!r}")
     return scale / 2 if half else scale
 
 

@@ -37,12 +37,14 @@ from sympy import (
     expand,
     preorder_traversal,
 )
+from sympy.core.operations import AssocOp
+from sympy.matrices import MatrixBase
 
 from .algebra import mat_add
-from .errors import NonScalarLoss, ShapeError, UnsupportedOperation
+from .errors import DeriveError, InvalidParameter, NonScalarLoss, ShapeError, UnsupportedOperation
 from .rules import Pullback, rule_for
 
-LEAVES = (MatrixSymbol, OneMatrix, ZeroMatrix, Identity, Atom)
+LEAVES = (MatrixSymbol, OneMatrix, ZeroMatrix, Identity, MatrixBase, Atom)
 LINEAR = (MatMul, MatAdd, Transpose)
 
 
@@ -65,6 +67,18 @@ def _same(a, b) -> bool:
     return a == b or expand(a - b) == 0
 
 
+def _dims_differ(a, b) -> str:
+    """Why two dimensions differ, in words: two symbols may share a name but not their assumptions."""
+    if str(a) == str(b):
+        def described(d):
+            facts = ", ".join(f"{k}={v}" for k, v in sorted(d.assumptions0.items())
+                              if k in ("integer", "positive", "nonnegative")) if d.is_Symbol else ""
+            return facts or "no assumptions"
+        return (f"the dimensions are two different symbols both named {a} ({described(a)} vs {described(b)}); "
+                "declare each dimension once, e.g. Symbol('N', integer=True, positive=True), and reuse it")
+    return f"the dimensions {a} and {b} differ"
+
+
 def check_shapes(node: Basic) -> None:
     """Raise a ShapeError naming the operands when ``node``'s arguments do not fit together."""
     if isinstance(node, MatMul):
@@ -73,7 +87,7 @@ def check_shapes(node: Basic) -> None:
             if not _same(left.cols, right.rows):
                 raise ShapeError(
                     f"matrix product {node}: {left} is {shape_text(left)} and {right} is {shape_text(right)}; "
-                    f"the inner dimensions {left.cols} and {right.rows} differ")
+                    f"inner {_dims_differ(left.cols, right.rows)}")
     elif isinstance(node, (MatAdd, HadamardProduct)):
         first = node.args[0]
         for other in node.args[1:]:
@@ -121,6 +135,7 @@ class Graph:
         order = topological_order(root)
         consumers: dict[Basic, list[Basic]] = defaultdict(list)
         depends: dict[Basic, bool] = {}
+        _check_symbol_names(order)
         for node in order:
             leaf = isinstance(node, LEAVES)
             if not leaf:
@@ -129,6 +144,17 @@ class Graph:
                     consumers[arg].append(node)
             depends[node] = node in params or (not leaf and any(depends[a] for a in node.args))
         return cls(root, order, consumers, depends)
+
+
+def _check_symbol_names(order: list[Basic]) -> None:
+    """Two different MatrixSymbols with one name would be mixed up by everything that goes by name."""
+    by_name: dict[str, MatrixSymbol] = {}
+    for node in order:
+        if isinstance(node, MatrixSymbol):
+            other = by_name.setdefault(node.name, node)
+            if other != node:
+                raise InvalidParameter(f"two different matrices are both named {node.name}: {shape_text(other)} "
+                                       f"and {shape_text(node)}; give each its own name")
 
 
 def check_scalar(loss: Basic) -> None:
@@ -214,7 +240,7 @@ def compact_forms(graph: Graph, names: dict[Basic, str]) -> tuple[dict, dict]:
             refs[node] = node
             continue
         args = [refs[a] for a in node.args]
-        compact = node if all(r is a for r, a in zip(args, node.args)) else node.func(*args)
+        compact = node if all(r is a for r, a in zip(args, node.args)) else _rebuild(node, args)
         if node in names:
             definitions[node] = compact
             refs[node] = Intermediate(names[node], *node.shape)
@@ -223,12 +249,25 @@ def compact_forms(graph: Graph, names: dict[Basic, str]) -> tuple[dict, dict]:
     return refs, definitions
 
 
+def _rebuild(node: Basic, args: list) -> Basic:
+    """``node`` on new arguments, in the same order: rules pair their results with ``node.args``,
+    so a sum or product that re-sorted its arguments would hand each one another's gradient."""
+    if isinstance(node, AssocOp):
+        return node.func(*args, evaluate=False)
+    return node.func(*args)
+
+
 def reverse_sweep(graph: Graph, names: dict[Basic, str], params: list[Basic]) -> Sweep:
     """Apply one rule per node from the loss back to the parameters, summing over paths."""
     refs, definitions = compact_forms(graph, names)
     sweep = Sweep(refs, definitions)
     seed = Identity(1) if isinstance(graph.root, MatrixExpr) else S.One
     param_set = set(params)
+    if graph.root in param_set:  # the loss is a (1 x 1) parameter itself: dL/dL = 1
+        root = graph.root
+        step = Step(root, root, root, root.shape, "the loss itself", r"dL/dL = 1", False, seed, None, seed)
+        sweep.steps.append(step)
+        sweep.contributions[root].append(step)
     for node in reversed(graph.order):
         if node is graph.root:
             upstream = seed
@@ -276,6 +315,9 @@ def _result(grad):
 def _apply_rule(node, upstream, graph: Graph, sweep: Sweep) -> None:
     rule = rule_for(node)
     compact = sweep.definitions.get(node, sweep.refs[node])
+    if compact.args != tuple(sweep.refs[a] for a in node.args):
+        raise DeriveError(f"internal error: {type(node).__name__} reordered its arguments when rebuilt "
+                          f"({node.args} became {compact.args}); please report this")
     grads = rule.apply(compact, sweep.refs[node], upstream)
     if rule.diagonal and isinstance(upstream, Adjoint):
         grads = _fused(rule, compact, sweep.refs[node], upstream, sweep, node, grads)

@@ -33,12 +33,14 @@ from sympy import (
     MatrixExpr,
     Mul,
     OneMatrix,
+    Piecewise,
     Pow,
     S,
     Trace,
     Transpose,
     log,
 )
+from sympy.core.function import ArgumentIndexError
 from sympy.matrices.expressions.matexpr import MatrixElement
 
 from .algebra import hadamard, hadamard_power, mat_add, mat_mul, one_minus, transpose
@@ -126,9 +128,10 @@ def matmul(node, out, upstream):
     matrices = [a for a in node.args if isinstance(a, MatrixExpr)]
     coeff = Mul(*scalars)
     grads, position = [], 0
-    for arg in node.args:
+    for index, arg in enumerate(node.args):
         if not isinstance(arg, MatrixExpr):
-            others = Mul(*[s for s in scalars if s is not arg])
+            # the other scalar factors, by position: a factor may appear twice (Trace(W) Trace(W) V)
+            others = Mul(*[a for k, a in enumerate(node.args) if k != index and not isinstance(a, MatrixExpr)])
             grads.append(Pullback(_inner(upstream, mat_mul(others, *matrices))))
             continue
         left, right = matrices[:position], matrices[position + 1:]
@@ -226,7 +229,21 @@ def power(node, out, upstream):
 
 @register(Function, name="scalar function", formula=r"da = g f'(a)")
 def scalar_function(node, out, upstream):
-    return [upstream * node.fdiff(k + 1) for k in range(len(node.args))]
+    return [_partial(node, k, upstream) for k in range(len(node.args))]
+
+
+def _partial(node, k: int, upstream):
+    try:
+        return upstream * node.fdiff(k + 1)
+    except ArgumentIndexError:  # no derivative for this argument (leaky_relu's alpha): say so upstream
+        return None
+
+
+@register(Piecewise, name="piecewise function (unsupported)", formula="")
+def piecewise(node, out, upstream):
+    raise UnsupportedOperation(
+        f"no differentiation rule for Piecewise ({node}); write it with derive's relu, leaky_relu or elu, "
+        "whose derivatives are known")
 
 
 # --- elementwise functions and softmax --------------------------------------------------------

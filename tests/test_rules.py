@@ -12,6 +12,7 @@ from sympy import (
     HadamardProduct,
     Identity,
     Inverse,
+    MatMul,
     MatrixSymbol,
     OneMatrix,
     Rational,
@@ -131,3 +132,60 @@ def test_supported_lists_the_table():
     names = supported()
     assert "MatMul" in names and "HadamardProduct" in names and "SoftmaxCrossEntropy" in names
     assert len(names) == len({cls.__name__ for cls in RULES})
+
+
+# --- regressions found in review: each was a wrong gradient or an unclear error ---------------------
+
+n = Symbol("n", integer=True, positive=True)
+Wn, Vn, An = (MatrixSymbol(s, n, n) for s in "WVA")
+c = MatrixSymbol("c", 1, 1)
+
+REGRESSIONS = [
+    # products of scalar terms: SymPy re-sorts a rebuilt Mul, which once swapped the factors' gradients
+    ("product of traces", Trace(Wn + Wn.T) * Trace(Wn.T), [Wn]),
+    ("trace of activation times trace", Trace(sigmoid(Wn)) * Trace(An * Vn), [Wn, Vn]),
+    ("product of losses", mse(X * W, Y) * mse(relu(X * W), Y), [W]),
+    ("repeated scalar factor", Trace(MatMul(Trace(Wn), Trace(Wn), Vn)), [Wn, Vn]),
+    ("loss is the parameter", c, [c]),
+    ("softmax with axis -1", mse(softmax(X * W, -1), Y), [W]),
+    ("gradient exactly zero", log_softmax(x.T * A * x), [A]),
+    ("leaky_relu of a scalar", Trace(leaky_relu(Trace(A) * A)), [A]),
+    ("transposed activation", mse(sigmoid(X * W).T, Y.T) + Trace(sigmoid(X * W).T * Y), [W]),
+]
+
+
+@pytest.mark.parametrize("loss, wrt", [row[1:] for row in REGRESSIONS], ids=[row[0] for row in REGRESSIONS])
+def test_regressions_match_the_elementwise_derivative(loss, wrt):
+    g = derive.gradients(loss, wrt)
+    assert all(check.max_relative_error < 1e-10 for check in g.verify({**DIMS, n: 2}, points=2, symbolic=False))
+
+
+BAD_NAMES = [
+    ("name of a parameter", {"W": X * W}, "already the name"),
+    ("one name twice", {X * W: "Q", X * W + ones * b: "Q"}, "names two different"),
+    ("a leaf", {"one": OneMatrix(N, 1)}, "computed matrix expression"),
+]
+
+
+@pytest.mark.parametrize("names, message", [row[1:] for row in BAD_NAMES], ids=[row[0] for row in BAD_NAMES])
+def test_names_that_would_collide_are_refused(names, message):
+    with pytest.raises(derive.InvalidParameter, match=message):
+        derive.gradients(mse(relu(X * W + ones * b), Y), [W, b], names=names)
+
+
+def test_two_matrices_with_one_name_are_refused():
+    with pytest.raises(derive.InvalidParameter, match="both named W"):
+        derive.gradients(Trace(MatrixSymbol("W", D, H) * MatrixSymbol("W", H, D)), [W])
+
+
+def test_piecewise_is_refused_with_a_hint():
+    from sympy import Piecewise
+    with pytest.raises(derive.UnsupportedOperation, match="relu"):
+        derive.gradients(Piecewise((Trace(A), Trace(B) > 0), (0, True)), [A])
+
+
+def test_verify_refuses_to_pass_when_nothing_could_be_compared():
+    from sympy import sqrt
+    g = derive.gradients(sqrt(-1 - Trace(A * A.T)), [A])
+    with pytest.raises(derive.GradientMismatch, match="nothing could be compared"):
+        g.verify(DIMS, symbolic=False)
