@@ -330,3 +330,41 @@ def test_scaled_identity_adjoint(loss, wrt):
     for p in wrt:
         closed = evaluate(g[p], values, {_N: 3})
         assert np.allclose(grads[p.name], closed, rtol=1e-10, atol=1e-12), p.name
+
+
+# Drawn by the property tests: the generated code's dL/dW3 differs from the closed form (which agrees
+# with autograd and finite differences) by 4e-2 relative. Not yet reduced further: without the two
+# W3 terms, or without the whitening inverses, it passes.
+WRONG_W3 = '''
+from sympy import Determinant, Identity, Inverse, MatrixSymbol, OneMatrix, Rational, Symbol, Trace, log
+from derive import mse
+N = Symbol("N", integer=True, positive=True)
+D = Symbol("D", integer=True, positive=True)
+X = MatrixSymbol("X", D, N)
+S1, W1 = MatrixSymbol("S1", D, D), MatrixSymbol("W1", 1, D)
+H1 = W1*Inverse(Identity(D) + S1.T*S1)*X
+S2, W2, b2 = MatrixSymbol("S2", 1, 1), MatrixSymbol("W2", 2, 1), MatrixSymbol("b2", 2, 1)
+H2 = W2*Inverse(Identity(1) + S2.T*S2)*H1 + b2*OneMatrix(1, N)
+S3, W3, b3 = MatrixSymbol("S3", 2, 2), MatrixSymbol("W3", 1, 2), MatrixSymbol("b3", 1, 1)
+H3 = W3*Inverse(Identity(2) + S3.T*S3)*H2 + b3*OneMatrix(1, N)
+Y = MatrixSymbol("Y", 1, N)
+loss = mse(H3, Y, examples="columns") + Rational(1, 10)*Trace(W3.T*W3) + log(Determinant(Identity(2) + W3.T*W3))
+wrt = [X, S1, W1, S2, W2, b2, S3, W3, b3]
+'''
+
+
+@pytest.mark.xfail(strict=True, reason="generated dL/dW3 differs from the closed form for a drawn network")
+def test_drawn_network_with_whitening_and_a_log_determinant():
+    namespace: dict = {}
+    exec(WRONG_W3, namespace)  # noqa: S102 - our own declaration
+    g = derive.gradients(namespace["loss"], namespace["wrt"])
+    module = codegen.load_module(codegen.to_numpy(g, "drawn", verify=False))
+    rng = np.random.default_rng(0)
+    dims = {namespace["N"]: 1, namespace["D"]: 1}
+    values = {s.name: rng.uniform(-1, 1, size=tuple(int(d.subs(dims)) for d in s.shape))
+              for s in namespace["loss"].atoms(MatrixSymbol)}
+    params = {p.name: values[p.name] for p in g.params}
+    _, grads = module.loss_and_grads(params, {k: v for k, v in values.items() if k not in params})
+    for p in g.params:
+        closed = evaluate(g[p], values, dims)
+        assert np.allclose(grads[p.name], closed, rtol=1e-9, atol=1e-12), p.name

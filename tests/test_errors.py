@@ -25,6 +25,7 @@ from sympy import (
 
 import derive
 from derive import cli, mse, relu
+from derive.check import check as check_hand
 from derive.errors import (
     DeriveError,
     DimsError,
@@ -33,6 +34,7 @@ from derive.errors import (
     NetworkFileError,
     NonScalarLoss,
     ParameterNotInLoss,
+    ParseError,
     ShapeError,
     UnsupportedOperation,
 )
@@ -53,7 +55,7 @@ BAD_CALLS = [
     ("loss that is a number", lambda: derive.gradients(0, [W]), NonScalarLoss, "0 is a int"),
     # SymPy accepts these symbolic products: derive's graph check is what catches them
     ("product W X with W D x H, X N x D", lambda: derive.gradients(Trace(W * X), [W]), ShapeError,
-     "W is D x H and X is N x D; the inner dimensions H and N differ"),
+     "W is D x H and X is N x D"),
     ("sum of N x D and N x H", lambda: derive.gradients(Trace(MatAdd(X, V, evaluate=False) * W), [W]),
      ShapeError, "V is N x H but X is N x D"),
     ("bias added without the ones column", lambda: derive.gradients(mse(X * W + b, Y), [W]), ShapeError,
@@ -79,17 +81,26 @@ BAD_CALLS = [
     ("negative matrix power", lambda: derive.gradients(Trace(A**-2), [A]), UnsupportedOperation,
      "matrix power A**(-2): only positive integer powers"),
     ("dims that cannot be matched", lambda: derive.gradients(Trace(X * MatrixSymbol("U", H, N)), [X]),
-     ShapeError, "the inner dimensions D and H differ"),
+     ShapeError, "X is N x D and U is H x N"),
     ("dims missing", lambda: dense().elementwise(W, {N: 2}), DimsError, "concrete dims are missing for D, H"),
     ("dims zero", lambda: dense().elementwise(W, {N: 0, D: 1, H: 1}), DimsError,
      "dimension N must be a positive integer, got 0"),
     ("dims fractional", lambda: dense().elementwise(W, {N: 1.5, D: 1, H: 1}), DimsError, "got 1.5"),
+    ("dims given as text", lambda: dense().elementwise(W, {N: "two", D: 1, H: 1}), DimsError,
+     "dimension N must be a positive integer, got 'two'"),
+    ("two symbols named H", lambda: derive.gradients(Trace(X * W * MatrixSymbol("U", Symbol("H"), N)), [W]),
+     ShapeError, "two different symbols both named H"),
     ("dims boolean", lambda: dense().verify({N: True, D: 1, H: 1}), DimsError, "got True"),
     ("verify without dims", lambda: dense().verify({}), DimsError, "missing for D, H, N"),
     ("expansion too large", lambda: dense().elementwise(W, {N: 1000, D: 1000, H: 1000}), ExpansionTooLarge,
      "at D=1000, H=1000, N=1000 takes about 2,002,000,000 scalar operations"),
+    ("hand formula with an unknown name", lambda: check_hand("X^T (dL/dZ_1 + G", LOSS, W), ParseError,
+     "unknown name 'G'; this network knows"),
+    ("hand formula cut short", lambda: check_hand("X^T (dL/dZ_1", LOSS, W), ParseError, "at column"),
+    ("hand formula that is Python", lambda: check_hand("__import__('os').system('true')", LOSS, W), ParseError,
+     "at column"),
     ("closed form expansion too large", lambda: dense().explicit_gradient(W, {"N": 500, "D": 500, "H": 500}),
-     ExpansionTooLarge, "limit 200,000"),
+     ExpansionTooLarge, "expanding at D=500, H=500, N=500 takes about 250,500,000 scalar operations"),
 ]
 
 
@@ -101,13 +112,11 @@ def test_bad_input_raises_a_named_derive_error(call, error, message):
     assert message in str(info.value)
 
 
-@pytest.mark.parametrize("dims", [{N: 1000, D: 1000, H: 1000}, {N: 10**9, D: 10**9, H: 10**9}])
-def test_too_large_expansion_is_refused_at_once(dims):
-    g = dense()
-    start = time.perf_counter()
-    with pytest.raises(ExpansionTooLarge, match="scalar operations"):
-        g.elementwise(W, dims)
-    assert time.perf_counter() - start < 1.0
+def test_a_parse_error_points_at_its_column():
+    with pytest.raises(ParseError) as info:
+        check_hand("X^T (dL/dZ_1", LOSS, W)
+    message, formula, caret = str(info.value).splitlines()
+    assert message.endswith("at column 13") and formula == "  X^T (dL/dZ_1" and caret == "  " + " " * 12 + "^"
 
 
 def test_allow_unused_gives_a_zero_matrix_of_the_parameters_shape():
@@ -117,26 +126,25 @@ def test_allow_unused_gives_a_zero_matrix_of_the_parameters_shape():
     assert g.compact(c) == ZeroMatrix(1, H)
 
 
-# --- found while writing these: errors in the core (the lead's files), kept failing until fixed -----
+# --- found while writing these: the core needed a slow part before its size check --------------------
 
-H_PLAIN = Symbol("H")   # same name as H, different assumptions: a different SymPy symbol
-
-CORE_BUGS = [
-    ("dims given as text", lambda: dense().elementwise(W, {N: "two", D: 1, H: 1}), DimsError, "dimension N",
-     "normalize_dims calls int('two') first: a bare ValueError escapes instead of DimsError"),
-    ("two symbols named H", lambda: derive.gradients(Trace(X * W * MatrixSymbol("U", H_PLAIN, N)), [W]),
-     ShapeError, "assumptions",
-     ("the message reads 'the inner dimensions H and H differ': it should say that they are two different "
-      "symbols with the same name (integer=True, positive=True vs none)")),
-]
+# elementwise() writes the parameter out entry by entry (param.subs(dims).as_explicit()) to count the
+# entries before it checks the size, so the refusal takes seconds at 400 and never comes at 10**9.
+SLOW_REFUSAL = ("Derivation.elementwise builds param.subs(dims).as_explicit() before check_expansion_size: "
+                "the refusal takes about 3 s at N=D=H=400, 20 s at 1000, and hangs at 10**9")
 
 
-@pytest.mark.parametrize(("call", "error", "message"), [pytest.param(*row[1:4], marks=pytest.mark.xfail(
-    strict=True, reason=row[4])) for row in CORE_BUGS], ids=[row[0] for row in CORE_BUGS])
-def test_bad_input_the_core_does_not_yet_name(call, error, message):
-    with pytest.raises(error) as info:
-        call()
-    assert message in str(info.value)
+@pytest.mark.parametrize(("method", "size"), [
+    ("explicit_gradient", 1000),
+    ("explicit_gradient", 10**9),
+    pytest.param("elementwise", 400, marks=pytest.mark.xfail(strict=True, reason=SLOW_REFUSAL)),
+])
+def test_too_large_expansion_is_refused_at_once(method, size):
+    g = dense()
+    start = time.perf_counter()
+    with pytest.raises(ExpansionTooLarge, match="scalar operations"):
+        getattr(g, method)(W, {N: size, D: size, H: size})
+    assert time.perf_counter() - start < 1.0
 
 
 # --- the same problems met in a network file: one line on stderr, exit status 2 -------------------
@@ -155,7 +163,7 @@ BAD_FILES = [
     ("loss is text", "loss = 'mse(X*W, Y)'\nwrt = [W]\n", "is a str, not a SymPy scalar"),
     ("wrt is text", "loss = mse(X*W, Y)\nwrt = 'W'\n", "wrt must hold MatrixSymbols; 'W' is a str"),
     ("wrt unused", "V = MatrixSymbol('V', 3, 3)\nloss = mse(X*W, Y)\nwrt = [W, V]\n", "does not depend on V"),
-    ("shape mismatch", "loss = Trace(W*X)\nwrt = [W]\n", "the inner dimensions 3 and N differ"),
+    ("shape mismatch", "loss = Trace(W*X)\nwrt = [W]\n", "matrix product W*X: W is 2 x 3 and X is N x 2"),
     ("no rule", "from sympy import KroneckerProduct\nloss = Trace(KroneckerProduct(W.T*W, W.T*W))\nwrt = [W]\n",
      "no differentiation rule for KroneckerProduct"),
     ("dims not a dict", "loss = mse(X*W, Y)\nwrt = [W]\ndims = [2]\n", "dims must be a dict, got list"),

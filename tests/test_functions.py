@@ -60,16 +60,12 @@ def test_numbers_evaluate():
 # --- found by the property tests (tests/test_properties.py) -----------------------------------------
 
 y = Symbol("y", real=True)
-LEAKY_PRECEDENCE = ("LeakyRelu._numpycode prints alpha*x without parentheses around x, so "
-                    "LeakyRelu(x - y, 1/10) lambdifies to (1/10)*x - y; g.verify does not see it because "
-                    "both of the forms it compares go through the same printer")
 
 
-@pytest.mark.parametrize("name, f", [
-    pytest.param(name, f, marks=pytest.mark.xfail(strict=True, reason=LEAKY_PRECEDENCE))
-    if name == "leaky_relu" else (name, f) for name, f in SCALARS], ids=[row[0] for row in SCALARS])
+@pytest.mark.parametrize("name, f", SCALARS, ids=[row[0] for row in SCALARS])
 def test_numpy_code_of_a_sum_argument_matches_evalf(name, f):
-    """The argument of an activation is usually a sum (x W + b): its NumPy code must keep it whole."""
+    """The argument of an activation is usually a sum (x W + b): its NumPy code must keep it whole
+    (LeakyRelu's once printed alpha*x - y for LeakyRelu(x - y))."""
     g = f.subs(x, x - y)
     numeric = lambdify((x, y), g, modules=["numpy", "scipy"])
     for point in POINTS:

@@ -17,13 +17,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from hypothesis import event, given, note, settings
-from sympy import Dummy, Max, Min, Trace, lambdify
+from sympy import Dummy, Trace, lambdify
 from sympy.matrices.expressions.matexpr import MatrixElement
 
 import derive
 from derive.codegen import load_module, to_numpy
 from derive.derivation import variables
-from derive.functions import LeakyRelu
 
 from .evaluator import central_differences, evaluate, numpy_walk, torch_gradients
 from .networks import networks
@@ -112,10 +111,6 @@ def check_generated_code(g, values: dict, closed: dict, loss_value: float) -> No
 
 def elementwise_values(truth, values: dict) -> np.ndarray:
     """An explicit matrix of scalar expressions in entries ``X[i, j]``, evaluated at ``values``."""
-    # LeakyRelu's own NumPy printing drops the parentheses around a sum (test_functions.py has the
-    # xfail test); max(x, 0) + alpha min(x, 0) is the same function and prints correctly.
-    truth = truth.replace(lambda e: isinstance(e, LeakyRelu),
-                          lambda e: Max(e.args[0], 0) + e.args[1] * Min(e.args[0], 0))
     entries = sorted(variables(truth), key=str)
     plain = {e: Dummy(f"v{k}") for k, e in enumerate(entries)}
     numbers = [values[e.args[0].name][int(e.args[1]), int(e.args[2])] if isinstance(e, MatrixElement)
