@@ -353,7 +353,6 @@ wrt = [X, S1, W1, S2, W2, b2, S3, W3, b3]
 '''
 
 
-@pytest.mark.xfail(strict=True, reason="generated dL/dW3 differs from the closed form for a drawn network")
 def test_drawn_network_with_whitening_and_a_log_determinant():
     namespace: dict = {}
     exec(WRONG_W3, namespace)  # noqa: S102 - our own declaration
