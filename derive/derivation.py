@@ -289,8 +289,10 @@ class Derivation:
         """The explicit matrix of dL/d(param_ij), from the loss expanded into scalars at ``dims``."""
         param = self._param(param)
         dims = normalize_dims(dims, self.loss)
+        rows, cols = param.subs(dims).shape
+        # counted from the shape: writing out a huge parameter would itself take the time refused here
+        check_expansion_size(self.loss, dims, int(rows * cols))
         entries = param.subs(dims).as_explicit()
-        check_expansion_size(self.loss, dims, len(entries))
         scalar_loss = explicit(self.loss.subs(dims))
         if isinstance(scalar_loss, MatrixBase):
             scalar_loss = scalar_loss[0, 0]  # a 1 x 1 loss
