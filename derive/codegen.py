@@ -90,6 +90,7 @@ class ModulePlan:
     grads: list[tuple[str, str]]          # (param key, local gradient)
     helpers: list[str] = field(default_factory=list)
     imports_scipy: bool = False
+    threads: bool = False                 # blockwise helpers: THREADS, BLOCK and a thread pool
 
 
 def to_numpy(g: Derivation, name: str, *, dims: Mapping | None = None, verify: bool = True) -> str:
@@ -139,7 +140,7 @@ def plan_module(g: Derivation, name: str, dims: Mapping) -> ModulePlan:
         default_dims=[(repr(str(d)), printer.doprint(d), sizes[d]) for d in dim_symbols],
         forward=forward, loss=loss, cache=cache, backward=backward, grads=grads,
         helpers=[NUMPY_HELPERS[h] for h in sorted(printer.helpers) if h in NUMPY_HELPERS],
-        imports_scipy="scipy" in printer.helpers)
+        imports_scipy="scipy" in printer.helpers, threads="threads" in printer.helpers)
 
 
 def safe_docstring(text: str) -> str:
@@ -268,7 +269,11 @@ def _assign(target: str, expr: Basic, shape: str, printer, reusable: set[str] = 
     product, rest, op = _in_place_split(expr, reusable)
     if product is None:
         return [Statement(target, _statement_code(expr, printer), shape)]
-    return [Statement(target, printer.doprint(product), shape), Statement(target, printer.doprint(rest), shape, op)]
+    first = Statement(target, printer.doprint(product), shape)
+    fused = printer.times_in_place(target, rest) if op == "*=" else None
+    if fused is not None:
+        return [first, Statement(target, fused[1], shape, fused[0])]
+    return [first, Statement(target, printer.doprint(rest), shape, op)]
 
 
 def _in_place_split(expr: Basic, reusable: set[str] = frozenset()):

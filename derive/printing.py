@@ -310,7 +310,8 @@ def latex(expr, **settings) -> str:
 RESERVED = {
     "np", "scipy", "params", "batch", "cache", "loss", "grads", "rng", "dims", "forward", "backward",
     "loss_and_grads", "example_inputs", "check_gradients", "softmax", "log_softmax",
-    "binary_cross_entropy", "erf", "silu_prime", "gelu", "gelu_prime", "PARAMS", "BATCH", "SHAPES", "DEFAULT_DIMS", "main",
+    "binary_cross_entropy", "ndtr", "blockwise", "THREADS", "BLOCK", "ThreadPoolExecutor", "os",
+    "silu_prime", "gelu", "gelu_prime", "PARAMS", "BATCH", "SHAPES", "DEFAULT_DIMS", "main",
 }
 
 _UNSAFE = re.compile(r"[^0-9A-Za-z_]")
@@ -373,44 +374,85 @@ NUMPY_HELPERS = {
     """The derivative of a sigmoid(a): s (1 + a (1 - s)) with s = sigmoid(a) (tanh form, no overflow)."""
     s = 0.5 + 0.5 * np.tanh(0.5 * a)
     return s * (1 + a * (1 - s))''',
-    "erf": '''def erf(x):
-    """erf entry by entry: SciPy's in float64; in float32 the vectorised rational form of Abramowitz and
-    Stegun 7.1.26 (absolute error under 1e-6, ample for float32), in place on two buffers: faster."""
-    if x.dtype != np.float32:
-        return scipy.special.erf(x)
-    a = np.abs(x)
-    t = a * 0.3275911
+    "blockwise": '''def blockwise(kernel, out, *arrays):
+    """kernel(out, *arrays) block by block, BLOCK entries at a time, in THREADS threads: a block and its
+    temporaries stay in the CPU cache, and NumPy releases the GIL inside ufuncs, so a chain of ufuncs
+    runs near the speed of one fused kernel. Whole arrays unless all are C-contiguous of one shape."""
+    arrays = (out, *arrays)
+    if out.size <= BLOCK or not all(a.shape == out.shape and a.flags.c_contiguous for a in arrays):
+        kernel(*arrays)
+        return out
+    flat = [a.reshape(-1) for a in arrays]  # views, so the kernel writes into out
+    starts = range(0, out.size, BLOCK)
+
+    def run(start):
+        kernel(*(a[start:start + BLOCK] for a in flat))
+    if THREADS > 1:
+        if THREADS not in _pools:
+            _pools[THREADS] = ThreadPoolExecutor(THREADS)
+        list(_pools[THREADS].map(run, starts))
+    else:
+        for start in starts:
+            run(start)
+    return out''',
+    "ndtr": '''def ndtr(x, out):
+    """Phi(x), the standard normal distribution function, into out: SciPy's in float64; in float32 the
+    Chebyshev fit of erfc of Numerical Recipes (relative error under 1.2e-7, in the lower tail too)."""
+    if out.dtype != np.float32:
+        out[...] = scipy.special.ndtr(x)
+        return out
+    u = np.abs(x, dtype=np.float32)
+    u *= 0.7071067811865476
+    t = u * 0.5
     t += 1
     np.reciprocal(t, out=t)
-    poly = t * 1.061405429
-    for coefficient in (-1.453152027, 1.421413741, -0.284496736, 0.254829592):
-        poly += coefficient
-        poly *= t
-    np.square(a, out=a)
-    np.negative(a, out=a)
-    np.exp(a, out=a)
-    poly *= a
-    np.subtract(1, poly, out=poly)
-    return np.copysign(poly, x, out=poly)''',
-    "gelu": '''def gelu(z):
-    """z Phi(z), Phi the standard normal distribution function (the exact GELU), in place."""
-    out = erf(z * 0.7071067811865476)
-    out += 1
-    out *= 0.5
-    out *= z
+    np.multiply(t, 0.17087277, out=out)
+    for coefficient in (-0.82215223, 1.48851587, -1.13520398, 0.27886807, -0.18628806, 0.09678418,
+                        0.37409196, 1.00002368):
+        out += coefficient
+        out *= t
+    out -= 1.26551223
+    np.square(u, out=u)
+    out -= u
+    np.exp(out, out=out)
+    out *= t
+    out *= 0.5  # q = Phi(-|x|) = erfc(|x| / sqrt 2) / 2
+    np.greater_equal(x, 0, out=u)  # Phi(x) = q + [x >= 0] (1 - 2 q): q itself, exact, for x < 0
+    np.multiply(out, -2, out=t)
+    t += 1
+    t *= u
+    out += t
     return out''',
-    "gelu_prime": '''def gelu_prime(z):
-    """The derivative of z Phi(z): Phi(z) + z phi(z), phi the standard normal density, in place."""
-    out = erf(z * 0.7071067811865476)
-    out += 1
-    out *= 0.5
+    "gelu": '''def gelu(z):
+    """z Phi(z), Phi the standard normal distribution function (the exact GELU), block by block."""
+    return blockwise(_gelu_block, np.empty_like(z, dtype=np.result_type(z, np.float32)), z)
+
+
+def _gelu_block(out, z):
+    ndtr(z, out)
+    out *= z''',
+    "gelu_prime": '''def gelu_prime(z, times=None):
+    """Phi(z) + z phi(z), phi the standard normal density: the derivative of z Phi(z), block by block;
+    with times, the product times * gelu_prime(z) is made in times itself."""
+    if times is None:
+        return blockwise(_gelu_prime_block, np.empty_like(z, dtype=np.result_type(z, np.float32)), z)
+    return blockwise(_times_gelu_prime_block, times, z)
+
+
+def _gelu_prime_block(out, z):
+    ndtr(z, out)
     density = np.square(z)
     density *= -0.5
     np.exp(density, out=density)
-    density *= 0.3989422804014327
     density *= z
+    density *= 0.3989422804014327
     out += density
-    return out''',
+
+
+def _times_gelu_prime_block(times, z):
+    slope = np.empty_like(times)
+    _gelu_prime_block(slope, z)
+    times *= slope''',
     "binary_cross_entropy": '''def binary_cross_entropy(p, y):
     """Entries of -(y log p + (1 - y) log(1 - p)), p clipped away from 0 and 1 (finite log)."""
     eps = np.finfo(p.dtype).eps
@@ -418,8 +460,28 @@ NUMPY_HELPERS = {
     return -(y * np.log(p) + (1 - y) * np.log1p(-p))''',
 }
 
-# What a helper calls in turn ("scipy": the module imports scipy.special).
-HELPER_NEEDS = {"gelu": ("erf", "scipy"), "gelu_prime": ("erf", "scipy"), "erf": ("scipy",)}
+# What a helper calls in turn ("scipy": the module imports scipy.special; "threads": it imports
+# ThreadPoolExecutor and sets THREADS and BLOCK).
+HELPER_NEEDS = {"gelu": ("ndtr", "blockwise"), "gelu_prime": ("ndtr", "blockwise"), "ndtr": ("scipy",),
+                "blockwise": ("threads",)}
+
+
+def helper_closure(names) -> set[str]:
+    """``names`` and every helper (or import) they need, directly or through another helper."""
+    found, pending = set(), list(names)
+    while pending:
+        name = pending.pop()
+        if name not in found:
+            found.add(name)
+            pending.extend(HELPER_NEEDS.get(name, ()))
+    return found
+
+# G * f'(A) made in G's own array with no temporary f'(A) of G's dtype: (operator, code), {target}
+# G's name. A boolean mask multiplies in place and keeps G's dtype.
+TIMES_IN_PLACE_FORMS = {
+    "relu_prime": ("*=", "{a} > 0"),
+    "gelu_prime": ("=", "gelu_prime({a}, times={target})"),
+}
 
 # f(A) and f'(A) for the elementwise functions, as format strings of the argument {a} and the
 # parameter {p0}. Each keeps the argument's dtype (Python floats do not promote float32 arrays).
@@ -545,6 +607,8 @@ class DeriveNumPyPrinter(NumPyPrinter):
         return code if self._atomic(expr) else f"({code})"
 
     def _print_Transpose(self, expr):
+        if expr.shape == (1, 1):
+            return self._print(expr.arg)  # itself; and the 1 x 1 identity prints as 1, which has no .T
         return f"{self._wrap(expr.arg)}.T"
 
     def _print_MatAdd(self, expr):
@@ -621,6 +685,9 @@ class DeriveNumPyPrinter(NumPyPrinter):
             code = left.code if left.cols == 1 else f"{left.wrapped()}.sum(axis=1, keepdims=True)"
             return _size(left.rows) * _size(left.cols), _Operand(code, rows, cols, atomic=left.cols == 1 and left.atomic)
         cost = _size(left.rows) * _size(left.cols) * _size(right.cols)
+        if (left.rows, left.cols) == (1, 1) or (right.rows, right.cols) == (1, 1):
+            # a product with a 1 x 1 factor is a broadcast product, and takes the 1 x 1 identity printed as 1
+            return cost, _Operand(f"{left.wrapped()} * {right.wrapped()}", rows, cols, atomic=False)
         return cost, _Operand(f"{left.wrapped()} @ {right.wrapped()}", rows, cols, atomic=False)
 
     def _print_HadamardProduct(self, expr):
@@ -660,15 +727,26 @@ class DeriveNumPyPrinter(NumPyPrinter):
         form = ELEMENTWISE_FORMS.get(name)
         if form is None:
             return self._generic_elementwise(expr)
-        for helper in re.findall(r"(?<![\w.])(\w+)\(", form):
-            if helper in NUMPY_HELPERS:
-                self.helpers.add(helper)
-                self.helpers.update(HELPER_NEEDS.get(helper, ()))
-        if "scipy." in form:
-            self.helpers.add("scipy")
+        self._use_helpers(form)
         params = {f"p{k}": self._scalar(p) for k, p in enumerate(expr.params)}
         # arguments are names in practice (the deriver names every activation's input)
         return form.format(a=self._wrap(expr.arg), **params)
+
+    def times_in_place(self, target: str, factor) -> tuple[str, str] | None:
+        """(operator, code) that multiply the array ``target`` by ``factor`` in place with no temporary
+        of its size and dtype (``dZ *= Z > 0``, ``dZ = gelu_prime(Z, times=dZ)``); None if none can."""
+        op_form = TIMES_IN_PLACE_FORMS.get(type(factor).__name__)
+        if op_form is None or not self._atomic(factor.arg):
+            return None
+        op, form = op_form
+        self._use_helpers(form)
+        return op, form.format(a=self._print(factor.arg), target=target)
+
+    def _use_helpers(self, form: str) -> None:
+        calls = [h for h in re.findall(r"(?<![\w.])(\w+)\(", form) if h in NUMPY_HELPERS]
+        self.helpers.update(helper_closure(calls))
+        if "scipy." in form:
+            self.helpers.add("scipy")
 
     def _generic_elementwise(self, expr):
         """f(A) for an elementwise function without a hand-written form: the scalar f, printed."""

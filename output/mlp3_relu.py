@@ -80,12 +80,12 @@ def backward(cache):
     db3 = dS.sum(axis=0, keepdims=True)  # 1 x C
     dH2 = dS @ W3.T  # N x H
     dZ2 = dH2  # N x H
-    dZ2 *= (Z2 > 0).astype(Z2.dtype)  # N x H
+    dZ2 *= Z2 > 0  # N x H
     dW2 = H1.T @ dZ2  # H x H
     db2 = dZ2.sum(axis=0, keepdims=True)  # 1 x H
     dH1 = dZ2 @ W2.T  # N x H
     dZ1 = dH1  # N x H
-    dZ1 *= (Z1 > 0).astype(Z1.dtype)  # N x H
+    dZ1 *= Z1 > 0  # N x H
     dW1 = X.T @ dZ1  # D x H
     db1 = dZ1.sum(axis=0, keepdims=True)  # 1 x H
     return {

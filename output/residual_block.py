@@ -87,7 +87,7 @@ def backward(cache):
     dH1 = dZ2 @ W2.T  # N x H
     dH1 += dH2  # N x H
     dZ1 = dH1  # N x H
-    dZ1 *= (Z1 > 0).astype(Z1.dtype)  # N x H
+    dZ1 *= Z1 > 0  # N x H
     dW1 = X.T @ dZ1  # D x H
     db1 = dZ1.sum(axis=0, keepdims=True)  # 1 x H
     return {

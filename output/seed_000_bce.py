@@ -55,7 +55,7 @@ def backward(cache):
     db = dz.sum(axis=0, keepdims=True)  # 1 x 1
     dh = dz @ w2.T  # N x 3
     da = dh  # N x 3
-    da *= (a > 0).astype(a.dtype)  # N x 3
+    da *= a > 0  # N x 3
     dw1 = X.T @ da  # 2 x 3
     return {
         'w2': dw2,

@@ -38,7 +38,7 @@ def backward(cache):
     y = cache['y']
     yhat = cache['yhat']
     dyhat = 2 * (yhat - y)  # 1 x 1
-    dw = x.T @ dyhat  # 3 x 1
+    dw = x.T * dyhat  # 3 x 1
     db = dyhat  # 1 x 1
     return {
         'w': dw,

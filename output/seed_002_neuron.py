@@ -22,7 +22,7 @@ def forward(params, batch):
     w1 = params['w1']  # 1 x 1
     x1 = params['x1']  # 1 x 1
     w2 = params['w2']  # 1 x 1
-    s = w0 @ x0 + w1 @ x1 + w2  # 1 x 1
+    s = w0 * x0 + w1 * x1 + w2  # 1 x 1
     f = (0.5 + 0.5 * np.tanh(0.5 * s))  # 1 x 1
     loss = f[0, 0]  # scalar
     cache = {
@@ -43,10 +43,10 @@ def backward(cache):
     x1 = cache['x1']
     f = cache['f']
     ds = f * (1 - f)  # 1 x 1
-    dw0 = ds @ x0.T  # 1 x 1
-    dx0 = w0.T @ ds  # 1 x 1
-    dw1 = ds @ x1.T  # 1 x 1
-    dx1 = w1.T @ ds  # 1 x 1
+    dw0 = ds * x0  # 1 x 1
+    dx0 = w0 * ds  # 1 x 1
+    dw1 = ds * x1  # 1 x 1
+    dx1 = w1 * ds  # 1 x 1
     dw2 = ds  # 1 x 1
     return {
         'w0': dw0,

@@ -19,7 +19,7 @@ def forward(params, batch):
     """The loss, and the cache of what backward reads."""
     x = params['x']  # 1 x 1
     y = params['y']  # 1 x 1
-    q = x @ y  # 1 x 1
+    q = x * y  # 1 x 1
     g = (0.5 + 0.5 * np.tanh(0.5 * q))  # 1 x 1
     loss = (x + g)[0, 0]  # scalar
     cache = {
@@ -37,9 +37,9 @@ def backward(cache):
     g = cache['g']
     dg = 1  # 1 x 1
     dq = dg * g * (1 - g)  # 1 x 1
-    dx = dq @ y.T  # 1 x 1
+    dx = dq * y  # 1 x 1
     dx += 1  # 1 x 1
-    dy = x.T @ dq  # 1 x 1
+    dy = x * dq  # 1 x 1
     return {
         'x': dx,
         'y': dy,

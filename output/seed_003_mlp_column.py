@@ -66,7 +66,7 @@ def backward(cache):
     db2 = ds  # C x 1
     dh1 = W2.T @ ds  # H x 1
     da1 = dh1  # H x 1
-    da1 *= (a1 > 0).astype(a1.dtype)  # H x 1
+    da1 *= a1 > 0  # H x 1
     dW1 = da1 @ x.T  # H x D
     db1 = da1  # H x 1
     return {

@@ -104,3 +104,64 @@ def test_dtype_is_kept_and_results_are_deterministic(modules, loss, rows, dtype)
     assert {k: v.dtype for k, v in first.items()} == {k: np.dtype(dtype) for k in params}
     assert np.asarray(first_loss).tobytes() == np.asarray(second_loss).tobytes()
     assert all(first[k].tobytes() == second[k].tobytes() for k in params)
+
+
+# --- the GELU helpers: exact erf GELU in float64, a Chebyshev fit of erfc in float32, in blocks ------
+
+@pytest.fixture(scope="module")
+def gelu_module():
+    from derive.examples import get
+    return codegen.load_module(codegen.to_numpy(get("mlp3_gelu").derive(), "mlp3_gelu"), "mlp3_gelu")
+
+
+GELU_POINTS = np.concatenate([np.linspace(-12, 12, 24_001), [-40.0, -0.0, 0.0, 1e-30, 40.0]])
+
+
+def gelu_truth(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """GELU and its derivative in float64 from SciPy's normal distribution function."""
+    from scipy.special import ndtr
+    cdf = ndtr(x)
+    return x * cdf, cdf + x * np.exp(-x * x / 2) / np.sqrt(2 * np.pi)
+
+
+@pytest.mark.parametrize(("dtype", "atol", "cdf_rtol"), [(np.float64, 1e-15, 1e-15), (np.float32, 1e-6, 3e-5)],
+                         ids=["float64", "float32"])
+@pytest.mark.parametrize(("threads", "block"), [(1, 1 << 16), (2, 7), (1, 100)], ids=["whole", "threads", "blocks"])
+def test_gelu_helpers_match_the_exact_gelu(gelu_module, monkeypatch, dtype, atol, cdf_rtol, threads, block):
+    monkeypatch.setattr(gelu_module, "THREADS", threads)
+    monkeypatch.setattr(gelu_module, "BLOCK", block)
+    x = GELU_POINTS.astype(dtype).reshape(-1, 1)  # 2-D and contiguous, as activations are
+    value, slope = gelu_truth(x.astype(np.float64))
+    got_value, got_slope = gelu_module.gelu(x), gelu_module.gelu_prime(x)
+    assert got_value.dtype == dtype and got_slope.dtype == dtype
+    np.testing.assert_allclose(got_value, value, rtol=cdf_rtol, atol=atol)
+    np.testing.assert_allclose(got_slope, slope, rtol=cdf_rtol, atol=atol)
+    cdf = gelu_module.ndtr(x, np.empty_like(x))
+    lower = x < -1  # the lower tail keeps its relative accuracy: 1 - (1 - q) would lose it
+    from scipy.special import ndtr
+    np.testing.assert_allclose(cdf[lower], ndtr(x[lower].astype(np.float64)), rtol=cdf_rtol, atol=1e-37)
+    upstream = np.linspace(-1, 1, x.size, dtype=dtype).reshape(x.shape)
+    times = gelu_module.gelu_prime(x, times=upstream.copy())
+    np.testing.assert_allclose(times, upstream * got_slope, rtol=4 * np.finfo(dtype).eps, atol=1e-37)
+
+
+def test_gelu_helpers_take_strided_arrays_whole(gelu_module, monkeypatch):
+    monkeypatch.setattr(gelu_module, "BLOCK", 5)
+    x = np.random.default_rng(3).standard_normal((40, 30))
+    value, slope = gelu_truth(x.T)
+    np.testing.assert_allclose(gelu_module.gelu(x.T), value, rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(gelu_module.gelu_prime(x.T), slope, rtol=1e-14, atol=1e-15)
+    upstream = np.ones((30, 40))
+    np.testing.assert_allclose(gelu_module.gelu_prime(x.T, times=upstream), slope, rtol=1e-14, atol=1e-15)
+
+
+def test_float32_gelu_is_as_close_to_the_truth_as_pytorchs(gelu_module):
+    x = GELU_POINTS[np.abs(GELU_POINTS) <= 12].astype(np.float32).reshape(-1, 1)
+    value, slope = gelu_truth(x.astype(np.float64))
+    ours = np.max(np.abs(gelu_module.gelu(x) - value))
+    theirs = np.max(np.abs(F.gelu(torch.from_numpy(x)).double().numpy() - value))
+    assert ours <= max(theirs, 1e-6), (ours, theirs)
+    ours_slope = np.max(np.abs(gelu_module.gelu_prime(x) - slope))
+    grad_out = torch.ones(x.shape)
+    theirs_slope = np.max(np.abs(torch.ops.aten.gelu_backward(grad_out, torch.from_numpy(x)).double().numpy() - slope))
+    assert ours_slope <= max(theirs_slope, 1e-6), (ours_slope, theirs_slope)
