@@ -6,13 +6,15 @@ cross-entropy (the built-in ``mlp3_<activation>`` examples):
 * ``derive``: ``loss_and_grads`` of the module :func:`derive.codegen.to_numpy` generates;
 * ``torch``: the same network in PyTorch eager mode, forward then ``loss.backward()``;
 * ``floor``: the step's matrix products alone (3 forward, 5 backward), NumPy with preallocated
-  ``out=`` buffers: no step that computes these gradients in closed form can be faster.
+  ``out=`` buffers: no step that computes these gradients in closed form can be faster;
+* ``jax``: ``jax.jit(jax.value_and_grad(loss))`` of the same network, when JAX is installed.
 
 Each timing is the median of ``repeats`` runs after ``warmup`` runs, the three steps taking turns
-(one run of each per round) so that other load on the machine affects their ratios as little as it can. Peak memory of the generated
-step is measured with tracemalloc (NumPy reports its buffers to it) next to the size of the cached
-activations. Results go to ``results.md`` and ``results.json`` (and ``results.png`` when matplotlib
-is installed).
+(one run of each per round) so that other load on the machine affects their ratios as little as it
+can. Memory is measured with tracemalloc (NumPy reports its buffers to it): the peak of the backward
+pass above what it starts with, next to the size of the activations the forward pass caches for it,
+and the peak of the whole step. Results go to ``results.md`` and ``results.json`` (and
+``results.png`` when matplotlib is installed).
 """
 
 from __future__ import annotations
@@ -22,10 +24,12 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 import tracemalloc
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +43,8 @@ __all__ = ["BenchConfig", "add_bench_arguments", "main_bench", "run_bench"]
 # Targets from the brief: the generated step against torch eager and against the matmul floor.
 TARGET_VS_TORCH = 1.0
 TARGET_VS_FLOOR = 1.15
+# ... and the backward pass's peak memory against the activations the forward pass caches for it.
+TARGET_BACKWARD_OVER_CACHE = 1.5
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,7 @@ class BenchConfig:
     threads: int = 0                                                # 0: the BLAS default (all cores)
     out: str = "output/bench"
     torch: bool = True
+    jax: bool = True                                                # when JAX is installed
 
 
 QUICK = {"n": 512, "widths": (256, 256, 256, 10), "repeats": 7, "warmup": 1}
@@ -120,8 +127,52 @@ def torch_step(params: dict, batch: dict, activation: str):
         s = h2 @ weights["W3"] + weights["b3"]
         loss = -(Y * torch.log_softmax(s, dim=1)).sum() / X.shape[0]
         loss.backward()
-        return loss
+        return loss, {k: w.grad for k, w in weights.items()}
     return step
+
+
+def jax_step(params: dict, batch: dict, activation: str):
+    """``jax.jit(jax.value_and_grad(loss))`` of the same network on the same arrays, compiled first."""
+    import jax
+    import jax.numpy as jnp
+
+    act = {"relu": jax.nn.relu, "gelu": lambda z: jax.nn.gelu(z, approximate=False), "sigmoid": jax.nn.sigmoid,
+           "tanh": jnp.tanh, "silu": jax.nn.silu}[activation]
+
+    def loss(w, X, Y):
+        h1 = act(X @ w["W1"] + w["b1"])
+        h2 = act(h1 @ w["W2"] + w["b2"])
+        s = h2 @ w["W3"] + w["b3"]
+        return -(Y * jax.nn.log_softmax(s, axis=1)).sum() / X.shape[0]
+
+    value_and_grad = jax.jit(jax.value_and_grad(loss))
+    weights = {k: jnp.asarray(v) for k, v in params.items()}
+    X, Y = jnp.asarray(batch["X"]), jnp.asarray(batch["Y"])
+    if weights["W1"].dtype != params["W1"].dtype:
+        raise DeriveError(f"JAX computes in {weights['W1'].dtype}, not {params['W1'].dtype}: "
+                          "set JAX_ENABLE_X64=1 for float64")
+
+    def step():
+        value, grads = value_and_grad(weights, X, Y)
+        return value, jax.block_until_ready(grads)
+    step()  # compile outside the timed runs
+    return step
+
+
+def _jax_version(threads: int, log: Callable[[str], None]) -> str | None:
+    """JAX's version when it can be imported, on ``threads`` threads and with float64 enabled."""
+    if threads == 1 and "jax" not in sys.modules:
+        # XLA reads its thread settings once, when it starts
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false "
+                                   "intra_op_parallelism_threads=1").strip()
+    try:
+        import jax
+    except ImportError:
+        return None
+    jax.config.update("jax_enable_x64", True)
+    if threads not in (1, os.cpu_count()):
+        log(f"JAX uses all {os.cpu_count()} CPUs: XLA cannot be limited to {threads} threads after it starts")
+    return jax.__version__
 
 
 def peak_memory(step: Callable[[], object]) -> int:
@@ -157,10 +208,13 @@ def run_bench(config: BenchConfig = BenchConfig(), log: Callable[[str], None] = 
             torch_version = torch.__version__
         except ImportError:
             log("torch is not installed: measuring derive and the floor only")
+    jax_version = _jax_version(threads, log) if config.jax else None
     rows = []
     load_before = os.getloadavg()[0]
     modules = {a: load_module(to_numpy(get(f"mlp3_{a}").derive(), f"mlp3_{a}"), f"mlp3_{a}")
                for a in config.activations}
+    for module in modules.values():
+        module.THREADS = threads  # its elementwise helpers, like torch, on the same threads as BLAS
     for dtype in config.dtypes:
         params, batch = _data(config, dtype)
         for activation in config.activations:
@@ -172,6 +226,8 @@ def run_bench(config: BenchConfig = BenchConfig(), log: Callable[[str], None] = 
             steps = {"floor": floor_step(params, batch), "derive": step}
             if torch_version:
                 steps["torch"] = torch_step(params, batch, activation)
+            if jax_version:
+                steps["jax"] = jax_step(params, batch, activation)
             times = interleaved_medians(steps, config.repeats, config.warmup)
             median = {name: statistics.median(runs) for name, runs in times.items()}
             best = {name: min(runs) for name, runs in times.items()}
@@ -182,11 +238,14 @@ def run_bench(config: BenchConfig = BenchConfig(), log: Callable[[str], None] = 
                          if isinstance(v, np.ndarray) and not any(v is a for a in inputs))
             row = {
                 "activation": activation, "dtype": dtype, "derive_s": median["derive"],
-                "torch_s": median.get("torch"), "floor_s": median["floor"],
+                "torch_s": median.get("torch"), "jax_s": median.get("jax"), "floor_s": median["floor"],
                 "derive_over_floor": median["derive"] / median["floor"],
                 "derive_over_torch": median["derive"] / median["torch"] if "torch" in median else None,
+                "jax_over_floor": median["jax"] / median["floor"] if "jax" in median else None,
+                "torch_over_floor": median["torch"] / median["floor"] if "torch" in median else None,
                 "best_derive_over_floor": best["derive"] / best["floor"],
                 "best_derive_over_torch": best["derive"] / best["torch"] if "torch" in best else None,
+                "backward_peak_bytes": peak_memory(partial(module.backward, cache)),
                 "peak_bytes": peak_memory(step), "cached_bytes": cached,
                 "dtype_out": str(grads["W1"].dtype), "loss": float(loss), "runs_s": times,
             }
@@ -194,57 +253,77 @@ def run_bench(config: BenchConfig = BenchConfig(), log: Callable[[str], None] = 
             log(_row_text(row))
     results = {
         "config": asdict(config), "threads": threads, "numpy": np.__version__, "torch": torch_version,
+        "jax": jax_version,
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(), "cpus": os.cpu_count(),
         "load_average": [load_before, os.getloadavg()[0]],
-        "targets": {"derive_over_torch": TARGET_VS_TORCH, "derive_over_floor": TARGET_VS_FLOOR}, "rows": rows,
+        "targets": {"derive_over_torch": TARGET_VS_TORCH, "derive_over_floor": TARGET_VS_FLOOR,
+                    "backward_over_cache": TARGET_BACKWARD_OVER_CACHE}, "rows": rows,
     }
     write_results(results, Path(config.out))
     return results
 
 
 def _row_text(row: dict) -> str:
-    torch_part = (f"torch {row['torch_s'] * 1e3:8.1f} ms  derive/torch {row['derive_over_torch']:.2f}  "
-                  if row["torch_s"] else "")
-    return (f"{row['activation']:>5} {row['dtype']}: derive {row['derive_s'] * 1e3:8.1f} ms  {torch_part}"
-            f"floor {row['floor_s'] * 1e3:8.1f} ms  derive/floor {row['derive_over_floor']:.2f}  "
-            f"peak {row['peak_bytes'] / 2**20:.0f} MiB (cache {row['cached_bytes'] / 2**20:.0f} MiB)")
+    others = "".join(f"{name} {row[f'{name}_s'] * 1e3:8.1f} ms  " for name in ("torch", "jax") if row.get(f"{name}_s"))
+    ratio = f"derive/torch {row['derive_over_torch']:.2f}  " if row["derive_over_torch"] else ""
+    return (f"{row['activation']:>5} {row['dtype']}: derive {row['derive_s'] * 1e3:8.1f} ms  {others}"
+            f"floor {row['floor_s'] * 1e3:8.1f} ms  {ratio}derive/floor {row['derive_over_floor']:.2f}  "
+            f"backward {row['backward_peak_bytes'] / 2**20:.0f} MiB over a cache of {row['cached_bytes'] / 2**20:.0f} MiB")
+
+
+def _ms(seconds: float | None) -> str:
+    return f"{seconds * 1e3:.1f}" if seconds else "-"
+
+
+def _ratio(value: float | None) -> str:
+    return f"{value:.2f}" if value else "-"
+
+
+def missed_targets(row: dict, targets: dict) -> list[str]:
+    """The targets a row misses, as text ("derive/floor 1.31 > 1.15")."""
+    checks = [("derive/torch", row["derive_over_torch"], targets["derive_over_torch"]),
+              ("derive/floor", row["derive_over_floor"], targets["derive_over_floor"]),
+              ("backward memory / cache", row["backward_peak_bytes"] / row["cached_bytes"], targets["backward_over_cache"])]
+    return [f"{name} {value:.2f} > {target}" for name, value, target in checks if value is not None and value > target]
 
 
 def results_markdown(results: dict) -> str:
     config = results["config"]
     d, h, _, c = config["widths"]
+    cpus, load = results["cpus"], results["load_average"]
+    busy = max(load) > cpus - 0.5
     lines = [
         "<!-- Generated by derive bench. Do not edit: re-run `derive bench` to regenerate. -->",
         "# derive bench: generated NumPy step vs PyTorch eager vs the matmul floor",
         "",
         (f"MLP {d}-{h}-{h}-{c}, N = {config['n']}, softmax cross-entropy; median of {config['repeats']} runs "
-         f"after {config['warmup']} warm-up, the three steps taking turns; {results['threads']} threads for both NumPy and torch; "
-         f"numpy {results['numpy']}, torch {results['torch']}, {results['cpus']} CPUs."),
+         f"after {config['warmup']} warm-up, the steps taking turns; {results['threads']} threads for NumPy "
+         f"(BLAS and derive's elementwise helpers), torch and JAX; numpy {results['numpy']}, torch "
+         f"{results['torch'] or 'not installed'}, jax {results.get('jax') or 'not installed'}, {cpus} CPUs."),
         "",
-        (f"Load average (1 min) {results['load_average'][0]:.2f} before, {results['load_average'][1]:.2f} after: "
-         "above the number of CPUs, other processes shared the cores and the times are noisy; the ratios, "
-         "measured in turns, suffer less."),
+        (f"Load average (1 min) {load[0]:.2f} before, {load[1]:.2f} after: "
+         + ("other processes shared the cores and the times are noisy; the ratios, measured in turns, "
+            "suffer less." if busy else "the machine was otherwise idle.")),
         "",
-        ("| activation | dtype | derive (ms) | torch eager (ms) | floor (ms) | derive/torch | derive/floor "
-         "| best runs: derive/torch | best runs: derive/floor | peak memory (MiB) | cached activations (MiB) |"),
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ("| activation | dtype | floor (ms) | derive (ms) | torch eager (ms) | jax jit (ms) | derive/floor "
+         "| torch/floor | jax/floor | derive/torch | best runs: derive/floor | best runs: derive/torch "
+         "| backward peak (MiB) | cached activations (MiB) | backward / cache | whole step peak (MiB) |"),
+        "| --- | --- |" + " ---: |" * 14,
     ]
     for r in results["rows"]:
-        torch_ms = f"{r['torch_s'] * 1e3:.1f}" if r["torch_s"] else "-"
-        ratio = f"{r['derive_over_torch']:.2f}" if r["derive_over_torch"] else "-"
-        best_ratio = f"{r['best_derive_over_torch']:.2f}" if r["best_derive_over_torch"] else "-"
-        lines.append(f"| {r['activation']} | {r['dtype']} | {r['derive_s'] * 1e3:.1f} | {torch_ms} | "
-                     f"{r['floor_s'] * 1e3:.1f} | {ratio} | {r['derive_over_floor']:.2f} | {best_ratio} | "
-                     f"{r['best_derive_over_floor']:.2f} | "
-                     f"{r['peak_bytes'] / 2**20:.1f} | {r['cached_bytes'] / 2**20:.1f} |")
+        lines.append(
+            f"| {r['activation']} | {r['dtype']} | {_ms(r['floor_s'])} | {_ms(r['derive_s'])} | {_ms(r['torch_s'])} "
+            f"| {_ms(r.get('jax_s'))} | {_ratio(r['derive_over_floor'])} | {_ratio(r.get('torch_over_floor'))} "
+            f"| {_ratio(r.get('jax_over_floor'))} | {_ratio(r['derive_over_torch'])} "
+            f"| {_ratio(r['best_derive_over_floor'])} | {_ratio(r['best_derive_over_torch'])} "
+            f"| {r['backward_peak_bytes'] / 2**20:.1f} | {r['cached_bytes'] / 2**20:.1f} "
+            f"| {r['backward_peak_bytes'] / r['cached_bytes']:.2f} | {r['peak_bytes'] / 2**20:.1f} |")
     targets = results["targets"]
-    missed = [r for r in results["rows"] if r["derive_over_floor"] > targets["derive_over_floor"]
-              or (r["derive_over_torch"] or 0) > targets["derive_over_torch"]]
+    missed = [(r, missed_targets(r, targets)) for r in results["rows"]]
+    missed = [f"{r['activation']} {r['dtype']} ({', '.join(m)})" for r, m in missed if m]
     lines += ["", f"Targets: derive/torch <= {targets['derive_over_torch']}, derive/floor <= "
-              f"{targets['derive_over_floor']}. " + ("All met." if not missed else
-              "Missed: " + "; ".join(f"{r['activation']} {r['dtype']} (derive/torch "
-                                     f"{r['derive_over_torch'] or float('nan'):.2f}, derive/floor "
-                                     f"{r['derive_over_floor']:.2f})" for r in missed) + ".")]
+              f"{targets['derive_over_floor']}, backward peak <= {targets['backward_over_cache']} x the cached "
+              "activations. " + ("All met." if not missed else "Missed: " + "; ".join(missed) + ".")]
     return "\n".join(lines) + "\n"
 
 
@@ -262,8 +341,11 @@ def write_results(results: dict, out: Path) -> None:
     labels = [f"{r['activation']}\n{r['dtype']}" for r in rows]
     x = np.arange(len(rows))
     fig, ax = plt.subplots(figsize=(7, 4))
-    for k, (key, name) in enumerate((("floor_s", "matmul floor"), ("derive_s", "derive"), ("torch_s", "torch eager"))):
-        ax.bar(x + (k - 1) * 0.27, [(r[key] or 0) * 1e3 for r in rows], 0.27, label=name)
+    bars = [(key, name) for key, name in (("floor_s", "matmul floor"), ("derive_s", "derive"),
+                                          ("torch_s", "torch eager"), ("jax_s", "jax jit")) if any(r.get(key) for r in rows)]
+    width = 0.8 / len(bars)
+    for k, (key, name) in enumerate(bars):
+        ax.bar(x + (k - (len(bars) - 1) / 2) * width, [(r.get(key) or 0) * 1e3 for r in rows], width, label=name)
     ax.set_xticks(x, labels)
     ax.set_ylabel("ms per step (median)")
     ax.legend()
@@ -285,6 +367,7 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, help="timed runs per measurement, median taken (default 7)")
     parser.add_argument("--threads", type=int, default=0, help="threads for torch (default: NumPy's BLAS default)")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
+    parser.add_argument("--no-jax", action="store_true", help="skip the JAX comparison (run when JAX is installed)")
     parser.add_argument("--out", help="directory for results.md/.json/.png (default: OUTPUT_DIR/bench, "
                         "with derive's --output-dir, else output/bench)")
 
@@ -298,7 +381,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
     if values.get("repeats", 7) < 1 or values.get("n", 1) < 1:
         raise DeriveError("--repeats and --n must be positive")
     out = args.out or str(Path(getattr(args, "output_dir", None) or "output") / "bench")
-    return BenchConfig(**values, threads=args.threads, out=out, torch=not args.no_torch)
+    return BenchConfig(**values, threads=args.threads, out=out, torch=not args.no_torch, jax=not args.no_jax)
 
 
 def main_bench(args: argparse.Namespace) -> int:
