@@ -431,12 +431,15 @@ NUMPY_HELPERS = {
 def _gelu_block(out, z):
     ndtr(z, out)
     out *= z''',
-    "gelu_prime": '''def gelu_prime(z, times=None):
+    "gelu_prime": '''def gelu_prime(z, times=None, value=None):
     """Phi(z) + z phi(z), phi the standard normal density: the derivative of z Phi(z), block by block;
-    with times, the product times * gelu_prime(z) is made in times itself."""
+    with times, the product times * gelu_prime(z) is made in times itself; with value = gelu(z) from
+    the forward pass, Phi(z) is value / z (no erf computed again)."""
     if times is None:
         return blockwise(_gelu_prime_block, np.empty_like(z, dtype=np.result_type(z, np.float32)), z)
-    return blockwise(_times_gelu_prime_block, times, z)
+    if value is None:
+        return blockwise(_times_gelu_prime_block, times, z)
+    return blockwise(_times_gelu_prime_of_value_block, times, z, value)
 
 
 def _gelu_prime_block(out, z):
@@ -452,6 +455,20 @@ def _gelu_prime_block(out, z):
 def _times_gelu_prime_block(times, z):
     slope = np.empty_like(times)
     _gelu_prime_block(slope, z)
+    times *= slope
+
+
+def _times_gelu_prime_of_value_block(times, z, value):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cdf = value / z
+    # within 2**-20 of 0, value / z loses digits (0 / 0 at 0): there Phi(z) = 1/2 + z phi(0) to rounding
+    slope = np.where(np.abs(z) < 2.0 ** -20, 0.5 + 0.3989422804014327 * z, cdf)
+    density = np.square(z)
+    density *= -0.5
+    np.exp(density, out=density)
+    density *= z
+    density *= 0.3989422804014327
+    slope += density
     times *= slope''',
     "binary_cross_entropy": '''def binary_cross_entropy(p, y):
     """Entries of -(y log p + (1 - y) log(1 - p)), p clipped away from 0 and 1 (finite log)."""
@@ -476,11 +493,12 @@ def helper_closure(names) -> set[str]:
             pending.extend(HELPER_NEEDS.get(name, ()))
     return found
 
-# G * f'(A) made in G's own array with no temporary f'(A) of G's dtype: (operator, code), {target}
-# G's name. A boolean mask multiplies in place and keeps G's dtype.
+# G * f'(A) made in G's own array with no temporary f'(A) of G's dtype: (operator, code, code when
+# the forward pass has f(A) cached as {value}), {target} G's name. A boolean mask multiplies in place
+# and keeps G's dtype; GELU's slope reads Phi(A) off the cached A Phi(A) instead of computing erf again.
 TIMES_IN_PLACE_FORMS = {
-    "relu_prime": ("*=", "{a} > 0"),
-    "gelu_prime": ("=", "gelu_prime({a}, times={target})"),
+    "relu_prime": ("*=", "{a} > 0", None),
+    "gelu_prime": ("=", "gelu_prime({a}, times={target})", "gelu_prime({a}, times={target}, value={value})"),
 }
 
 # f(A) and f'(A) for the elementwise functions, as format strings of the argument {a} and the
@@ -735,12 +753,22 @@ class DeriveNumPyPrinter(NumPyPrinter):
     def times_in_place(self, target: str, factor) -> tuple[str, str] | None:
         """(operator, code) that multiply the array ``target`` by ``factor`` in place with no temporary
         of its size and dtype (``dZ *= Z > 0``, ``dZ = gelu_prime(Z, times=dZ)``); None if none can."""
-        op_form = TIMES_IN_PLACE_FORMS.get(type(factor).__name__)
-        if op_form is None or not self._atomic(factor.arg):
+        forms = TIMES_IN_PLACE_FORMS.get(type(factor).__name__)
+        if forms is None or not self._atomic(factor.arg):
             return None
-        op, form = op_form
+        op, form, with_value = forms
+        value = self._cached_value(factor) if with_value else None
+        form = form if value is None else with_value
         self._use_helpers(form)
-        return op, form.format(a=self._print(factor.arg), target=target)
+        return op, form.format(a=self._print(factor.arg), target=target, value=value)
+
+    def _cached_value(self, prime) -> str | None:
+        """The name of the forward quantity defined as f(A), for the derivative f'(A), if there is one."""
+        for symbol, definition in self.definitions.items():
+            if (type(definition) is prime.of and definition.arg == prime.arg
+                    and definition.params == prime.params):
+                return self._print(symbol)
+        return None
 
     def _use_helpers(self, form: str) -> None:
         calls = [h for h in re.findall(r"(?<![\w.])(\w+)\(", form) if h in NUMPY_HELPERS]

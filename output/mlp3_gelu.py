@@ -56,12 +56,15 @@ def _gelu_block(out, z):
     out *= z
 
 
-def gelu_prime(z, times=None):
+def gelu_prime(z, times=None, value=None):
     """Phi(z) + z phi(z), phi the standard normal density: the derivative of z Phi(z), block by block;
-    with times, the product times * gelu_prime(z) is made in times itself."""
+    with times, the product times * gelu_prime(z) is made in times itself; with value = gelu(z) from
+    the forward pass, Phi(z) is value / z (no erf computed again)."""
     if times is None:
         return blockwise(_gelu_prime_block, np.empty_like(z, dtype=np.result_type(z, np.float32)), z)
-    return blockwise(_times_gelu_prime_block, times, z)
+    if value is None:
+        return blockwise(_times_gelu_prime_block, times, z)
+    return blockwise(_times_gelu_prime_of_value_block, times, z, value)
 
 
 def _gelu_prime_block(out, z):
@@ -77,6 +80,20 @@ def _gelu_prime_block(out, z):
 def _times_gelu_prime_block(times, z):
     slope = np.empty_like(times)
     _gelu_prime_block(slope, z)
+    times *= slope
+
+
+def _times_gelu_prime_of_value_block(times, z, value):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cdf = value / z
+    # within 2**-20 of 0, value / z loses digits (0 / 0 at 0): there Phi(z) = 1/2 + z phi(0) to rounding
+    slope = np.where(np.abs(z) < 2.0 ** -20, 0.5 + 0.3989422804014327 * z, cdf)
+    density = np.square(z)
+    density *= -0.5
+    np.exp(density, out=density)
+    density *= z
+    density *= 0.3989422804014327
+    slope += density
     times *= slope
 
 
@@ -175,12 +192,12 @@ def backward(cache):
     db3 = dS.sum(axis=0, keepdims=True)  # 1 x C
     dH2 = dS @ W3.T  # N x H
     dZ2 = dH2  # N x H
-    dZ2 = gelu_prime(Z2, times=dZ2)  # N x H
+    dZ2 = gelu_prime(Z2, times=dZ2, value=H2)  # N x H
     dW2 = H1.T @ dZ2  # H x H
     db2 = dZ2.sum(axis=0, keepdims=True)  # 1 x H
     dH1 = dZ2 @ W2.T  # N x H
     dZ1 = dH1  # N x H
-    dZ1 = gelu_prime(Z1, times=dZ1)  # N x H
+    dZ1 = gelu_prime(Z1, times=dZ1, value=H1)  # N x H
     dW1 = X.T @ dZ1  # D x H
     db1 = dZ1.sum(axis=0, keepdims=True)  # 1 x H
     return {

@@ -275,7 +275,7 @@ def test_unsafe_names_are_mangled_and_never_executed():
 
 def test_wrong_generated_code_raises_codegen_error(monkeypatch):
     monkeypatch.setitem(printing.ELEMENTWISE_FORMS, "relu_prime", "({a} < 0).astype({a}.dtype)")
-    monkeypatch.setitem(printing.TIMES_IN_PLACE_FORMS, "relu_prime", ("*=", "{a} < 0"))
+    monkeypatch.setitem(printing.TIMES_IN_PLACE_FORMS, "relu_prime", ("*=", "{a} < 0", None))
     monkeypatch.setattr(printing.DeriveNumPyPrinter, "_print_HadamardProduct",
                         lambda self, e: " * ".join(self._wrap(a) for a in e.args))
     with pytest.raises(CodegenError, match="finite differences"):

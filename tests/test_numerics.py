@@ -143,6 +143,10 @@ def test_gelu_helpers_match_the_exact_gelu(gelu_module, monkeypatch, dtype, atol
     upstream = np.linspace(-1, 1, x.size, dtype=dtype).reshape(x.shape)
     times = gelu_module.gelu_prime(x, times=upstream.copy())
     np.testing.assert_allclose(times, upstream * got_slope, rtol=4 * np.finfo(dtype).eps, atol=1e-37)
+    # the backward's form: Phi(x) read off the forward's gelu(x) as gelu(x) / x, exact near and at 0
+    of_value = gelu_module.gelu_prime(x, times=upstream.copy(), value=got_value)
+    np.testing.assert_allclose(of_value, upstream * slope, rtol=cdf_rtol, atol=atol)
+    assert np.all(np.isfinite(of_value))
 
 
 def test_gelu_helpers_take_strided_arrays_whole(gelu_module, monkeypatch):
@@ -153,6 +157,9 @@ def test_gelu_helpers_take_strided_arrays_whole(gelu_module, monkeypatch):
     np.testing.assert_allclose(gelu_module.gelu_prime(x.T), slope, rtol=1e-14, atol=1e-15)
     upstream = np.ones((30, 40))
     np.testing.assert_allclose(gelu_module.gelu_prime(x.T, times=upstream), slope, rtol=1e-14, atol=1e-15)
+    upstream = np.ones((30, 40))
+    got = gelu_module.gelu_prime(x.T, times=upstream, value=gelu_module.gelu(x.T))
+    np.testing.assert_allclose(got, slope, rtol=1e-14, atol=1e-15)
 
 
 def test_float32_gelu_is_as_close_to_the_truth_as_pytorchs(gelu_module):
