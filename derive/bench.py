@@ -288,7 +288,7 @@ def missed_targets(row: dict, targets: dict) -> list[str]:
     checks = [("derive/torch", row["derive_over_torch"], targets["derive_over_torch"]),
               ("derive/floor", row["derive_over_floor"], targets["derive_over_floor"]),
               ("backward memory / cache", row["backward_peak_bytes"] / row["cached_bytes"], targets["backward_over_cache"])]
-    return [f"{name} {value:.2f} > {target}" for name, value, target in checks if value is not None and value > target]
+    return [f"{name} {value:.3f} > {target}" for name, value, target in checks if value is not None and value > target]
 
 
 def results_markdown(results: dict) -> str:
@@ -366,6 +366,8 @@ def write_results(results: dict, out: Path) -> None:
         ax.bar(x + (k - (len(bars) - 1) / 2) * width, [(r.get(key) or 0) * 1e3 for r in rows], width, label=name)
     ax.set_xticks(x, labels)
     ax.set_ylabel("ms per step (median)")
+    config = results["config"]
+    ax.set_title(f"MLP {'-'.join(map(str, config['widths']))}, N = {config['n']}, {results['threads']} threads")
     ax.legend()
     fig.tight_layout()
     fig.savefig(out / "results.png", dpi=120)

@@ -77,7 +77,7 @@ def test_the_jax_step_computes_what_the_generated_step_does(generated_step):
 def test_missed_targets_are_named_with_their_figures():
     targets = {"derive_over_torch": 1.0, "derive_over_floor": 1.15, "backward_over_cache": 1.5}
     row = {"derive_over_torch": 0.9, "derive_over_floor": 1.31, "backward_peak_bytes": 160, "cached_bytes": 100}
-    assert bench.missed_targets(row, targets) == ["derive/floor 1.31 > 1.15", "backward memory / cache 1.60 > 1.5"]
+    assert bench.missed_targets(row, targets) == ["derive/floor 1.310 > 1.15", "backward memory / cache 1.600 > 1.5"]
     assert bench.missed_targets({**row, "derive_over_floor": 1.1, "backward_peak_bytes": 150}, targets) == []
 
 
