@@ -388,9 +388,10 @@ NUMPY_HELPERS = {
     def run(start):
         kernel(*(a[start:start + BLOCK] for a in flat))
     if THREADS > 1:
-        if THREADS not in _pools:
-            _pools[THREADS] = ThreadPoolExecutor(THREADS)
-        list(_pools[THREADS].map(run, starts))
+        key = (os.getpid(), THREADS)  # a forked child has none of its parent's threads: a pool of its own
+        if key not in _pools:
+            _pools[key] = ThreadPoolExecutor(THREADS)
+        list(_pools[key].map(run, starts))
     else:
         for start in starts:
             run(start)

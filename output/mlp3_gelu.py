@@ -20,7 +20,7 @@ DEFAULT_DIMS = {'C': 4, 'D': 3, 'H': 5, 'N': 2}
 # The elementwise helpers work on blocks of BLOCK entries in THREADS threads (THREADS = 1: this one).
 THREADS = os.cpu_count() or 1
 BLOCK = 1 << 16
-_pools = {}  # thread count -> its ThreadPoolExecutor
+_pools = {}  # (process, thread count) -> its ThreadPoolExecutor
 
 
 def blockwise(kernel, out, *arrays):
@@ -37,9 +37,10 @@ def blockwise(kernel, out, *arrays):
     def run(start):
         kernel(*(a[start:start + BLOCK] for a in flat))
     if THREADS > 1:
-        if THREADS not in _pools:
-            _pools[THREADS] = ThreadPoolExecutor(THREADS)
-        list(_pools[THREADS].map(run, starts))
+        key = (os.getpid(), THREADS)  # a forked child has none of its parent's threads: a pool of its own
+        if key not in _pools:
+            _pools[key] = ThreadPoolExecutor(THREADS)
+        list(_pools[key].map(run, starts))
     else:
         for start in starts:
             run(start)

@@ -172,3 +172,27 @@ def test_float32_gelu_is_as_close_to_the_truth_as_pytorchs(gelu_module):
     grad_out = torch.ones(x.shape)
     theirs_slope = np.max(np.abs(torch.ops.aten.gelu_backward(grad_out, torch.from_numpy(x)).double().numpy() - slope))
     assert ours_slope <= max(theirs_slope, 1e-6), (ours_slope, theirs_slope)
+
+
+def _gelu_in_child(module, x, queue):
+    queue.put(module.gelu(x))
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="fork is POSIX")
+def test_gelu_in_a_forked_child_makes_its_own_threads(gelu_module, monkeypatch):
+    import multiprocessing
+    monkeypatch.setattr(gelu_module, "THREADS", 2)
+    monkeypatch.setattr(gelu_module, "BLOCK", 64)
+    x = np.linspace(-4, 4, 4096).reshape(64, 64)
+    expected = gelu_module.gelu(x)  # the parent's pool exists now; a child inherits it without its threads
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_gelu_in_child, args=(gelu_module, x, queue))
+    child.start()
+    try:
+        result = queue.get(timeout=60)
+    finally:
+        child.join(timeout=10)
+        if child.is_alive():
+            child.kill()
+    np.testing.assert_array_equal(result, expected)
