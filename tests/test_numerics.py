@@ -179,6 +179,8 @@ def _gelu_in_child(module, x, queue):
 
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="fork is POSIX")
+# JAX, once another test imported it, warns at any fork; the child here runs NumPy only
+@pytest.mark.filterwarnings("ignore:os.fork\\(\\) was called:RuntimeWarning")
 def test_gelu_in_a_forked_child_makes_its_own_threads(gelu_module, monkeypatch):
     import multiprocessing
     monkeypatch.setattr(gelu_module, "THREADS", 2)
