@@ -24,10 +24,10 @@ import json
 import os
 import platform
 import statistics
-import sys
 import time
 import tracemalloc
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -161,19 +161,34 @@ def jax_step(params: dict, batch: dict, activation: str):
 
 
 def _jax_version(threads: int, log: Callable[[str], None]) -> str | None:
-    """JAX's version when it can be imported, on ``threads`` threads and with float64 enabled."""
-    if threads == 1 and "jax" not in sys.modules:
-        # XLA reads its thread settings once, when it starts
-        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false "
-                                   "intra_op_parallelism_threads=1").strip()
+    """JAX's version when it is installed and can run on ``threads`` threads; float64 enabled."""
     try:
         import jax
     except ImportError:
         return None
+    if threads != os.cpu_count():
+        # XLA's CPU backend takes every core and offers no setting that limits it (its flags for
+        # that are gone in recent releases): measured on more threads, it would not be comparable
+        log(f"JAX is left out: its CPU backend cannot be held to {threads} of {os.cpu_count()} threads")
+        return None
     jax.config.update("jax_enable_x64", True)
-    if threads not in (1, os.cpu_count()):
-        log(f"JAX uses all {os.cpu_count()} CPUs: XLA cannot be limited to {threads} threads after it starts")
     return jax.__version__
+
+
+@contextmanager
+def blas_threads(threads: int):
+    """NumPy's BLAS held to ``threads`` threads (with threadpoolctl) while the block runs; 0: as it is
+    (every core, or what OPENBLAS_NUM_THREADS and the like say)."""
+    if threads in (0, os.cpu_count()):
+        yield
+        return
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        raise DeriveError(f"--threads {threads} limits NumPy's BLAS through threadpoolctl, which is not installed: "
+                          "pip install -e \".[bench]\"") from None
+    with threadpool_limits(limits=threads, user_api="blas"):
+        yield
 
 
 def peak_memory(step: Callable[[], object]) -> int:
@@ -201,6 +216,11 @@ def _threads(config: BenchConfig) -> int:
 def run_bench(config: BenchConfig = BenchConfig(), log: Callable[[str], None] = print) -> dict:
     """Measure every (activation, dtype); write results.md/.json (and .png) under ``config.out``."""
     threads = _threads(config)
+    with blas_threads(config.threads):
+        return _run_bench(config, threads, log)
+
+
+def _run_bench(config: BenchConfig, threads: int, log: Callable[[str], None]) -> dict:
     torch_version = None
     if config.torch:
         try:
@@ -302,8 +322,9 @@ def results_markdown(results: dict) -> str:
         "",
         (f"MLP {d}-{h}-{h}-{c}, N = {config['n']}, softmax cross-entropy; median of {config['repeats']} runs "
          f"after {config['warmup']} warm-up, the steps taking turns; {results['threads']} threads for NumPy "
-         f"(BLAS and derive's elementwise helpers), torch and JAX; numpy {results['numpy']}, torch "
-         f"{results['torch'] or 'not installed'}, jax {results.get('jax') or 'not installed'}, {cpus} CPUs."),
+         f"(BLAS and derive's elementwise helpers), torch{' and JAX' if results.get('jax') else ''}; numpy "
+         f"{results['numpy']}, torch {results['torch'] or 'not measured'}, jax {results.get('jax') or 'not measured'}, "
+         f"{cpus} CPUs."),
         "",
         (f"Load average (1 min) {load[0]:.2f} before, {load[1]:.2f} after (its own threads): "
          + ("other work kept a core busy the minute before, so the times are noisy; the ratios, measured "

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 
 import numpy as np
 import pytest
 
 from derive import bench
+from derive.errors import DeriveError
 
 TINY = {"n": 64, "widths": (16, 12, 12, 5), "repeats": 1, "warmup": 0}
 
@@ -69,7 +72,7 @@ def test_the_torch_step_computes_what_the_generated_step_does(generated_step):
 
 def test_the_jax_step_computes_what_the_generated_step_does(generated_step):
     pytest.importorskip("jax", reason="the JAX column is measured only where JAX is installed")
-    bench._jax_version(0, log=lambda line: None)  # float64 on
+    assert bench._jax_version(os.cpu_count(), log=lambda line: None)  # float64 on
     activation, params, batch, ours = generated_step
     _assert_same_step(ours, bench.jax_step(params, batch, activation)(), f"jax {activation}")
 
@@ -95,3 +98,40 @@ def test_bench_results_go_under_the_cli_output_dir(tmp_path):
     bench.add_bench_arguments(parser)
     config = bench.config_from_args(parser.parse_args(["--output-dir", str(tmp_path)]))
     assert config.out == str(tmp_path / "bench")
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs fewer threads than CPUs")
+def test_fewer_threads_hold_blas_to_them_or_say_what_is_missing(monkeypatch):
+    threads = os.cpu_count() - 1
+    try:
+        import threadpoolctl
+    except ImportError:
+        with pytest.raises(DeriveError, match=r"threadpoolctl, which is not installed: pip install"), bench.blas_threads(threads):
+            pass
+    else:
+        with bench.blas_threads(threads):
+            blas = [p for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"]
+            assert blas and all(p["num_threads"] == threads for p in blas)
+        monkeypatch.setitem(sys.modules, "threadpoolctl", None)
+        with pytest.raises(DeriveError, match="threadpoolctl"), bench.blas_threads(threads):
+            pass
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs fewer threads than CPUs")
+def test_jax_is_left_out_when_it_cannot_be_held_to_the_threads():
+    pytest.importorskip("jax")
+    said = []
+    assert bench._jax_version(1, log=said.append) is None
+    assert said and "cannot be held to 1" in said[0]
+
+
+def test_backward_memory_stays_within_the_target(tmp_path):
+    # tracemalloc counts bytes, not time: the promise holds at any size where the activations dominate
+    # (here 2048 x 64; at toy sizes Python's own objects and GELU's per-block buffers weigh as much)
+    config = bench.BenchConfig(n=2048, widths=(16, 64, 64, 5), repeats=1, warmup=0, out=str(tmp_path),
+                               torch=False, jax=False)
+    for row in bench.run_bench(config, log=lambda line: None)["rows"]:
+        assert row["backward_peak_bytes"] <= bench.TARGET_BACKWARD_OVER_CACHE * row["cached_bytes"], row["activation"]
+        assert not bench.missed_targets({**row, "derive_over_torch": None, "derive_over_floor": 1.0},
+                                        {"derive_over_torch": 1.0, "derive_over_floor": 1.15,
+                                         "backward_over_cache": bench.TARGET_BACKWARD_OVER_CACHE})

@@ -75,6 +75,30 @@ def test_matches_torch_autograd(name):
             assert_close(grads[key], torch_grads[key], what=f"{name} dL/d{key}")
 
 
+# GELU's helpers work in blocks on threads once an activation has more than BLOCK entries: the whole
+# step, blocked, threaded and at full size, against autograd.
+@pytest.mark.parametrize(("block", "threads", "dims", "dtype", "rtol"), [
+    (7, 1, {"N": 33}, np.float64, 1e-9),
+    (7, 2, {"N": 33}, np.float64, 1e-9),
+    (None, 2, {"N": 1100, "H": 64}, np.float64, 1e-9),   # 70400 entries: over the default BLOCK
+    (None, 2, {"N": 1100, "H": 64}, np.float32, 1e-4),
+], ids=["blocks", "blocks-threads", "default-block-threads", "default-block-threads-float32"])
+def test_blocked_threaded_gelu_step_matches_autograd(block, threads, dims, dtype, rtol):
+    _, g, source, _ = generated("mlp3_gelu")
+    module = codegen.load_module(source, "blocked")
+    module.BLOCK = block or module.BLOCK
+    module.THREADS = threads
+    params, batch = inputs(module, 3, dims)
+    assert params["W2"].shape[0] * batch["X"].shape[0] > module.BLOCK
+    cast = {k: v.astype(dtype) for k, v in params.items()}
+    loss, grads = module.loss_and_grads(cast, {k: v.astype(dtype) for k, v in batch.items()})
+    torch_loss, torch_grads = torch_oracle.loss_and_grads(g.loss, params, batch, dims_of(g, {**params, **batch}))
+    assert_close(loss, torch_loss, rtol, what="blocked GELU loss")
+    for key in params:
+        assert grads[key].dtype == dtype
+        assert_close(grads[key], torch_grads[key], rtol, what=f"blocked GELU dL/d{key}")
+
+
 # The explicit expansion of a 3-layer network takes seconds per example: the notes' networks, one
 # smooth and two piecewise activations and the two-path block cover every printed form between them.
 ELEMENTWISE = [n for n in NAMES if not n.startswith("mlp3_")] + ["mlp3_relu", "mlp3_leaky_relu", "mlp3_gelu"]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from hypothesis import event, given, note, settings
-from sympy import Dummy, Trace, lambdify
+from sympy import Dummy, lambdify
 from sympy.matrices.expressions.matexpr import MatrixElement
 
 import derive
@@ -87,13 +87,6 @@ def test_closed_form_equals_autograd_and_finite_differences(net):
         assert_agree("central differences", name, numeric, value, DIFFERENCES, scale=abs(loss_value))
 
 
-# A known codegen bug (tests/test_codegen.py, the xfail rows of test_scaled_identity_adjoint): the
-# gradient c I of a trace's argument is printed as the bare scalar c, and the generated backward
-# fails in a matrix product. Networks that meet it are counted (hypothesis's statistics), not failed:
-# every other error and every wrong number still fails the test.
-KNOWN_CODEGEN_FAILURE = "matmul: Input operand"
-
-
 def check_generated_code(g, values: dict, closed: dict, loss_value: float) -> None:
     # to_numpy checks its module against finite differences and refuses one that disagrees: a refusal
     # is the promise kept (never wrong code handed out), counted here; code it hands out must be exact.
@@ -105,13 +98,7 @@ def check_generated_code(g, values: dict, closed: dict, loss_value: float) -> No
     generated = load_module(source)
     params = {name: values[name] for name in closed}
     batch = {name: value for name, value in values.items() if name not in params}
-    try:
-        generated_loss, generated_grads = generated.loss_and_grads(params, batch)
-    except ValueError as error:
-        if KNOWN_CODEGEN_FAILURE in str(error) and g.loss.has(Trace):
-            event("generated code skipped: the known scaled-identity bug")
-            return
-        raise
+    generated_loss, generated_grads = generated.loss_and_grads(params, batch)
     assert abs(float(generated_loss) - loss_value) <= EXACT * max(1.0, abs(loss_value))
     for name, value in closed.items():
         assert_agree("the generated NumPy code", name, generated_grads[name], value, EXACT)
