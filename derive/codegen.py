@@ -119,7 +119,7 @@ def plan_module(g: Derivation, name: str, dims: Mapping) -> ModulePlan:
         ids("value", symbol.name)
     for entry in g.forward:
         ids("value", entry.symbol.name)
-    printer = DeriveNumPyPrinter(ids, {f.symbol: f.definition for f in g.forward})
+    printer = DeriveNumPyPrinter(ids, {f.symbol: f.definition for f in g.forward}, dtype="dtype")
     dim_symbols = sorted(dimension_symbols(g.loss), key=str)
     sizes = _default_sizes(dim_symbols, dims)
     targets = _targets(g)
@@ -133,6 +133,10 @@ def plan_module(g: Derivation, name: str, dims: Mapping) -> ModulePlan:
     code = " ".join(s.code for s in [*forward, loss, *backward])
     batch_first = [s for s in inputs if s not in g.params] + [s for s in inputs if s in g.params]
     dim_lines = [_bind_dim(d, batch_first, printer) for d in dim_symbols if _mentions(code, printer.doprint(d))]
+    if printer.uses_dtype:
+        # constants (I) are made in the parameters' dtype: float32 in, float32 out
+        dim_lines.append(Statement("dtype", f"np.result_type({', '.join(p.local for p in params)})",
+                                   "the parameters' dtype"))
     cache = _cache(g, backward, [*dim_symbols, *inputs], printer)
     return ModulePlan(
         name=safe_comment(name), title=safe_docstring(name), loss_text=safe_docstring(str(g.loss)),
@@ -304,10 +308,14 @@ def _broadcast_term(expr) -> bool:
 
 
 def _statement_code(expr: Basic, printer) -> str:
-    """The printed expression, broadcast to its full shape when it is a bare row or column."""
+    """The printed expression, broadcast to its full shape when it is a bare row or column, and a
+    1 x 1 array when it is a constant 1 x 1 matrix (I, c I: printed as a scalar for the products)."""
     code = printer.doprint(expr)
     if isinstance(expr, MatrixExpr) and _may_be_broadcast(expr):
         return f"np.broadcast_to({code}, ({printer.doprint(expr.rows)}, {printer.doprint(expr.cols)}))"
+    if isinstance(expr, MatrixExpr) and expr.shape == (1, 1) and not expr.atoms(MatrixSymbol):
+        printer.uses_dtype = True
+        return f"np.full((1, 1), {code}, dtype=dtype)"
     return code
 
 
@@ -325,7 +333,7 @@ def _cache(g: Derivation, backward, inputs, printer) -> list[tuple[str, str]]:
     read = {s.code for s in backward}
     text = " ".join(read)
     candidates = [*inputs, *(f.symbol for f in g.forward)]
-    out = []
+    out = [("'dtype'", "dtype")] if printer.uses_dtype and _mentions(text, "dtype") else []
     for symbol in candidates:
         local = printer.doprint(symbol)
         if _mentions(text, local) and local not in [c[1] for c in out]:

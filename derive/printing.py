@@ -310,7 +310,7 @@ def latex(expr, **settings) -> str:
 RESERVED = {
     "np", "scipy", "params", "batch", "cache", "loss", "grads", "rng", "dims", "forward", "backward",
     "loss_and_grads", "example_inputs", "check_gradients", "softmax", "log_softmax",
-    "binary_cross_entropy", "ndtr", "blockwise", "THREADS", "BLOCK", "ThreadPoolExecutor", "os",
+    "binary_cross_entropy", "dtype", "ndtr", "blockwise", "THREADS", "BLOCK", "ThreadPoolExecutor", "os",
     "silu_prime", "gelu", "gelu_prime", "PARAMS", "BATCH", "SHAPES", "DEFAULT_DIMS", "main",
 }
 
@@ -566,12 +566,17 @@ class DeriveNumPyPrinter(NumPyPrinter):
     computed from the logits ``z``. ``helpers`` collects the NUMPY_HELPERS the printed code calls.
     """
 
-    def __init__(self, identifiers: Identifiers | None = None, definitions: Mapping | None = None, settings=None):
+    def __init__(self, identifiers: Identifiers | None = None, definitions: Mapping | None = None, settings=None,
+                 dtype: str | None = None):
         super().__init__(settings or {})
         self.identifiers = identifiers or Identifiers()
         self.definitions = dict(definitions or {})
         self.helpers: set[str] = set()
         self._placeholders: dict[Symbol, str] = {}
+        # the name of a variable holding the parameters' dtype: constant matrices (I) take it, so that
+        # float32 stays float32 through the products they enter; None: NumPy's default, float64
+        self.dtype = dtype
+        self.uses_dtype = False
 
     # --- names and numbers -------------------------------------------------------------------
 
@@ -613,8 +618,18 @@ class DeriveNumPyPrinter(NumPyPrinter):
 
     def _print_Identity(self, expr):
         if expr.rows == 1:
-            return "1"  # broadcasts and keeps the dtype (a 1 x 1 gradient that enters a product: see README)
-        return f"np.eye({self._print(expr.rows)})"
+            # a 1 x 1 factor multiplies by broadcasting (see _pair); a scalar of the parameters' dtype
+            if self.dtype is None:
+                return "1"
+            self.uses_dtype = True
+            return f"{self.dtype}.type(1)"
+        return self._eye(expr.rows)
+
+    def _eye(self, size) -> str:
+        if self.dtype is None:
+            return f"np.eye({self._print(size)})"
+        self.uses_dtype = True
+        return f"np.eye({self._print(size)}, dtype={self.dtype})"
 
     def _print_OneMatrix(self, expr):
         return "1"  # stands in a sum or Hadamard product, where it broadcasts
@@ -668,7 +683,7 @@ class DeriveNumPyPrinter(NumPyPrinter):
             identity = next((a for a in expr.args if isinstance(a, Identity)), None)
             if identity is None:
                 return self._print(coeff) if coeff != 1 else "1"
-            eye = f"np.eye({self._print(identity.rows)})"
+            eye = self._print(identity)
             return eye if coeff == 1 else f"{self._scalar(coeff)} * {eye}"
         product = self._chain([self._operand(m) for m in matrices])
         if coeff == 1:

@@ -19,10 +19,12 @@ def forward(params, batch):
     """The loss, and the cache of what backward reads."""
     x = params['x']  # 1 x 1
     y = params['y']  # 1 x 1
+    dtype = np.result_type(x, y)  # the parameters' dtype
     q = x * y  # 1 x 1
     g = (0.5 + 0.5 * np.tanh(0.5 * q))  # 1 x 1
     loss = (x + g)[0, 0]  # scalar
     cache = {
+        'dtype': dtype,
         'x': x,
         'y': y,
         'g': g,
@@ -32,13 +34,14 @@ def forward(params, batch):
 
 def backward(cache):
     """The gradient of the loss for every parameter, keyed by the parameter's name."""
+    dtype = cache['dtype']
     x = cache['x']
     y = cache['y']
     g = cache['g']
-    dg = 1  # 1 x 1
+    dg = np.full((1, 1), dtype.type(1), dtype=dtype)  # 1 x 1
     dq = dg * g * (1 - g)  # 1 x 1
     dx = dq * y  # 1 x 1
-    dx += 1  # 1 x 1
+    dx += dtype.type(1)  # 1 x 1
     dy = x * dq  # 1 x 1
     return {
         'x': dx,

@@ -102,6 +102,11 @@ def check_generated_code(g, values: dict, closed: dict, loss_value: float) -> No
     assert abs(float(generated_loss) - loss_value) <= EXACT * max(1.0, abs(loss_value))
     for name, value in closed.items():
         assert_agree("the generated NumPy code", name, generated_grads[name], value, EXACT)
+    # float32 in, float32 out: no constant (I, 1) promotes a gradient to float64 or to integers
+    with np.errstate(all="ignore"):  # the values may overflow in float32; only the dtype is asserted
+        _, grads32 = generated.loss_and_grads({k: v.astype(np.float32) for k, v in params.items()},
+                                              {k: v.astype(np.float32) for k, v in batch.items()})
+    assert {k: np.asarray(v).dtype for k, v in grads32.items()} == {k: np.dtype(np.float32) for k in params}
 
 
 def elementwise_values(truth, values: dict) -> np.ndarray:
