@@ -182,13 +182,18 @@ def blas_threads(threads: int):
     if threads in (0, os.cpu_count()):
         yield
         return
+    with thread_limiter(threads)(limits=threads, user_api="blas"):
+        yield
+
+
+def thread_limiter(threads: int):
+    """threadpoolctl's threadpool_limits, or a DeriveError saying how to install it."""
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
         raise DeriveError(f"--threads {threads} limits NumPy's BLAS through threadpoolctl, which is not installed: "
                           "pip install -e \".[bench]\"") from None
-    with threadpool_limits(limits=threads, user_api="blas"):
-        yield
+    return threadpool_limits
 
 
 def peak_memory(step: Callable[[], object]) -> int:
