@@ -314,8 +314,7 @@ def _statement_code(expr: Basic, printer) -> str:
     if isinstance(expr, MatrixExpr) and _may_be_broadcast(expr):
         return f"np.broadcast_to({code}, ({printer.doprint(expr.rows)}, {printer.doprint(expr.cols)}))"
     if isinstance(expr, MatrixExpr) and expr.shape == (1, 1) and not expr.atoms(MatrixSymbol):
-        printer.uses_dtype = True
-        return f"np.full((1, 1), {code}, dtype=dtype)"
+        return printer.one_by_one(code)
     return code
 
 

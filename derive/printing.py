@@ -625,6 +625,13 @@ class DeriveNumPyPrinter(NumPyPrinter):
             return f"{self.dtype}.type(1)"
         return self._eye(expr.rows)
 
+    def one_by_one(self, code: str) -> str:
+        """``code``, a scalar constant, as the 1 x 1 array it stands for (in the parameters' dtype)."""
+        if self.dtype is None:
+            return f"np.full((1, 1), {code})"
+        self.uses_dtype = True
+        return f"np.full((1, 1), {code}, dtype={self.dtype})"
+
     def _eye(self, size) -> str:
         if self.dtype is None:
             return f"np.eye({self._print(size)})"
