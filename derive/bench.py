@@ -179,15 +179,19 @@ def _jax_version(threads: int, log: Callable[[str], None]) -> str | None:
 def blas_threads(threads: int):
     """NumPy's BLAS held to ``threads`` threads (with threadpoolctl) while the block runs; 0: as it is
     (every core, or what OPENBLAS_NUM_THREADS and the like say)."""
-    if threads in (0, os.cpu_count()):
+    limiter = thread_limiter(threads)
+    if limiter is None:
         yield
         return
-    with thread_limiter(threads)(limits=threads, user_api="blas"):
+    with limiter(limits=threads, user_api="blas"):
         yield
 
 
 def thread_limiter(threads: int):
-    """threadpoolctl's threadpool_limits, or a DeriveError saying how to install it."""
+    """threadpoolctl's threadpool_limits, or a DeriveError saying how to install it; None when
+    ``threads`` needs no limit (0 or every CPU)."""
+    if threads in (0, os.cpu_count()):
+        return None
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:

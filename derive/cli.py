@@ -322,7 +322,7 @@ def cmd_check(args) -> int:
 
 def cmd_bench(args) -> int:
     from . import derivation_bench
-    if args.threads and args.threads != os.cpu_count() and not args.derivation_only:
+    if not args.derivation_only:
         bench.thread_limiter(args.threads)  # before the derivation table: say at once what is missing
     table = derivation_bench.full_report(args.repeats or 5)
     print(table)
