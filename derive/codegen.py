@@ -34,6 +34,7 @@ from sympy import (
     OneMatrix,
     preorder_traversal,
 )
+from sympy.matrices.expressions.matexpr import MatrixElement
 
 from .algebra import mat_add
 from .derivation import Derivation, dimension_symbols
@@ -207,10 +208,9 @@ def _bind_dim(dim, inputs, printer) -> Statement:
 
 def _loss_statement(g: Derivation, printer) -> Statement:
     compact = g.loss.xreplace({f.expression: f.symbol for f in g.forward})
-    code = printer.doprint(compact)
     if isinstance(compact, MatrixExpr):
-        code = f"{printer._wrap(compact)}[0, 0]"  # a 1 x 1 loss, read as a scalar
-    return Statement("loss", code, "scalar")
+        compact = MatrixElement(compact, 0, 0)  # a 1 x 1 loss, read as a scalar
+    return Statement("loss", printer.doprint(compact), "scalar")
 
 
 def _backward(g: Derivation, printer, ids) -> tuple[list[Statement], list[tuple[str, str]]]:
@@ -236,13 +236,15 @@ def _backward(g: Derivation, printer, ids) -> tuple[list[Statement], list[tuple[
     for param in g.params:
         reads = [position[a.name] for a in g.compact(param).atoms(Adjoint)]
         grads_at.setdefault(min(reads, default=len(g.forward)), []).append(param)
-    reusable = _reusable(needed, [g.compact(p) for p in g.params])
+    reusable = _reusable(needed, [g.compact(p) for p in g.params], printer)
     statements, grads = [], []
 
     def emit_grads(at: int):
         for param in grads_at.get(at, []):
             local = ids("adjoint", param.name)
-            statements.extend(_assign(local, g.compact(param), _shape(param, printer), printer, reusable))
+            # handed to the caller: the parameter's shape, and an array of its own
+            statements.extend(_assign(local, g.compact(param), _shape(param, printer), printer, reusable,
+                                      writable=True))
             grads.append((repr(param.name), local))
 
     emit_grads(len(g.forward))
@@ -253,26 +255,29 @@ def _backward(g: Derivation, printer, ids) -> tuple[list[Statement], list[tuple[
     return statements, grads
 
 
-def _reusable(needed: dict[str, Basic], param_grads: list[Basic]) -> set[str]:
+def _reusable(needed: dict[str, Basic], param_grads: list[Basic], printer) -> set[str]:
     """Upstream gradients read exactly once, held in an array of their own: the one statement that
     reads them may finish its work in that array (``dZ = dH; dZ *= mask``) instead of a new one."""
     readers: Counter = Counter()
     for expr in [*needed.values(), *param_grads]:
         readers.update(node.name for node in preorder_traversal(expr) if isinstance(node, Adjoint))
     return {name for name, expr in needed.items()
-            if readers[name] == 1 and (_is_full_product(expr, expr.shape) or _in_place_split(expr)[0] is not None)}
+            if readers[name] == 1 and (_is_full_product(expr, expr.shape, printer)
+                                       or _in_place_split(expr, printer)[0] is not None)}
 
 
-def _assign(target: str, expr: Basic, shape: str, printer, reusable: set[str] = frozenset()) -> list[Statement]:
-    """``target = expr``; a product plus biases, or a product times a mask, finished in place.
+def _assign(target: str, expr: Basic, shape: str, printer, reusable: set[str] = frozenset(),
+            writable: bool = False) -> list[Statement]:
+    """``target = expr`` at expr's declared shape (``writable``: never a read-only view); a product
+    plus biases, or a product times a mask, finished in place.
 
     ``Z = X @ W; Z += b`` and ``dZ = dH @ W.T; dZ *= Z > 0`` allocate one array where the single
     expressions allocate two and pass over them twice: on big layers that is most of the time
     spent outside the matrix products.
     """
-    product, rest, op = _in_place_split(expr, reusable)
+    product, rest, op = _in_place_split(expr, printer, reusable)
     if product is None:
-        return [Statement(target, _statement_code(expr, printer), shape)]
+        return [Statement(target, printer.full(expr, writable), shape)]
     first = Statement(target, printer.doprint(product), shape)
     fused = printer.times_in_place(target, rest) if op == "*=" else None
     if fused is not None:
@@ -280,51 +285,32 @@ def _assign(target: str, expr: Basic, shape: str, printer, reusable: set[str] = 
     return [first, Statement(target, printer.doprint(rest), shape, op)]
 
 
-def _in_place_split(expr: Basic, reusable: set[str] = frozenset()):
+def _in_place_split(expr: Basic, printer, reusable: set[str] = frozenset()):
     """(product, the rest, "+=" or "*=") when ``expr`` is a full-size product (or a reusable upstream
     gradient, in a Hadamard product) combined with the rest."""
     if not isinstance(expr, (MatAdd, HadamardProduct)):
         return None, None, None
     for k, arg in enumerate(expr.args):
         fresh = isinstance(arg, Adjoint) and arg.name in reusable and isinstance(expr, HadamardProduct)
-        if fresh or _is_full_product(arg, expr.shape):
+        if fresh or _is_full_product(arg, expr.shape, printer):
             others = expr.args[:k] + expr.args[k + 1:]
-            if isinstance(expr, MatAdd) and all(_broadcast_term(o) for o in others):
+            if isinstance(expr, MatAdd) and all(_broadcast_term(o, printer) for o in others):
                 return arg, mat_add(*others), "+="
             if isinstance(expr, HadamardProduct):
                 return arg, others[0] if len(others) == 1 else HadamardProduct(*others), "*="
     return None, None, None
 
 
-def _is_full_product(expr, shape) -> bool:
-    """A product of matrices (no ones-matrix sums) with the result's full shape: a fresh array."""
+def _is_full_product(expr, shape, printer) -> bool:
+    """A product of matrices (no ones-matrix sums) printed at the result's full shape: a fresh array."""
     return (isinstance(expr, MatMul) and expr.shape == shape
-            and all(isinstance(a, MatrixExpr) and not isinstance(a, OneMatrix) for a in expr.args))
+            and all(isinstance(a, MatrixExpr) and not isinstance(a, OneMatrix) for a in expr.args)
+            and printer.layout_of(expr).full)
 
 
-def _broadcast_term(expr) -> bool:
+def _broadcast_term(expr, printer) -> bool:
     """A bias 1 b (or b 1^T), or any term that is not a product: safe to add in place."""
-    return _may_be_broadcast(expr) or not isinstance(expr, MatMul)
-
-
-def _statement_code(expr: Basic, printer) -> str:
-    """The printed expression, broadcast to its full shape when it is a bare row or column, and a
-    1 x 1 array when it is a constant 1 x 1 matrix (I, c I: printed as a scalar for the products)."""
-    code = printer.doprint(expr)
-    if isinstance(expr, MatrixExpr) and _may_be_broadcast(expr):
-        return f"np.broadcast_to({code}, ({printer.doprint(expr.rows)}, {printer.doprint(expr.cols)}))"
-    if isinstance(expr, MatrixExpr) and expr.shape == (1, 1) and not expr.atoms(MatrixSymbol):
-        return printer.one_by_one(code)
-    return code
-
-
-def _may_be_broadcast(expr) -> bool:
-    """A product whose first factor is a ones-column or last a ones-row prints as a smaller array."""
-    if not isinstance(expr, MatMul):
-        return False
-    matrices = [a for a in expr.args if isinstance(a, MatrixExpr)]
-    first, last = matrices[0], matrices[-1]
-    return (isinstance(first, OneMatrix) and first.rows != 1) or (isinstance(last, OneMatrix) and last.cols != 1)
+    return not isinstance(expr, MatMul) or not printer.layout_of(expr).full
 
 
 def _cache(g: Derivation, backward, inputs, printer) -> list[tuple[str, str]]:

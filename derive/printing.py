@@ -12,7 +12,9 @@ escaped text, so no symbol name can break a sheet or inject TeX into it.
 
 The NumPy printer (second section) writes the code of :func:`derive.codegen.to_numpy`: ``@`` and
 ``.T``, ``1^T G`` as a column sum, stable activations and losses, and user names mangled into safe
-Python identifiers.
+Python identifiers. It tracks the shape of every array it prints (a :class:`Layout`): a broadcast
+``1 b`` prints as the row ``b``, and only the operations that broadcast it back (a sum, a Hadamard
+product, a product's outer side) receive it so; everything else receives its declared shape.
 """
 
 from __future__ import annotations
@@ -21,11 +23,14 @@ import builtins
 import keyword
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import ClassVar
 
 from sympy import (
     Basic,
     Expr,
+    HadamardPower,
+    HadamardProduct,
     Identity,
     Integer,
     MatAdd,
@@ -39,6 +44,7 @@ from sympy import (
     Transpose,
     ZeroMatrix,
 )
+from sympy.matrices.expressions.matexpr import MatrixElement
 from sympy.printing.latex import LatexPrinter
 from sympy.printing.numpy import NumPyPrinter
 from sympy.printing.precedence import PRECEDENCE, precedence_traditional
@@ -57,8 +63,8 @@ from .functions import (
 from .graph import Adjoint
 
 __all__ = [
-    "NUMPY_HELPERS", "DeriveLatexPrinter", "DeriveNumPyPrinter", "Identifiers", "latex", "latex_name", "latex_text",
-    "safe_comment",
+    "NUMPY_HELPERS", "DeriveLatexPrinter", "DeriveNumPyPrinter", "Identifiers", "Layout", "latex", "latex_name",
+    "latex_text", "safe_comment",
 ]
 
 
@@ -548,11 +554,47 @@ def _size(dim) -> int:
         return _SYMBOLIC_DIM
 
 
-class _Operand:
-    """A printed factor of a matrix chain, with its shape and whether it is a ones-matrix."""
+@dataclass(frozen=True)
+class Layout:
+    """How a printed array's shape differs from its matrix's declared shape.
 
-    def __init__(self, code: str, rows, cols, ones: bool = False, atomic: bool = True):
-        self.code, self.rows, self.cols, self.ones, self.atomic = code, rows, cols, ones, atomic
+    ``rows``: the array has one row standing for all of them (every row equal), so it broadcasts
+    along the rows; ``cols`` likewise; ``scalar``: it is a 0-d value (a number, ``t[0, 0]``) standing
+    for a matrix with every entry equal. An axis declared of size 1 is never flagged.
+    """
+
+    rows: bool = False
+    cols: bool = False
+    scalar: bool = False
+
+    @classmethod
+    def of(cls, shape, rows: bool = False, cols: bool = False, scalar: bool = False) -> Layout:
+        return cls(bool((rows or scalar) and shape[0] != 1), bool((cols or scalar) and shape[1] != 1), scalar)
+
+    @property
+    def full(self) -> bool:
+        """The array has the declared shape."""
+        return not (self.rows or self.cols or self.scalar)
+
+    def transposed(self) -> Layout:
+        return Layout(self.cols, self.rows, self.scalar)
+
+
+FULL = Layout()
+
+
+def _combined(layouts) -> Layout:
+    """The layout of an elementwise combination (a sum, a Hadamard product) of equally declared arrays."""
+    layouts = list(layouts)
+    return Layout(all(lay.rows for lay in layouts), all(lay.cols for lay in layouts),
+                  all(lay.scalar for lay in layouts))
+
+
+class _Operand:
+    """A printed factor of a matrix chain: its declared shape, its layout, whether it is a ones-matrix."""
+
+    def __init__(self, code: str, rows, cols, layout: Layout = FULL, ones: bool = False, atomic: bool = True):
+        self.code, self.rows, self.cols, self.layout, self.ones, self.atomic = code, rows, cols, layout, ones, atomic
 
     def wrapped(self) -> str:
         return self.code if self.atomic else f"({self.code})"
@@ -564,7 +606,18 @@ class DeriveNumPyPrinter(NumPyPrinter):
     ``identifiers`` gives Python names for symbols (see :class:`Identifiers`); ``definitions`` maps
     a named quantity to its definition, so a binary cross-entropy on ``p = sigmoid(z)`` can be
     computed from the logits ``z``. ``helpers`` collects the NUMPY_HELPERS the printed code calls.
+
+    Every printed matrix has a :class:`Layout` (:meth:`layout`): a ones-matrix product ``1 b`` prints
+    as the row ``b``, a sum of such rows stays a row, a 1 x 1 identity or ``t[0, 0] I_1`` prints as a
+    scalar. Only the node types in ``_READS_LAYOUTS`` receive such arrays and account for them (a
+    product whose shared axis is broadcast multiplies by a sum instead); every other node (trace,
+    inverse, softmax, losses, SymPy's own printers) receives its operands at their declared shapes,
+    and :meth:`full` gives a statement's value at its declared shape.
     """
+
+    # Nodes whose printers read their operands' layouts: elementwise combinations broadcast, a
+    # product handles a broadcast factor, an entry is read off a broadcast array.
+    _READS_LAYOUTS = (MatMul, MatAdd, Transpose, HadamardProduct, HadamardPower, MatrixElement, Elementwise)
 
     def __init__(self, identifiers: Identifiers | None = None, definitions: Mapping | None = None, settings=None,
                  dtype: str | None = None):
@@ -577,6 +630,63 @@ class DeriveNumPyPrinter(NumPyPrinter):
         # float32 stays float32 through the products they enter; None: NumPy's default, float64
         self.dtype = dtype
         self.uses_dtype = False
+        self._layouts: dict[Basic, Layout] = {}   # the printed matrices that are not at their declared shape
+        self._readers: list[bool] = []            # whether each node being printed reads its operands' layouts
+
+    # --- layouts -----------------------------------------------------------------------------
+
+    def _print(self, expr, **kwargs):
+        if isinstance(expr, Expr) and not isinstance(expr, (MatrixExpr, Rational)) and expr.is_number:
+            value = complex(expr)
+            if value.imag == 0:
+                return repr(value.real)  # a Python float: never promotes a float32 array
+        parent_reads_layouts = self._readers[-1] if self._readers else True
+        self._readers.append(isinstance(expr, self._READS_LAYOUTS))
+        try:
+            code = super()._print(expr, **kwargs)
+        finally:
+            self._readers.pop()
+        if not parent_reads_layouts and isinstance(expr, MatrixExpr) and not self.layout(expr).full:
+            return self._broadcast(expr, code)
+        return code
+
+    def layout(self, expr) -> Layout:
+        """The layout of the array this printer printed for ``expr`` (declared, if not printed yet)."""
+        return self._layouts.get(expr, FULL)
+
+    def layout_of(self, expr) -> Layout:
+        """The layout of the array printed for ``expr``, printing it."""
+        self._print(expr)
+        return self.layout(expr)
+
+    def _laid_out(self, expr, code: str, layout: Layout) -> str:
+        if layout.full:
+            self._layouts.pop(expr, None)
+        else:
+            self._layouts[expr] = layout
+        return code
+
+    def full(self, expr, writable: bool = False) -> str:
+        """The code of ``expr`` as an array of its declared shape (the value of a statement); with
+        ``writable``, never a read-only view (a gradient handed to the caller)."""
+        code = self._print(expr)
+        if not isinstance(expr, MatrixExpr) or self.layout(expr).full:
+            return code
+        if writable and not self.layout(expr).scalar:
+            return f"{self._broadcast(expr, code)}.copy()"
+        return self._broadcast(expr, code)
+
+    def _broadcast(self, expr, code: str) -> str:
+        """``code``, printed with a smaller layout, as an array of ``expr``'s declared shape: a view of
+        the row (or column) repeated, or for a 0-d value a new array of it."""
+        shape = f"({self._print(expr.rows)}, {self._print(expr.cols)})"
+        if not self.layout(expr).scalar:
+            return f"np.broadcast_to({code}, {shape})"
+        if expr.atoms(MatrixSymbol) or self.dtype is None:
+            return f"np.full({shape}, {code})"  # the dtype of the value
+        # a constant (a Python number): made in the parameters' dtype, so a constant gradient keeps float32
+        self.uses_dtype = True
+        return f"np.full({shape}, {code}, dtype={self.dtype})"
 
     # --- names and numbers -------------------------------------------------------------------
 
@@ -586,13 +696,6 @@ class DeriveNumPyPrinter(NumPyPrinter):
         if fqn.startswith("scipy.special."):
             self.helpers.add("scipy")
         return fqn
-
-    def _print(self, expr, **kwargs):
-        if isinstance(expr, Expr) and not isinstance(expr, (MatrixExpr, Rational)) and expr.is_number:
-            value = complex(expr)
-            if value.imag == 0:
-                return repr(value.real)  # a Python float: never promotes a float32 array
-        return super()._print(expr, **kwargs)
 
     def _print_Pow(self, expr, rational=False):
         base, power = expr.args
@@ -620,17 +723,10 @@ class DeriveNumPyPrinter(NumPyPrinter):
         if expr.rows == 1:
             # a 1 x 1 factor multiplies by broadcasting (see _pair); a scalar of the parameters' dtype
             if self.dtype is None:
-                return "1"
+                return self._laid_out(expr, "1", Layout(scalar=True))
             self.uses_dtype = True
-            return f"{self.dtype}.type(1)"
+            return self._laid_out(expr, f"{self.dtype}.type(1)", Layout(scalar=True))
         return self._eye(expr.rows)
-
-    def one_by_one(self, code: str) -> str:
-        """``code``, a scalar constant, as the 1 x 1 array it stands for (in the parameters' dtype)."""
-        if self.dtype is None:
-            return f"np.full((1, 1), {code})"
-        self.uses_dtype = True
-        return f"np.full((1, 1), {code}, dtype={self.dtype})"
 
     def _eye(self, size) -> str:
         if self.dtype is None:
@@ -639,10 +735,11 @@ class DeriveNumPyPrinter(NumPyPrinter):
         return f"np.eye({self._print(size)}, dtype={self.dtype})"
 
     def _print_OneMatrix(self, expr):
-        return "1"  # stands in a sum or Hadamard product, where it broadcasts
+        # stands in a sum or Hadamard product, where it broadcasts
+        return self._laid_out(expr, "1", Layout.of(expr.shape, scalar=True))
 
     def _print_ZeroMatrix(self, expr):
-        return "0"
+        return self._laid_out(expr, "0", Layout.of(expr.shape, scalar=True))
 
     # --- linear algebra ----------------------------------------------------------------------
 
@@ -658,12 +755,15 @@ class DeriveNumPyPrinter(NumPyPrinter):
         return code if self._atomic(expr) else f"({code})"
 
     def _print_Transpose(self, expr):
-        if expr.shape == (1, 1):
-            return self._print(expr.arg)  # itself; and the 1 x 1 identity prints as 1, which has no .T
-        return f"{self._wrap(expr.arg)}.T"
+        code, layout = self._print(expr.arg), self.layout(expr.arg)
+        if expr.shape == (1, 1) or layout.scalar:
+            # itself; and the 1 x 1 identity prints as 1, which has no .T
+            return self._laid_out(expr, code, layout.transposed())
+        wrapped = code if self._atomic(expr.arg) else f"({code})"
+        return self._laid_out(expr, f"{wrapped}.T", layout.transposed())
 
     def _print_MatAdd(self, expr):
-        parts = []
+        parts, layouts = [], []
         # broadcast terms (a bias 1 b) last: the sum then starts from a full-size array
         # and subtracted terms after added ones: 1 - f rather than -f + 1
         for term in sorted(expr.args, key=lambda t: (_is_broadcast(t) and not isinstance(t, OneMatrix),
@@ -671,13 +771,15 @@ class DeriveNumPyPrinter(NumPyPrinter):
             coeff, rest = _split_coeff(term)
             if coeff == -1:
                 parts.append(("-", self._print_term(rest)))
+                layouts.append(self.layout(rest))
             else:
                 parts.append(("+", self._print_term(term)))
+                layouts.append(self.layout(term))
         first_sign, first = parts[0]
         code = ("-" if first_sign == "-" else "") + first
         for sign, part in parts[1:]:
             code += f" {sign} {part}"
-        return code
+        return self._laid_out(expr, code, _combined(layouts))
 
     def _print_term(self, term) -> str:
         return self._wrap(term) if isinstance(term, MatAdd) else self._print(term)
@@ -691,20 +793,24 @@ class DeriveNumPyPrinter(NumPyPrinter):
             if identity is None:
                 return self._print(coeff) if coeff != 1 else "1"
             eye = self._print(identity)
-            return eye if coeff == 1 else f"{self._scalar(coeff)} * {eye}"
+            code = eye if coeff == 1 else f"{self._scalar(coeff)} * {eye}"
+            return self._laid_out(expr, code, self.layout(identity))
         product = self._chain([self._operand(m) for m in matrices])
         if coeff == 1:
-            return product.code
-        if coeff == -1:
-            return f"-{product.wrapped()}"
-        return f"{self._scalar(coeff)} * {product.wrapped()}"
+            code = product.code
+        elif coeff == -1:
+            code = f"-{product.wrapped()}"
+        else:
+            code = f"{self._scalar(coeff)} * {product.wrapped()}"
+        return self._laid_out(expr, code, product.layout)
 
     def _scalar(self, coeff) -> str:
         code = self._print(coeff)
         return code if re.fullmatch(r"[\w.]+", code) else f"({code})"
 
     def _operand(self, matrix) -> _Operand:
-        return _Operand(self._print(matrix), matrix.rows, matrix.cols, isinstance(matrix, OneMatrix),
+        code = self._print(matrix)
+        return _Operand(code, matrix.rows, matrix.cols, self.layout(matrix), isinstance(matrix, OneMatrix),
                         self._atomic(matrix))
 
     def _chain(self, operands: list[_Operand]) -> _Operand:
@@ -724,43 +830,89 @@ class DeriveNumPyPrinter(NumPyPrinter):
         return best[(0, n - 1)][1]
 
     def _pair(self, left: _Operand, right: _Operand) -> tuple[int, _Operand]:
-        """One product, with ones-matrices read as sums: 1^T G sums G's rows, G 1 its columns."""
-        rows, cols = left.rows, right.cols
+        """One product, with ones-matrices read as sums (1^T G sums G's rows, G 1 its columns) and
+        broadcast factors read as what they stand for (the rows of a row-broadcast G are all equal,
+        so 1^T G is its row times their count)."""
+        rows, cols, inner = left.rows, right.cols, left.cols
         if left.ones and right.ones:
-            return 0, _Operand(self._print(left.cols), rows, cols, ones=False)
+            return 0, _Operand(self._scalar(inner), rows, cols, Layout.of((rows, cols), scalar=True))
         if left.ones:
             # 1_(m x n) G: every row of the result is the column sum of G (broadcast when m > 1)
-            code = right.code if right.rows == 1 else f"{right.wrapped()}.sum(axis=0, keepdims=True)"
-            return _size(right.rows) * _size(right.cols), _Operand(code, rows, cols, atomic=right.rows == 1 and right.atomic)
+            code, layout, atomic = self._sum_rows(right)
+            return (_size(right.rows) * _size(right.cols),
+                    _Operand(code, rows, cols, Layout.of((rows, cols), True, layout.cols, layout.scalar), atomic=atomic))
         if right.ones:
-            code = left.code if left.cols == 1 else f"{left.wrapped()}.sum(axis=1, keepdims=True)"
-            return _size(left.rows) * _size(left.cols), _Operand(code, rows, cols, atomic=left.cols == 1 and left.atomic)
+            code, layout, atomic = self._sum_cols(left)
+            return (_size(left.rows) * _size(left.cols),
+                    _Operand(code, rows, cols, Layout.of((rows, cols), layout.rows, True, layout.scalar), atomic=atomic))
         cost = _size(left.rows) * _size(left.cols) * _size(right.cols)
-        if (left.rows, left.cols) == (1, 1) or (right.rows, right.cols) == (1, 1):
-            # a product with a 1 x 1 factor is a broadcast product, and takes the 1 x 1 identity printed as 1
-            return cost, _Operand(f"{left.wrapped()} * {right.wrapped()}", rows, cols, atomic=False)
-        return cost, _Operand(f"{left.wrapped()} @ {right.wrapped()}", rows, cols, atomic=False)
+        outer = (left.layout.rows, right.layout.cols)
+        if inner == 1 and ((left.rows, left.cols) == (1, 1) or (right.rows, right.cols) == (1, 1)
+                           or left.layout.scalar or right.layout.scalar):
+            # a product with a 1 x 1 factor (or a 0-d one) is a broadcast product, and takes the 1 x 1
+            # identity printed as 1
+            layout = Layout.of((rows, cols), *outer, left.layout.scalar and right.layout.scalar)
+            return cost, _Operand(f"{left.wrapped()} * {right.wrapped()}", rows, cols, layout, atomic=False)
+        if inner != 1 and left.layout.cols and right.layout.rows:
+            # every entry of each row of left is equal, and of each column of right: inner terms alike
+            layout = Layout.of((rows, cols), *outer, left.layout.scalar and right.layout.scalar)
+            code = f"{self._scalar(inner)} * {left.wrapped()} * {right.wrapped()}"
+            return cost, _Operand(code, rows, cols, layout, atomic=False)
+        if inner != 1 and left.layout.cols:
+            # L 1 l^T-like: each row of left is one value, times the column sums of right
+            code = f"{left.wrapped()} * {right.wrapped()}.sum(axis=0, keepdims=True)"
+            return cost, _Operand(code, rows, cols, Layout.of((rows, cols), *outer), atomic=False)
+        if inner != 1 and right.layout.rows:
+            code = f"{left.wrapped()}.sum(axis=1, keepdims=True) * {right.wrapped()}"
+            return cost, _Operand(code, rows, cols, Layout.of((rows, cols), *outer), atomic=False)
+        return cost, _Operand(f"{left.wrapped()} @ {right.wrapped()}", rows, cols, Layout.of((rows, cols), *outer),
+                              atomic=False)
+
+    def _sum_rows(self, operand: _Operand) -> tuple[str, Layout, bool]:
+        """The column sums of ``operand`` as a row: (code, its layout, atomic)."""
+        if operand.rows == 1:
+            return operand.code, operand.layout, operand.atomic
+        if operand.layout.rows:
+            # its rows are all equal: their sum is the one row times their number
+            return f"{self._scalar(operand.rows)} * {operand.wrapped()}", operand.layout, False
+        return f"{operand.wrapped()}.sum(axis=0, keepdims=True)", operand.layout, False
+
+    def _sum_cols(self, operand: _Operand) -> tuple[str, Layout, bool]:
+        """The row sums of ``operand`` as a column: (code, its layout, atomic)."""
+        if operand.cols == 1:
+            return operand.code, operand.layout, operand.atomic
+        if operand.layout.cols:
+            return f"{self._scalar(operand.cols)} * {operand.wrapped()}", operand.layout, False
+        return f"{operand.wrapped()}.sum(axis=1, keepdims=True)", operand.layout, False
 
     def _print_HadamardProduct(self, expr):
-        factors = []
-        # ones (and the 1 x 1 identity) are the unit of the Hadamard product
-        args = [a for a in expr.args if not isinstance(a, (OneMatrix, Identity))] or [expr.args[0]]
-        for arg in args:
+        factors, layouts = [], []
+        # ones (and the 1 x 1 identity) are the unit of the Hadamard product; a larger I is a mask
+        args = [a for a in expr.args if not isinstance(a, OneMatrix) and not (isinstance(a, Identity) and a.rows == 1)]
+        for arg in args or [expr.args[0]]:
             if isinstance(arg, relu.prime()) and self._atomic(arg.arg):
                 factors.append(f"({self._print(arg.arg)} > 0)")  # a boolean mask multiplies in one pass
+                layouts.append(self.layout(arg.arg))
             else:
                 factors.append(self._wrap(arg))
-        return " * ".join(factors)
+                layouts.append(self.layout(arg))
+        return self._laid_out(expr, " * ".join(factors), _combined(layouts))
 
     def _print_HadamardPower(self, expr):
         base, power = expr.args
         if power == -1:
-            return f"1 / {self._wrap(base)}"
-        return f"{self._wrap(base)} ** {self._scalar(power)}"
+            code = f"1 / {self._wrap(base)}"
+        else:
+            code = f"{self._wrap(base)} ** {self._scalar(power)}"
+        return self._laid_out(expr, code, self.layout(base))
 
     def _print_MatrixElement(self, expr):
         matrix, i, j = expr.args
-        return f"{self._wrap(matrix)}[{self._print(i)}, {self._print(j)}]"
+        code, layout = self._wrap(matrix), self.layout(matrix)
+        if layout.scalar:
+            return code  # every entry is the value itself
+        # along a broadcast axis every index reads the one row (or column) printed
+        return f"{code}[{self._print(S.Zero if layout.rows else i)}, {self._print(S.Zero if layout.cols else j)}]"
 
     def _print_Trace(self, expr):
         return f"np.trace({self._print(expr.arg)})"
@@ -774,20 +926,30 @@ class DeriveNumPyPrinter(NumPyPrinter):
     # --- elementwise functions, softmax --------------------------------------------------------
 
     def _print_Elementwise(self, expr):
+        # f of a broadcast row is the broadcast row of f: the layout passes through
         name = type(expr).__name__
         form = ELEMENTWISE_FORMS.get(name)
+        argument, layout = self._argument(expr.arg)
         if form is None:
-            return self._generic_elementwise(expr)
+            return self._laid_out(expr, self._generic_elementwise(expr, argument), layout)
         self._use_helpers(form)
         params = {f"p{k}": self._scalar(p) for k, p in enumerate(expr.params)}
         # arguments are names in practice (the deriver names every activation's input)
-        return form.format(a=self._wrap(expr.arg), **params)
+        return self._laid_out(expr, form.format(a=argument, **params), layout)
+
+    def _argument(self, arg) -> tuple[str, Layout]:
+        """An elementwise function's argument and its layout; an array (the forms read its dtype), so
+        a 0-d value is made the array it stands for."""
+        code = self._wrap(arg)
+        if self.layout(arg).scalar:
+            return self.full(arg), FULL
+        return code, self.layout(arg)
 
     def times_in_place(self, target: str, factor) -> tuple[str, str] | None:
         """(operator, code) that multiply the array ``target`` by ``factor`` in place with no temporary
         of its size and dtype (``dZ *= Z > 0``, ``dZ = gelu_prime(Z, times=dZ)``); None if none can."""
         forms = TIMES_IN_PLACE_FORMS.get(type(factor).__name__)
-        if forms is None or not self._atomic(factor.arg):
+        if forms is None or not self._atomic(factor.arg) or not self.layout_of(factor.arg).full:
             return None
         op, form, with_value = forms
         value = self._cached_value(factor) if with_value else None
@@ -809,11 +971,11 @@ class DeriveNumPyPrinter(NumPyPrinter):
         if "scipy." in form:
             self.helpers.add("scipy")
 
-    def _generic_elementwise(self, expr):
+    def _generic_elementwise(self, expr, argument: str):
         """f(A) for an elementwise function without a hand-written form: the scalar f, printed."""
         placeholder = Symbol("a")
         body = expr.scalar(placeholder, *expr.params)
-        self._placeholders[placeholder] = self._wrap(expr.arg)
+        self._placeholders[placeholder] = argument
         try:
             return f"({self._print(body)})"
         finally:
