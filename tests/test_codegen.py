@@ -11,7 +11,22 @@ import sys
 
 import numpy as np
 import pytest
-from sympy import MatrixSymbol, OneMatrix, Rational, Symbol, Trace
+from sympy import (
+    Determinant,
+    HadamardPower,
+    HadamardProduct,
+    Identity,
+    Inverse,
+    MatAdd,
+    MatrixExpr,
+    MatrixSymbol,
+    OneMatrix,
+    Rational,
+    Symbol,
+    Trace,
+    exp,
+    log,
+)
 
 import derive
 from derive import codegen, printing
@@ -20,7 +35,7 @@ from derive.examples import catalogue
 from derive.functions import BinaryCrossEntropy, Loss, SoftmaxCrossEntropy, sigmoid
 from derive.graph import topological_order
 
-from .evaluator import evaluate
+from .evaluator import evaluate, torch_gradients
 
 torch_oracle = pytest.importorskip("tests.torch_oracle", reason="torch is the oracle for these tests")
 
@@ -387,3 +402,205 @@ def test_drawn_network_with_whitening_and_a_log_determinant():
     for p in g.params:
         closed = evaluate(g[p], values, dims)
         assert np.allclose(grads[p.name], closed, rtol=1e-9, atol=1e-12), p.name
+
+
+# --- shapes: broadcast rows, 1 x 1 scalars, ones-matrix reductions (issue 11) ------------------------
+# Each row is a network whose generated module is compared, loss and every gradient, with PyTorch
+# autograd of the declared loss evaluated by tests/evaluator.py (no derive printer involved), at the
+# module's default sizes and at another batch size. A printed broadcast that lost its count, a 1 x 1
+# parameter's gradient returned as a 0-d value or a ones-matrix product printed as a matmul fails here.
+
+_C, _D, _H = (Symbol(s, integer=True, positive=True) for s in "CDH")
+_p, _s, _r = (MatrixSymbol(n, 1, _C) for n in "psr")
+_t, _lam = MatrixSymbol("t", 1, 1), MatrixSymbol("lam", 1, 1)
+_XD, _WD = MatrixSymbol("X", _N, _D), MatrixSymbol("W", _D, _C)
+_T, _YC = MatrixSymbol("T", _N, _C), MatrixSymbol("Y", _N, _C)
+_W1, _W2, _b2 = MatrixSymbol("W1", _D, _H), MatrixSymbol("W2", _H, _C), MatrixSymbol("b2", 1, _C)
+
+
+def _ones(rows, cols):
+    return OneMatrix(rows, cols)
+
+
+def _rows_of(*rows):
+    """1 r1 + 1 r2 + ...: rows broadcast over the batch and summed (N x C, printed as one row)."""
+    return MatAdd(*(_ones(_N, 1) * row for row in rows))
+
+
+def _entries(matrix):
+    """The sum of a matrix's entries, 1^T A 1, as a scalar loss term."""
+    return Trace(_ones(1, matrix.rows) * matrix * _ones(matrix.cols, 1))
+
+
+def _batchnorm_network():
+    gamma, beta = MatrixSymbol("gamma", 1, _H), MatrixSymbol("beta", 1, _H)
+    Z = _XD * _W1
+    centred = Z - _ones(_N, _N) * Z / _N
+    variance = _ones(_N, _N) * HadamardPower(centred, 2) / _N
+    normalised = HadamardProduct(centred, HadamardPower(variance + Rational(1, 100) * _ones(_N, _H), Rational(-1, 2)))
+    scaled = HadamardProduct(normalised, _ones(_N, 1) * gamma) + _ones(_N, 1) * beta
+    return derive.mse(scaled * _W2 + _ones(_N, 1) * _b2, _YC), [_W1, gamma, beta, _W2, _b2]
+
+
+def _gp_noise_network():
+    A, y, log_noise = MatrixSymbol("A", _N, _D), MatrixSymbol("y", _N, 1), MatrixSymbol("s", 1, 1)
+    K = A * A.T + exp(log_noise[0, 0]) * Identity(_N)
+    return Trace(y.T * Inverse(K) * y) + log(Determinant(K)), [log_noise]
+
+
+def _ridge_network():
+    y = MatrixSymbol("y", _N, 1)
+    w = Inverse(_XD.T * _XD + _lam[0, 0] * Identity(_D)) * _XD.T * y
+    return derive.mse(_XD * w, y), [_lam]
+
+
+_pc, _sc = MatrixSymbol("p", _C, 1), MatrixSymbol("s", _C, 1)
+_columns = _pc * _ones(1, _N) + _sc * _ones(1, _N)
+_exp_logits = derive.exp(_XD * _WD)
+_V = MatrixSymbol("V", _C, _H)
+
+# (id, loss, wrt, item of issue 11, inputs drawn from a domain: name -> "one-hot" or "positive")
+SHAPE_NETWORKS = [
+    ("broadcast 2 rows, mse", derive.mse(_rows_of(_p, _s), _T), [_p, _s], 1, {}),
+    ("broadcast 2 rows, trace", Trace(_rows_of(_p, _s).T * _rows_of(_p, _s)) + derive.mse(_XD * _WD, _YC),
+     [_p, _s, _WD], 1, {}),
+    ("broadcast 3 rows, sum of entries", _entries(_rows_of(_p, _s, _r)) + derive.mse(_XD * _WD, _YC),
+     [_p, _s, _r, _WD], 1, {}),
+    ("broadcast 2 columns b 1^T", Trace(_columns * _columns.T) + derive.mse(_columns, MatrixSymbol("T", _C, _N),
+                                                                          examples="columns"),
+     [_pc, _sc], 1, {}),
+    ("broadcast under tanh, summed", _entries(derive.tanh(_rows_of(_p, _s))) + derive.mse(_XD * _WD, _YC),
+     [_p, _s, _WD], 1, {}),
+    ("broadcast times a matrix", derive.mse(_rows_of(_p, _s) * _V, MatrixSymbol("T", _N, _H)), [_p, _s, _V], 1, {}),
+    ("a matrix times a broadcast", Trace(MatrixSymbol("A", _C, _N) * _rows_of(_p, _s)) + derive.mse(_XD * _WD, _YC),
+     [_p, _s, _WD], 1, {}),
+    ("temperature Z / t", derive.cross_entropy(_XD * _WD * (1 / _t[0, 0]), _YC), [_WD, _t], 2,
+     {"Y": "one-hot", "t": "positive"}),
+    ("temperature t Z", derive.cross_entropy(_t[0, 0] * (_XD * _WD), _YC), [_WD, _t], 2, {"Y": "one-hot"}),
+    ("learnable exponent", derive.mse(HadamardPower(sigmoid(_XD * _WD), _t[0, 0]), _YC), [_WD, _t], 2, {}),
+    ("ridge lambda", *_ridge_network(), 2, {"lam": "positive"}),
+    ("GP noise log-scale", *_gp_noise_network(), 2, {}),
+    ("batch norm, batch statistics", *_batchnorm_network(), 3, {}),
+    ("mean pooling", derive.mse(_ones(1, _N) * derive.relu(_XD * _W1) / _N * _W2, MatrixSymbol("P", 1, _C)),
+     [_W1, _W2], 3, {}),
+    ("mean pooling spread over the batch", derive.mse(_ones(_N, 1) * (_ones(1, _N) * derive.relu(_XD * _W1) / _N) * _W2,
+                                                     _YC), [_W1, _W2], 3, {}),
+    ("row sums spread", derive.mse(_XD * _WD * _ones(_C, 1) * _ones(1, _C), _YC), [_WD], 3, {}),
+    ("normalised by row sums", derive.mse(HadamardProduct(_exp_logits, HadamardPower(
+        _exp_logits * _ones(_C, 1) * _ones(1, _C), -1)), _YC), [_WD], 3, {}),
+]
+SHAPE_IDS = [row[0] for row in SHAPE_NETWORKS]
+ONES_REDUCTIONS = [row for row in SHAPE_NETWORKS if row[3] == 3]
+
+
+@functools.cache
+def shape_module(name: str):
+    """(loss, wrt, domain, source, module) of a SHAPE_NETWORKS row, generated (and verified) once."""
+    _, loss, wrt, _, domain = next(row for row in SHAPE_NETWORKS if row[0] == name)
+    source = derive.to_numpy(derive.gradients(loss, wrt), name)
+    return loss, wrt, domain, source, codegen.load_module(source, name)
+
+
+def _draw(loss, domain: dict, sizes: dict, seed: int) -> dict:
+    """Random float64 values for every matrix of the loss, by name, drawn here (not by the module)."""
+    rng = np.random.default_rng(seed)
+    values = {}
+    for symbol in sorted(loss.atoms(MatrixSymbol), key=lambda s: s.name):
+        shape = tuple(int(d.xreplace(sizes)) for d in symbol.shape)
+        kind = domain.get(symbol.name)
+        if kind == "one-hot":
+            values[symbol.name] = np.eye(shape[1])[rng.integers(0, shape[1], size=shape[0])]
+        elif kind == "positive":
+            values[symbol.name] = rng.uniform(0.5, 2.0, size=shape)
+        else:
+            values[symbol.name] = rng.standard_normal(shape)
+    return values
+
+
+def _sizes(default_dims: dict, loss, batch: int | None = None) -> dict:
+    """The dimension symbols' sizes: the module's defaults, and ``batch`` examples if given."""
+    symbols = {str(d): d for m in loss.atoms(MatrixSymbol) for d in m.shape if isinstance(d, Symbol)}
+    sizes = {symbols[k]: v for k, v in default_dims.items() if k in symbols}
+    if batch is not None:
+        sizes[_N] = batch
+    return sizes
+
+
+@pytest.mark.parametrize("batch", [None, 9], ids=["default sizes", "batch of 9"])
+@pytest.mark.parametrize("name", SHAPE_IDS)
+def test_shapes_match_torch_autograd(name, batch):
+    loss, wrt, domain, _, module = shape_module(name)
+    sizes = _sizes(module.DEFAULT_DIMS, loss, batch)
+    assert batch is None or sizes[_N] != module.DEFAULT_DIMS["N"]
+    for seed in (0, 1):
+        values = _draw(loss, domain, sizes, seed)
+        params = {p.name: values[p.name] for p in wrt}
+        got_loss, grads = module.loss_and_grads(params, {k: v for k, v in values.items() if k not in params})
+        torch_loss, torch_grads = torch_gradients(loss, values, sizes, list(params))
+        assert_close(got_loss, torch_loss, what=f"{name} loss")
+        for key, value in params.items():
+            assert np.shape(grads[key]) == value.shape, f"dL/d{key} has shape {np.shape(grads[key])}"
+            assert grads[key].flags.writeable, f"dL/d{key} is a read-only view"
+            assert_close(grads[key], torch_grads[key], what=f"{name} dL/d{key}")
+
+
+@pytest.mark.parametrize("name", SHAPE_IDS)
+def test_shapes_float32_in_float32_out(name):
+    loss, wrt, domain, _, module = shape_module(name)
+    values = _draw(loss, domain, _sizes(module.DEFAULT_DIMS, loss), seed=2)
+    params = {p.name: values[p.name] for p in wrt}
+    batch = {k: v for k, v in values.items() if k not in params}
+    loss32, grads32 = module.loss_and_grads({k: v.astype(np.float32) for k, v in params.items()},
+                                            {k: v.astype(np.float32) for k, v in batch.items()})
+    _, grads64 = module.loss_and_grads(params, batch)
+    assert np.asarray(loss32).dtype == np.float32
+    for key, value in params.items():
+        assert (grads32[key].shape, grads32[key].dtype) == (value.shape, np.float32), key
+        assert_close(grads32[key], grads64[key], rtol=1e-3, what=f"{name} float32 dL/d{key}")
+
+
+class _RecordArrays(ast.NodeTransformer):
+    """Wraps every computed value (operations, calls, attributes and subscripts read) in _recorded()."""
+
+    def _wrap(self, node):
+        self.generic_visit(node)
+        return ast.Call(ast.Name("_recorded", ast.Load()), [node], [])
+
+    visit_BinOp = visit_UnaryOp = visit_Call = _wrap
+
+    def visit_Attribute(self, node):
+        return self._wrap(node) if isinstance(node.ctx, ast.Load) else self.generic_visit(node)
+
+    visit_Subscript = visit_Attribute
+
+
+@pytest.mark.parametrize("name", [row[0] for row in ONES_REDUCTIONS])
+def test_ones_reductions_build_no_ones_and_no_batch_by_batch_array(name):
+    loss, wrt, domain, source, _ = shape_module(name)
+    g = derive.gradients(loss, wrt)
+    declared = {m.shape for m in topological_order(loss) if isinstance(m, MatrixExpr) and not isinstance(m, OneMatrix)}
+    ones = {m.shape for e in [loss, *(g.compact(p) for p in wrt)] for m in e.atoms(OneMatrix)
+            if m.shape not in declared}
+    assert ones, "the network has no ones-matrix reduction to check"
+    body = ast.unparse(_function(source, "forward")) + ast.unparse(_function(source, "backward"))
+    assert "np.ones" not in body
+    for rows, cols in ones:
+        assert f"({rows}, {cols})" not in body, f"a {rows} x {cols} array of ones is made"
+    shapes = []
+
+    def recorded(value):
+        if isinstance(value, np.ndarray):
+            shapes.append(value.shape)
+        return value
+
+    tree = ast.fix_missing_locations(_RecordArrays().visit(ast.parse(source)))
+    namespace = {"_recorded": recorded, "__name__": "recorded"}
+    exec(compile(tree, name, "exec"), namespace)  # noqa: S102 - our own generated code
+    sizes = {**_sizes(namespace["DEFAULT_DIMS"], loss), _N: 11}
+    values = _draw(loss, domain, sizes, seed=0)
+    params = {p.name: values[p.name] for p in wrt}
+    shapes.clear()
+    namespace["loss_and_grads"](params, {k: v for k, v in values.items() if k not in params})
+    banned = {tuple(int(d.xreplace(sizes)) for d in shape) for shape in ones}
+    banned -= {tuple(int(d.xreplace(sizes)) for d in shape) for shape in declared}
+    assert banned and not banned & set(shapes), sorted(banned & set(shapes))
