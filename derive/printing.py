@@ -643,7 +643,8 @@ class DeriveNumPyPrinter(NumPyPrinter):
         parent_reads_layouts = self._readers[-1] if self._readers else True
         self._readers.append(isinstance(expr, self._READS_LAYOUTS))
         try:
-            code = super()._print(expr, **kwargs)
+            # an activation prints by its record even where SymPy has a printer of that name (tanh, exp)
+            code = self._print_Elementwise(expr) if isinstance(expr, Elementwise) else super()._print(expr, **kwargs)
         finally:
             self._readers.pop()
         if not parent_reads_layouts and isinstance(expr, MatrixExpr) and not self.layout(expr).full:

@@ -12,12 +12,14 @@ import sys
 import numpy as np
 import pytest
 from sympy import (
+    Add,
     Determinant,
     HadamardPower,
     HadamardProduct,
     Identity,
     Inverse,
     MatAdd,
+    MatMul,
     MatrixExpr,
     MatrixSymbol,
     OneMatrix,
@@ -27,6 +29,7 @@ from sympy import (
     exp,
     log,
 )
+from sympy.matrices.expressions.matexpr import MatrixElement
 
 import derive
 from derive import codegen, printing
@@ -292,6 +295,67 @@ def test_sums_over_rows_and_columns_never_build_ones():
     printer = printing.DeriveNumPyPrinter()
     assert printer.doprint(OneMatrix(1, N) * G) == "G.sum(axis=0, keepdims=True)"
     assert printer.doprint(G * OneMatrix(H, 1)) == "G.sum(axis=1, keepdims=True)"
+
+
+_Nd, _Cd, _Dd = (Symbol(s, integer=True, positive=True) for s in "NCD")
+_row, _row2, _col = MatrixSymbol("p", 1, _Cd), MatrixSymbol("s", 1, _Cd), MatrixSymbol("c", _Cd, 1)
+_A, _G, _scale = MatrixSymbol("A", _Nd, _Dd), MatrixSymbol("G", _Dd, _Dd), MatrixSymbol("t", 1, 1)
+_M = MatrixSymbol("M", _Nd, _Cd)
+_bcast = OneMatrix(_Nd, 1) * _row + OneMatrix(_Nd, 1) * _row2          # N x C, printed as one row
+_spread = _M * OneMatrix(_Cd, 1) * OneMatrix(1, _Cd)                    # N x C, printed as one column
+
+# Expressions whose printed arrays leave axes to broadcasting, in each kind of consumer.
+LAYOUT_EXPRESSIONS = [
+    ("sum of broadcast rows", _bcast),
+    ("broadcast columns", _col * OneMatrix(1, _Nd) + _col * OneMatrix(1, _Nd)),
+    ("row sums spread", _spread),
+    ("ones times ones", OneMatrix(1, _Nd) * OneMatrix(_Nd, _Cd)),
+    ("column sum of a broadcast", OneMatrix(1, _Nd) * _bcast),
+    ("batch mean spread", OneMatrix(_Nd, _Nd) * _M / _Nd),
+    ("broadcast inner axis on both sides", _bcast.T * _bcast),
+    ("broadcast inner axis on the right", _A.T * _bcast),
+    ("broadcast inner axis on the left", _bcast.T * _A),
+    ("spread inner axis", _spread * _col),
+    ("transpose of a broadcast", _bcast.T),
+    ("activation of a broadcast", derive.tanh(_bcast)),
+    ("power of a broadcast", HadamardPower(_bcast, 2)),
+    ("hadamard with a broadcast", HadamardProduct(_bcast, _spread)),
+    ("softmax along a spread axis", derive.softmax(_spread)),
+    ("entries of broadcasts", MatMul(Add(MatrixElement(_bcast, 3, 2), MatrixElement(_spread, 2, 3), evaluate=False),
+                                     OneMatrix(1, 1))),
+    ("1 x 1 scalar times ones", _scale[0, 0] * OneMatrix(_Nd, _Cd)),
+    ("1 x 1 scalar times the 1 x 1 identity", _scale[0, 0] * Identity(1)),
+    ("identity mask", HadamardProduct(_G, Identity(_Dd))),
+    ("inverse with a scalar ridge", Inverse(_G * _G.T + _scale[0, 0] * Identity(_Dd))),
+    ("trace of a broadcast product", Trace(_bcast.T * _bcast)),
+    ("sum of broadcast entries", Trace(OneMatrix(1, _Nd) * derive.tanh(_bcast) * OneMatrix(_Cd, 1))),
+    ("squared error of a broadcast", derive.mse(_bcast, _M)),
+    ("cross-entropy of a spread", derive.cross_entropy(_spread, _M)),
+]
+
+
+@pytest.mark.parametrize(("name", "expr"), LAYOUT_EXPRESSIONS, ids=[row[0] for row in LAYOUT_EXPRESSIONS])
+def test_printed_array_has_the_layout_the_printer_records(name, expr):
+    """The raw printed array has the shape its Layout says and broadcasts to the value; the value at
+    the declared shape (``full``) equals the test evaluator's, which builds every ones-matrix."""
+    sizes = {_Nd: 5, _Cd: 4, _Dd: 3}
+    rng = np.random.default_rng(0)
+    values = {m.name: rng.standard_normal(tuple(int(d.xreplace(sizes)) for d in m.shape))
+              for m in expr.atoms(MatrixSymbol)}
+    truth = np.asarray(evaluate(expr, values, sizes))
+    printer = printing.DeriveNumPyPrinter()
+    raw, declared = printer.doprint(expr), printer.full(expr)
+    namespace = {"np": np, **values, **{str(d): v for d, v in sizes.items()}}
+    for helper in printer.helpers:
+        exec(printing.NUMPY_HELPERS[helper], namespace)  # noqa: S102 - derive's own helpers
+    raw_value, value = (eval(code, namespace) for code in (raw, declared))
+    assert np.shape(value) == truth.shape, f"{declared} has shape {np.shape(value)}, declared {truth.shape}"
+    assert np.allclose(value, truth, rtol=1e-12, atol=1e-12), declared
+    if isinstance(expr, MatrixExpr):
+        layout = printer.layout(expr)
+        expected = () if layout.scalar else (1 if layout.rows else truth.shape[0], 1 if layout.cols else truth.shape[1])
+        assert np.shape(raw_value) == expected, f"{raw}: shape {np.shape(raw_value)}, its layout says {expected}"
+        assert np.allclose(np.broadcast_to(raw_value, truth.shape), truth, rtol=1e-12, atol=1e-12), raw
 
 
 # --- names and failures ----------------------------------------------------------------------------
