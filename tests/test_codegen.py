@@ -11,6 +11,8 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sympy import (
     Add,
     Determinant,
@@ -26,6 +28,7 @@ from sympy import (
     Rational,
     Symbol,
     Trace,
+    Transpose,
     exp,
     log,
 )
@@ -336,10 +339,14 @@ LAYOUT_EXPRESSIONS = [
 
 @pytest.mark.parametrize(("name", "expr"), LAYOUT_EXPRESSIONS, ids=[row[0] for row in LAYOUT_EXPRESSIONS])
 def test_printed_array_has_the_layout_the_printer_records(name, expr):
+    _check_printed(expr)
+
+
+def _check_printed(expr, seed: int = 0):
     """The raw printed array has the shape its Layout says and broadcasts to the value; the value at
     the declared shape (``full``) equals the test evaluator's, which builds every ones-matrix."""
     sizes = {_Nd: 5, _Cd: 4, _Dd: 3}
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     values = {m.name: rng.standard_normal(tuple(int(d.xreplace(sizes)) for d in m.shape))
               for m in expr.atoms(MatrixSymbol)}
     truth = np.asarray(evaluate(expr, values, sizes))
@@ -350,12 +357,49 @@ def test_printed_array_has_the_layout_the_printer_records(name, expr):
         exec(printing.NUMPY_HELPERS[helper], namespace)  # noqa: S102 - derive's own helpers
     raw_value, value = (eval(code, namespace) for code in (raw, declared))
     assert np.shape(value) == truth.shape, f"{declared} has shape {np.shape(value)}, declared {truth.shape}"
-    assert np.allclose(value, truth, rtol=1e-12, atol=1e-12), declared
+    assert np.allclose(value, truth, rtol=1e-10, atol=1e-10), declared
     if isinstance(expr, MatrixExpr):
         layout = printer.layout(expr)
         expected = () if layout.scalar else (1 if layout.rows else truth.shape[0], 1 if layout.cols else truth.shape[1])
         assert np.shape(raw_value) == expected, f"{raw}: shape {np.shape(raw_value)}, its layout says {expected}"
-        assert np.allclose(np.broadcast_to(raw_value, truth.shape), truth, rtol=1e-12, atol=1e-12), raw
+        assert np.allclose(np.broadcast_to(raw_value, truth.shape), truth, rtol=1e-10, atol=1e-10), raw
+
+
+# Random N x C expressions mixing full arrays with broadcast rows, columns and scalars, under
+# elementwise operations, products on either side and ones-matrix sums, then a consumer.
+_Md, _K, _B = MatrixSymbol("Mb", _Nd, _Cd), MatrixSymbol("K", _Cd, _Cd), MatrixSymbol("B", _Nd, _Nd)
+_LAYOUT_LEAVES = st.sampled_from([
+    _M, _Md, _bcast, OneMatrix(_Nd, 1) * _row, MatrixSymbol("q", _Nd, 1) * OneMatrix(1, _Cd), _spread,
+    OneMatrix(_Nd, _Nd) * _M, _scale[0, 0] * OneMatrix(_Nd, _Cd), OneMatrix(_Nd, _Cd)])
+
+
+def _layout_nodes(children):
+    return st.one_of(
+        st.tuples(children, children).map(lambda ab: MatAdd(*ab)),
+        st.tuples(children, children).map(lambda ab: HadamardProduct(*ab)),
+        children.map(derive.tanh),
+        children.map(lambda a: HadamardPower(a, 2)),
+        children.map(lambda a: MatMul(a, _K)),
+        children.map(lambda a: MatMul(_B, a)),
+        children.map(lambda a: MatMul(OneMatrix(_Nd, _Nd), a)),
+        children.map(lambda a: MatMul(a, OneMatrix(_Cd, 1), OneMatrix(1, _Cd))),
+        children.map(lambda a: Transpose(MatMul(_K, Transpose(a)))))
+
+
+def _entries(matrix):
+    """The sum of a matrix's entries, 1^T A 1, as a scalar."""
+    return Trace(OneMatrix(1, matrix.rows) * matrix * OneMatrix(matrix.cols, 1))
+
+
+_CONSUMERS = st.sampled_from([
+    lambda e: e, lambda e: Trace(e.T * e), lambda e: derive.mse(e, _Md), _entries,
+    lambda e: derive.cross_entropy(e, _Md), lambda e: MatMul(MatrixElement(e, 4, 3), OneMatrix(1, 1))])
+
+
+@given(expr=st.recursive(_LAYOUT_LEAVES, _layout_nodes, max_leaves=6), consumer=_CONSUMERS,
+       seed=st.integers(0, 2**16))
+def test_random_broadcasts_print_at_their_declared_value(expr, consumer, seed):
+    _check_printed(consumer(expr), seed)
 
 
 # --- names and failures ----------------------------------------------------------------------------
@@ -489,11 +533,6 @@ def _ones(rows, cols):
 def _rows_of(*rows):
     """1 r1 + 1 r2 + ...: rows broadcast over the batch and summed (N x C, printed as one row)."""
     return MatAdd(*(_ones(_N, 1) * row for row in rows))
-
-
-def _entries(matrix):
-    """The sum of a matrix's entries, 1^T A 1, as a scalar loss term."""
-    return Trace(_ones(1, matrix.rows) * matrix * _ones(matrix.cols, 1))
 
 
 def _batchnorm_network():
