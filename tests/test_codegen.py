@@ -526,23 +526,19 @@ _T, _YC = MatrixSymbol("T", _N, _C), MatrixSymbol("Y", _N, _C)
 _W1, _W2, _b2 = MatrixSymbol("W1", _D, _H), MatrixSymbol("W2", _H, _C), MatrixSymbol("b2", 1, _C)
 
 
-def _ones(rows, cols):
-    return OneMatrix(rows, cols)
-
-
 def _rows_of(*rows):
     """1 r1 + 1 r2 + ...: rows broadcast over the batch and summed (N x C, printed as one row)."""
-    return MatAdd(*(_ones(_N, 1) * row for row in rows))
+    return MatAdd(*(OneMatrix(_N, 1) * row for row in rows))
 
 
 def _batchnorm_network():
     gamma, beta = MatrixSymbol("gamma", 1, _H), MatrixSymbol("beta", 1, _H)
     Z = _XD * _W1
-    centred = Z - _ones(_N, _N) * Z / _N
-    variance = _ones(_N, _N) * HadamardPower(centred, 2) / _N
-    normalised = HadamardProduct(centred, HadamardPower(variance + Rational(1, 100) * _ones(_N, _H), Rational(-1, 2)))
-    scaled = HadamardProduct(normalised, _ones(_N, 1) * gamma) + _ones(_N, 1) * beta
-    return derive.mse(scaled * _W2 + _ones(_N, 1) * _b2, _YC), [_W1, gamma, beta, _W2, _b2]
+    centred = Z - OneMatrix(_N, _N) * Z / _N
+    variance = OneMatrix(_N, _N) * HadamardPower(centred, 2) / _N
+    normalised = HadamardProduct(centred, HadamardPower(variance + Rational(1, 100) * OneMatrix(_N, _H), Rational(-1, 2)))
+    scaled = HadamardProduct(normalised, OneMatrix(_N, 1) * gamma) + OneMatrix(_N, 1) * beta
+    return derive.mse(scaled * _W2 + OneMatrix(_N, 1) * _b2, _YC), [_W1, gamma, beta, _W2, _b2]
 
 
 def _gp_noise_network():
@@ -558,7 +554,7 @@ def _ridge_network():
 
 
 _pc, _sc = MatrixSymbol("p", _C, 1), MatrixSymbol("s", _C, 1)
-_columns = _pc * _ones(1, _N) + _sc * _ones(1, _N)
+_columns = _pc * OneMatrix(1, _N) + _sc * OneMatrix(1, _N)
 _exp_logits = derive.exp(_XD * _WD)
 _V = MatrixSymbol("V", _C, _H)
 
@@ -584,13 +580,13 @@ SHAPE_NETWORKS = [
     ("ridge lambda", *_ridge_network(), 2, {"lam": "positive"}),
     ("GP noise log-scale", *_gp_noise_network(), 2, {}),
     ("batch norm, batch statistics", *_batchnorm_network(), 3, {}),
-    ("mean pooling", derive.mse(_ones(1, _N) * derive.relu(_XD * _W1) / _N * _W2, MatrixSymbol("P", 1, _C)),
+    ("mean pooling", derive.mse(OneMatrix(1, _N) * derive.relu(_XD * _W1) / _N * _W2, MatrixSymbol("P", 1, _C)),
      [_W1, _W2], 3, {}),
-    ("mean pooling spread over the batch", derive.mse(_ones(_N, 1) * (_ones(1, _N) * derive.relu(_XD * _W1) / _N) * _W2,
+    ("mean pooling spread over the batch", derive.mse(OneMatrix(_N, 1) * (OneMatrix(1, _N) * derive.relu(_XD * _W1) / _N) * _W2,
                                                      _YC), [_W1, _W2], 3, {}),
-    ("row sums spread", derive.mse(_XD * _WD * _ones(_C, 1) * _ones(1, _C), _YC), [_WD], 3, {}),
+    ("row sums spread", derive.mse(_XD * _WD * OneMatrix(_C, 1) * OneMatrix(1, _C), _YC), [_WD], 3, {}),
     ("normalised by row sums", derive.mse(HadamardProduct(_exp_logits, HadamardPower(
-        _exp_logits * _ones(_C, 1) * _ones(1, _C), -1)), _YC), [_WD], 3, {}),
+        _exp_logits * OneMatrix(_C, 1) * OneMatrix(1, _C), -1)), _YC), [_WD], 3, {}),
 ]
 SHAPE_IDS = [row[0] for row in SHAPE_NETWORKS]
 ONES_REDUCTIONS = [row for row in SHAPE_NETWORKS if row[3] == 3]
