@@ -255,8 +255,9 @@ def hadamard_power(base: Basic, power: Basic) -> Basic:
 def transpose(expr: Basic, deep: bool = True) -> Basic:
     """Transpose, pushed through products, sums, blocks and explicit matrices, never twice-transposed.
 
-    ``deep=False`` pushes it one product or sum deep and no further: rebuilding a closed form calls
-    it once per node, and a push all the way down would make that quadratic in depth.
+    ``deep=False`` only cancels a double transpose, transposes constants, blocks and explicit
+    matrices and pulls out a scalar: rebuilding a closed form calls it once per node, where a push
+    all the way down would make that quadratic in depth (and ``(X W + 1 b)^T`` reads better as it is).
     """
     if not isinstance(expr, MatrixExpr):
         return expr
@@ -266,11 +267,14 @@ def transpose(expr: Basic, deep: bool = True) -> Basic:
         return expr
     if isinstance(expr, (ZeroMatrix, OneMatrix)):
         return type(expr)(expr.cols, expr.rows)
+    if not deep and isinstance(expr, (MatMul, MatAdd)):
+        coeff, matrix = split_scalar(expr)
+        single = coeff != 1 and not isinstance(matrix, (MatMul, MatAdd))
+        return mat_mul(coeff, transpose(matrix, deep)) if single else Transpose(expr)
     if isinstance(expr, MatMul):
-        inner = transpose if deep else _transpose_factor
-        return mat_mul(*[inner(a) if isinstance(a, MatrixExpr) else a for a in reversed(expr.args)])
+        return mat_mul(*[transpose(a) if isinstance(a, MatrixExpr) else a for a in reversed(expr.args)])
     if isinstance(expr, MatAdd):
-        return mat_add(*[transpose(a, deep) for a in expr.args])
+        return mat_add(*[transpose(a) for a in expr.args])
     if isinstance(expr, Blocks):
         columns = [expr.grid_column(c) for c in range(expr.columns)]
         return Blocks.from_grid([[transpose(b, deep) for b in column] for column in columns])
@@ -283,12 +287,6 @@ def transpose(expr: Basic, deep: bool = True) -> Basic:
             result = evaluate()
             if result is not None:
                 return result
-    return Transpose(expr)
-
-
-def _transpose_factor(expr: Basic) -> Basic:
-    if isinstance(expr, (Transpose, Identity, ZeroMatrix, OneMatrix)):
-        return transpose(expr)
     return Transpose(expr)
 
 

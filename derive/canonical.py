@@ -259,8 +259,7 @@ def from_index_sum(node: Sum) -> Basic:
     against the sum at small concrete dims, so a conversion that changed the value is refused.
     """
     limits = node.limits
-    terms = Add.make_args(expand(node.function, deep=False, power_base=False, power_exp=False, log=False,
-                                 multinomial=False))
+    terms = Add.make_args(expand(node.function, deep=False, power_base=False, power_exp=False, log=False))
     converted = Add(*[_convert_term(node, term, limits) for term in terms])
     _check_conversion(node, converted)
     return converted
@@ -270,19 +269,21 @@ def _convert_term(node: Sum, term: Basic, limits) -> Basic:
     indices = {limit[0] for limit in limits}
     coeff, rest = S.One, []
     for factor in Mul.make_args(term):
-        if factor.free_symbols & indices:
-            rest.append(factor)
-        else:
+        if not factor.free_symbols & indices:
             coeff *= factor
-    body = Mul(*rest)
+        elif factor.is_Pow and factor.exp.is_Integer and factor.exp > 1:
+            rest.extend([factor.base] * int(factor.exp))  # x_i^2 as x_i x_i, which SymPy can contract
+        else:
+            rest.append(factor)
+    body = rest[0] if len(rest) == 1 else Mul(*rest, evaluate=False)
     kept = []
     for index, low, high in limits:
         if index in body.free_symbols:
             kept.append((index, low, high))
         else:
             coeff *= high - low + 1  # a sum of a term free of its index: that many copies
-    if not kept:
-        return coeff * body
+    if not rest:
+        return coeff
     try:
         matrix_form = MatrixExpr.from_index_summation(Sum(body, *kept))
     except Exception as error:  # SymPy raises ValueError, IndexError, TypeError ... on what it cannot read

@@ -34,6 +34,7 @@ from sympy import (
     Inverse,
     MatAdd,
     MatMul,
+    MatPow,
     Matrix,
     MatrixExpr,
     MatrixSymbol,
@@ -148,6 +149,7 @@ def _named_nodes(names: Mapping, graph: Graph, memo: dict) -> dict[Basic, str]:
     for key, value in names.items():
         name, expr = (key, value) if isinstance(key, str) else (value, key)
         name = str(name)
+        expr = ImmutableMatrix(expr) if isinstance(expr, MatrixBase) else expr  # Matrix(...) is mutable
         expr = canonical(expr, memo) if isinstance(expr, Basic) else expr
         if not isinstance(expr, MatrixExpr) or isinstance(expr, LEAVES):
             raise InvalidParameter(f"names: {name!r} must name a computed matrix expression of the network, "
@@ -305,7 +307,8 @@ class Derivation:
         # counted from the shape: writing out a huge parameter would itself take the time refused here
         check_expansion_size(self.root, dims, int(rows * cols))
         entries = param.subs(dims).as_explicit()
-        scalar_loss = explicit(self.loss.subs(dims))
+        # xreplace, not subs: SymPy's subs leaves a dim unreplaced inside a nested index Sum
+        scalar_loss = explicit(self.loss.xreplace({d: Integer(v) for d, v in dims.items()}))
         if isinstance(scalar_loss, MatrixBase):
             scalar_loss = scalar_loss[0, 0]  # a 1 x 1 loss
         return ImmutableMatrix(entries.shape[0], entries.shape[1],
@@ -563,8 +566,15 @@ def _hadamard(args):
     return ImmutableMatrix(result)
 
 
+def _matrix_power(args):
+    base, power = args
+    return _product([base] * int(power)) if int(power) >= 1 else ImmutableMatrix(base ** int(power))
+
+
 _DIRECT = {
     MatMul: _product,
+    # repeated products: SymPy's own power simplifies every intermediate product (dotprodsimp)
+    MatPow: _matrix_power,
     MatAdd: lambda args: ImmutableMatrix(sum(args[1:], args[0])),
     Transpose: lambda args: ImmutableMatrix(args[0].T),
     HadamardProduct: _hadamard,

@@ -32,6 +32,7 @@ from sympy import (
     MatMul,
     MatrixExpr,
     MatrixSymbol,
+    Mul,
     OneMatrix,
     Rational,
     S,
@@ -159,7 +160,8 @@ class DeriveLatexPrinter(LatexPrinter):
 
     def _print_MatMul(self, expr):
         # 1^T G (1 a row of ones) sums G over its rows, G 1 over its columns: the batch sum of a bias.
-        args = list(expr.args)
+        args = [a for a in expr.args if isinstance(a, MatrixExpr)]
+        scalars = [a for a in expr.args if not isinstance(a, MatrixExpr)]
         over = []
         if args and _is_ones_row(args[0]):
             over.append(r"\sum_{\text{rows}}")
@@ -173,7 +175,11 @@ class DeriveLatexPrinter(LatexPrinter):
         printed = self._print(inner)
         if not _is_atomic(inner):
             printed = rf"\left({printed}\right)"
-        return " ".join(over) + " " + printed
+        factor = Mul(*scalars)
+        coeff = "" if factor == 1 else "-" if factor == -1 else self._print(factor) + " "
+        if factor not in (1, -1) and precedence_traditional(factor) < PRECEDENCE["Mul"]:
+            coeff = rf"\left({coeff.strip()}\right) "
+        return coeff + " ".join(over) + " " + printed
 
     def _print_MatAdd(self, expr):
         # Terms with a plus sign first, a broadcast bias 1 b last: X W + 1 b, 1 - p.
@@ -217,6 +223,21 @@ class DeriveLatexPrinter(LatexPrinter):
     def _print_Entries(self, expr):
         rows = r" \\ ".join(" & ".join(self._print(e) for e in row) for row in expr.rows_of_entries)
         return rf"\begin{{bmatrix}} {rows} \end{{bmatrix}}"
+
+    def _print_MatrixSlice(self, expr):
+        # 1-based and inclusive, like the entries: rows 0:N of Python are rows 1 to N on the board
+        parent = self._print(expr.parent)
+        if not (isinstance(expr.parent, MatrixSymbol) and not isinstance(expr.parent, Adjoint)):
+            parent = rf"\left({parent}\right)"
+        spans = [self._slice_span(span, size) for span, size in ((expr.rowslice, expr.parent.rows),
+                                                                 (expr.colslice, expr.parent.cols))]
+        return f"{{{parent}}}_{{{spans[0]},\\,{spans[1]}}}"
+
+    def _slice_span(self, span, size) -> str:
+        start, stop, _ = span
+        if start == 0 and (stop - size) == 0:
+            return ":"
+        return f"{self._print(start + 1)}:{self._print(stop)}"
 
     # --- activations ----------------------------------------------------------------------------
 
