@@ -311,6 +311,8 @@ def _children(node: Basic) -> list:
         return list(node) if any(e.free_symbols for e in node) else []
     if isinstance(node, (Sum, MatrixSymbol, Identity, OneMatrix, ZeroMatrix, Atom)):
         return []
+    if isinstance(node, MatrixSlice):
+        return [node.parent]  # the bounds are read off the node
     return list(node.args)
 
 
