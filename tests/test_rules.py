@@ -46,6 +46,7 @@ from derive import (
 from derive.rules import RULES, supported
 
 from .evaluator import evaluate
+from .test_cookbook import assert_tidy
 
 N, D, H = (Symbol(n, integer=True, positive=True) for n in ("N", "D", "H"))
 X, W, V = MatrixSymbol("X", N, D), MatrixSymbol("W", D, H), MatrixSymbol("V", H, D)
@@ -140,6 +141,8 @@ def test_closed_form_equals_elementwise_derivative(loss, wrt):
     g = derive.gradients(loss, wrt)
     for param in wrt:
         assert g[param].shape == param.shape
+        assert_tidy(g[param], "closed form")
+        assert_tidy(g.compact(param), "compact form")
     for check in g.verify(DIMS, points=2):
         assert check.max_relative_error < 1e-10
 
