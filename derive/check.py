@@ -47,6 +47,7 @@ from sympy import (
 )
 from sympy.matrices import MatrixBase
 
+from .canonical import canonical
 from .derivation import dimension_symbols, explicit, gradients, normalize_dims, simplifies_to_zero, variables
 from .errors import DeriveError, ParseError
 from .functions import Elementwise, Loss, log_softmax, softmax
@@ -168,8 +169,9 @@ class Network:
     def __init__(self, loss: Basic, param: MatrixSymbol, names: Mapping | None, dims: Mapping | None):
         self.loss, self.param, self.names = loss, param, names
         self.g = gradients(loss, [param], names=names)
-        self.dims = choose_dims(loss) if dims is None else normalize_dims(dims, loss)
-        self.leaves = sorted({n for n in topological_order(loss) if type(n) is MatrixSymbol}, key=lambda s: s.name)
+        root = self.g.root  # the loss in derive's nodes: blocks and explicit matrices show their symbols
+        self.dims = choose_dims(root) if dims is None else normalize_dims(dims, root)
+        self.leaves = sorted({n for n in topological_order(root) if type(n) is MatrixSymbol}, key=lambda s: s.name)
         self.expansion = self._expansion()
         self.scope = self._scope()
         self.constraints = self._constraints()
@@ -197,21 +199,21 @@ class Network:
         return mapping
 
     def _scope(self) -> Scope:
-        symbols: dict[str, Basic] = {str(s): s for s in dimension_symbols(self.loss)}
+        symbols: dict[str, Basic] = {str(s): s for s in dimension_symbols(self.g.root)}
         symbols.update({s.name: s for s in self.leaves})
         symbols.update({f.symbol.name: f.symbol for f in self.g.forward})
         # dL/dW itself is not a hand answer for W: a formula may name every other gradient
         own = self.g.adjoint(self.param)
         gradients_ = {str(a.name): a for a in self.expansion if isinstance(a, Adjoint) and a != own}
-        axis = next((n.axis for n in topological_order(self.loss) if isinstance(n, (softmax, log_softmax))), None)
+        axis = next((n.axis for n in topological_order(self.g.root) if isinstance(n, (softmax, log_softmax))), None)
         if axis is None:
-            axis = next((int(n.args[3]) for n in topological_order(self.loss)
+            axis = next((int(n.args[3]) for n in topological_order(self.g.root)
                          if isinstance(n, Loss) and len(n.args) > 3), 1)
         return Scope(symbols, gradients_, axis)
 
     def _constraints(self) -> dict:
         subs = {}
-        for n in topological_order(self.loss):
+        for n in topological_order(self.g.root):
             if isinstance(n, Loss) and isinstance(n.target, MatrixSymbol):
                 subs.update(n.target_constraints(n.target.subs(self.dims).as_explicit()))
         return subs
@@ -823,7 +825,7 @@ def _confirmed(net: Network, proposal: Proposal, points: list[dict]) -> bool:
 def _param(loss: Basic, wrt) -> MatrixSymbol:
     if isinstance(wrt, MatrixSymbol):
         return wrt
-    matrices = {s.name: s for s in topological_order(loss) if type(s) is MatrixSymbol}
+    matrices = {s.name: s for s in topological_order(canonical(loss)) if type(s) is MatrixSymbol}
     if isinstance(wrt, str) and wrt in matrices:
         return matrices[wrt]
     raise DeriveError(f"wrt must be one of the loss's matrices ({', '.join(sorted(matrices))}), got {wrt!r}")

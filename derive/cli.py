@@ -201,7 +201,7 @@ def sheet_text(network: Network, dims: dict) -> str:
     g = network.derive()
     merged = {**{str(k): v for k, v in network.dims.items()}, **dims}
     try:
-        normalize_dims(merged, g.loss)
+        normalize_dims(merged, g.root)
     except DimsError:
         if dims:
             raise

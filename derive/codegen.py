@@ -121,14 +121,15 @@ def plan_module(g: Derivation, name: str, dims: Mapping) -> ModulePlan:
     for entry in g.forward:
         ids("value", entry.symbol.name)
     printer = DeriveNumPyPrinter(ids, {f.symbol: f.definition for f in g.forward}, dtype="dtype")
-    dim_symbols = sorted(dimension_symbols(g.loss), key=str)
+    dim_symbols = sorted(dimension_symbols(g.root), key=str)
     sizes = _default_sizes(dim_symbols, dims)
     targets = _targets(g)
 
     params = [_input(s, printer, targets) for s in g.params]
     batch = [_input(s, printer, targets) for s in inputs if s not in g.params]
-    forward = [line for f in g.forward
-               for line in _assign(printer.doprint(f.symbol), f.definition, _shape(f.symbol, printer), printer)]
+    forward = [*_target_checks(g, printer),
+               *[line for f in g.forward
+                 for line in _assign(printer.doprint(f.symbol), f.definition, _shape(f.symbol, printer), printer)]]
     loss = _loss_statement(g, printer)
     backward, grads = _backward(g, printer, ids)
     code = " ".join(s.code for s in [*forward, loss, *backward])
@@ -157,7 +158,7 @@ def safe_docstring(text: str) -> str:
 def _inputs(g: Derivation) -> list[MatrixSymbol]:
     """The matrices the loss is made of (parameters and batch), in the order the loss uses them."""
     found, names = [], set()
-    for node in topological_order(g.loss):
+    for node in topological_order(g.root):
         if isinstance(node, MatrixSymbol) and not isinstance(node, (Intermediate, Adjoint)) and node.name not in names:
             found.append(node)
             names.add(node.name)
@@ -180,13 +181,21 @@ def _shape(matrix, printer) -> str:
 
 def _targets(g: Derivation) -> dict[Basic, Loss]:
     """Each loss's target matrix, so example_inputs can make it valid (one-hot, probabilities)."""
-    return {node.target: node for node in topological_order(g.loss) if isinstance(node, Loss)}
+    return {node.target: node for node in topological_order(g.root) if isinstance(node, Loss)}
+
+
+def _target_checks(g: Derivation, printer) -> list[Statement]:
+    """A cross-entropy declared with targets_sum_to_one=True refuses targets that break it."""
+    return [Statement("", printer.target_check(node), "each example's target sums to 1 (declared)")
+            for node in topological_order(g.root) if isinstance(node, SoftmaxCrossEntropy) and node.targets_sum_to_one]
 
 
 def _input(symbol: MatrixSymbol, printer, targets) -> Input:
     rows, cols = (printer.doprint(d) for d in symbol.shape)
     key, local, shape = repr(symbol.name), printer.doprint(symbol), _shape(symbol, printer)
     loss = targets.get(symbol)
+    if isinstance(loss, SoftmaxCrossEntropy) and not loss.targets_sum_to_one:
+        return Input(key, local, shape, f"rng.uniform(0.0, 1.0, size=({rows}, {cols}))", "any nonnegative targets")
     if isinstance(loss, SoftmaxCrossEntropy):
         classes, examples = (rows, cols) if loss.axis == 0 else (cols, rows)
         picks = f"np.eye({classes})[rng.integers(0, {classes}, size={examples})]"
@@ -207,7 +216,7 @@ def _bind_dim(dim, inputs, printer) -> Statement:
 
 
 def _loss_statement(g: Derivation, printer) -> Statement:
-    compact = g.loss.xreplace({f.expression: f.symbol for f in g.forward})
+    compact = g.root.xreplace({f.expression: f.symbol for f in g.forward})
     if isinstance(compact, MatrixExpr):
         compact = MatrixElement(compact, 0, 0)  # a 1 x 1 loss, read as a scalar
     return Statement("loss", printer.doprint(compact), "scalar")

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from sympy import (
     Basic,
+    BlockMatrix,
     Determinant,
     Dummy,
     Eq,
@@ -33,8 +34,12 @@ from sympy import (
     Inverse,
     MatAdd,
     MatMul,
+    MatPow,
+    Matrix,
     MatrixExpr,
     MatrixSymbol,
+    S,
+    Sum,
     Symbol,
     Trace,
     Transpose,
@@ -49,7 +54,10 @@ from sympy import (
 )
 from sympy.matrices import MatrixBase
 from sympy.matrices.expressions.matexpr import MatrixElement
+from sympy.matrices.expressions.slice import MatrixSlice
 
+from .algebra import entry, hadamard, mat_add, mat_mul, submatrix, transpose
+from .canonical import Blocks, Entries, canonical
 from .errors import DimsError, ExpansionTooLarge, GradientMismatch, InvalidParameter, ParameterNotInLoss
 from .functions import Loss
 from .graph import (
@@ -106,13 +114,15 @@ def gradients(loss: Basic, wrt: Iterable[MatrixSymbol] | MatrixSymbol, *,
     """
     check_scalar(loss)
     params = _check_params(loss, wrt)
-    graph = Graph.build(loss, set(params))
+    memo: dict = {}
+    root = canonical(loss, memo)  # blocks, explicit matrices, index sums in derive's nodes (derive.canonical)
+    graph = Graph.build(root, set(params))
     unused = [p for p in params if p not in graph.depends]
     if unused and not allow_unused:
         raise ParameterNotInLoss(
             f"the loss does not depend on {', '.join(p.name for p in unused)}; pass allow_unused=True to get "
             "a zero gradient for it")
-    return Derivation(loss, tuple(params), graph, _named_nodes(names or {}, graph))
+    return Derivation(loss, tuple(params), graph, _named_nodes(names or {}, graph, memo))
 
 
 def _check_params(loss: Basic, wrt) -> list[MatrixSymbol]:
@@ -131,13 +141,16 @@ def _check_params(loss: Basic, wrt) -> list[MatrixSymbol]:
     return params
 
 
-def _named_nodes(names: Mapping, graph: Graph) -> dict[Basic, str]:
-    """Normalise ``{name: expr}`` (or ``{expr: name}``) to ``{expr: name}``."""
+def _named_nodes(names: Mapping, graph: Graph, memo: dict) -> dict[Basic, str]:
+    """Normalise ``{name: expr}`` (or ``{expr: name}``) to ``{expr: name}``, each expression written as
+    the graph's node is (the canonical form, with the loss's memo)."""
     taken = {node.name for node in graph.order if isinstance(node, MatrixSymbol)}
     pairs: dict[Basic, str] = {}
     for key, value in names.items():
         name, expr = (key, value) if isinstance(key, str) else (value, key)
         name = str(name)
+        expr = ImmutableMatrix(expr) if isinstance(expr, MatrixBase) else expr  # Matrix(...) is mutable
+        expr = canonical(expr, memo) if isinstance(expr, Basic) else expr
         if not isinstance(expr, MatrixExpr) or isinstance(expr, LEAVES):
             raise InvalidParameter(f"names: {name!r} must name a computed matrix expression of the network, "
                                    f"not {expr!r}")
@@ -155,7 +168,8 @@ class Derivation:
     """Everything derive knows about the gradients of one loss. Build it with :func:`gradients`."""
 
     def __init__(self, loss, params, graph: Graph, given_names: dict[Basic, str]):
-        self.loss = loss
+        self.loss = loss        # as declared: the truth (elementwise, verify) expands this
+        self.root = graph.root  # the same loss in derive's nodes (derive.canonical): what renderers read
         self.params = params
         self._by_name = {p.name: p for p in params}
         self.graph = graph
@@ -288,12 +302,13 @@ class Derivation:
     def elementwise(self, param, dims: Mapping) -> ImmutableMatrix:
         """The explicit matrix of dL/d(param_ij), from the loss expanded into scalars at ``dims``."""
         param = self._param(param)
-        dims = normalize_dims(dims, self.loss)
+        dims = normalize_dims(dims, self.root)
         rows, cols = param.subs(dims).shape
         # counted from the shape: writing out a huge parameter would itself take the time refused here
-        check_expansion_size(self.loss, dims, int(rows * cols))
+        check_expansion_size(self.root, dims, int(rows * cols))
         entries = param.subs(dims).as_explicit()
-        scalar_loss = explicit(self.loss.subs(dims))
+        # xreplace, not subs: SymPy's subs leaves a dim unreplaced inside a nested index Sum
+        scalar_loss = explicit(self.loss.xreplace({d: Integer(v) for d, v in dims.items()}))
         if isinstance(scalar_loss, MatrixBase):
             scalar_loss = scalar_loss[0, 0]  # a 1 x 1 loss
         return ImmutableMatrix(entries.shape[0], entries.shape[1],
@@ -301,8 +316,8 @@ class Derivation:
 
     def explicit_gradient(self, param, dims: Mapping) -> ImmutableMatrix:
         """The closed form ``g[param]`` expanded into an explicit matrix at ``dims``."""
-        dims = normalize_dims(dims, self.loss)
-        check_expansion_size(self.loss, dims)
+        dims = normalize_dims(dims, self.root)
+        check_expansion_size(self.root, dims)
         return explicit(self[param].subs(dims))
 
     def verify(self, dims: Mapping, *, points: int = 3, seed: int = 0, symbolic: bool = True,
@@ -313,7 +328,7 @@ class Derivation:
         ``points`` random float64 points (relative error under ``tolerance``). A mismatch raises
         :class:`GradientMismatch` naming the parameter, the entry and both values.
         """
-        dims = normalize_dims(dims, self.loss)
+        dims = normalize_dims(dims, self.root)
         constraints = self._target_constraints(dims)
         return tuple(self._verify_one(p, dims, constraints, points, seed, symbolic, tolerance) for p in self.params)
 
@@ -340,13 +355,24 @@ class Derivation:
 
 # --- helpers shared with the renderers and the checker --------------------------------------------
 
-# Rebuilt without SymPy's argument validation: it asks each argument for its shape, which recurses
-# down the whole adjoint chain, and would make expanding the closed forms quadratic in depth.
-_UNCHECKED = (MatMul, MatAdd, HadamardProduct, HadamardPower, Transpose)
+# Closed forms are rebuilt with derive's constructors: they keep the result tidy (no identity
+# factors, repeated terms collected, slices of blocks picked) and skip SymPy's argument validation,
+# which asks each argument for its shape and so recurses down the whole adjoint chain: expanding
+# the closed forms stays linear in depth.
+_TIDY = {
+    MatMul: mat_mul,
+    MatAdd: mat_add,
+    HadamardProduct: hadamard,
+    HadamardPower: lambda base, power: Basic.__new__(HadamardPower, base, power),
+    Transpose: lambda arg: transpose(arg, deep=False),
+    MatrixElement: entry,
+    MatrixSlice: lambda parent, rows, cols: (submatrix(parent, rows[:2], cols[:2]) if rows[2] == cols[2] == 1
+                                             else MatrixSlice(parent, rows, cols)),
+}
 
 
 def substitute(expr: Basic, mapping: dict) -> Basic:
-    """``expr.xreplace(mapping)`` for expressions whose arguments are already valid and canonical."""
+    """``expr.xreplace(mapping)``, rebuilt tidy, for expressions whose arguments are already valid."""
     memo: dict[Basic, Basic] = {}
 
     def walk(node: Basic) -> Basic:
@@ -359,10 +385,9 @@ def substitute(expr: Basic, mapping: dict) -> Basic:
         args = tuple(walk(a) for a in node.args)
         if all(new is old for new, old in zip(args, node.args)):
             rebuilt = node
-        elif isinstance(node, _UNCHECKED):
-            rebuilt = Basic.__new__(type(node), *args)
         else:
-            rebuilt = node.func(*args)
+            build = _TIDY.get(type(node))
+            rebuilt = build(*args) if build is not None else node.func(*args)
         memo[node] = rebuilt
         return rebuilt
 
@@ -437,31 +462,94 @@ def check_expansion_size(expr: Basic, dims: Mapping, entries: int = 1) -> None:
             "for example 2 or 3 for each")
 
 
-def explicit(expr: Basic) -> Basic:
+def explicit(expr: Basic, values: dict | None = None) -> Basic:
     """``expr`` (dims already substituted) with every matrix written out entry by entry.
 
     Works bottom-up over the DAG, so each node is expanded once from its arguments' explicit values.
     Products and sums are multiplied out directly: SymPy's ``MatMul._entry`` builds a ``Sum`` and
-    substitutes into it, which takes seconds on a small network.
+    substitutes into it, which takes seconds on a small network. SymPy's own spellings of a declared
+    loss (``BlockMatrix``, an explicit ``Matrix`` of parameters' entries, an index ``Sum``) are
+    expanded as SymPy defines them, never through their rewriting in :mod:`derive.canonical`.
     """
-    values: dict[Basic, Basic] = {}
-    for node in topological_order(expr):
-        if isinstance(node, LEAVES):
-            values[node] = node.as_explicit() if isinstance(node, MatrixExpr) else node
-            continue
-        args = [values[a] for a in node.args]
-        direct = _DIRECT.get(type(node))
-        if direct is not None:
-            values[node] = direct(args)
-        elif isinstance(node, MatrixElement):
-            values[node] = args[0][int(args[1]), int(args[2])]
-        elif isinstance(node, MatrixExpr):
-            values[node] = ImmutableMatrix(node.func(*args).as_explicit())
-        elif isinstance(node, (Trace, Determinant, Loss)):
-            values[node] = node.func(*args).doit()
-        else:
-            values[node] = node.func(*args)
+    values = {} if values is None else values
+    for node in _expansion_order(expr, values):
+        if node not in values:
+            values[node] = _explicit_node(node, values)
     return values[expr]
+
+
+def _expansion_order(root: Basic, done: dict) -> list[Basic]:
+    """Post-order over what the expansion reads: the blocks of a BlockMatrix, the entries of an
+    explicit matrix, and nothing under an index Sum (expanded term by term when it is met)."""
+    order: list[Basic] = []
+    seen: set[Basic] = set()
+    stack: list[tuple[Basic, bool]] = [(root, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        if node in seen or node in done:
+            continue
+        seen.add(node)
+        stack.append((node, True))
+        if isinstance(node, BlockMatrix):
+            children = list(node.blocks)
+        elif isinstance(node, MatrixBase):
+            children = list(node) if any(e.atoms(MatrixSymbol) for e in node) else []
+        elif isinstance(node, (Sum, *LEAVES)):
+            children = []
+        else:
+            children = node.args
+        stack.extend((child, False) for child in reversed(children) if child not in seen)
+    return order
+
+
+def _explicit_node(node: Basic, values: dict) -> Basic:
+    if isinstance(node, MatrixBase):
+        if any(e.atoms(MatrixSymbol) for e in node):
+            return ImmutableMatrix(node.rows, node.cols, [values[e] for e in node])
+        return ImmutableMatrix(node)
+    if isinstance(node, LEAVES):
+        return node.as_explicit() if isinstance(node, MatrixExpr) else node
+    if isinstance(node, BlockMatrix):
+        return _assembled([[values[b] for b in row] for row in node.blocks.tolist()])
+    if isinstance(node, Sum):
+        return _expanded_sum(node, values)
+    args = [values[a] for a in node.args]
+    direct = _DIRECT.get(type(node))
+    if direct is not None:
+        return direct(args)
+    if isinstance(node, Blocks):
+        columns = node.columns
+        return _assembled([args[1 + k:1 + k + columns] for k in range(0, len(args) - 1, columns)])
+    if isinstance(node, Entries):
+        return ImmutableMatrix(len(args[1:]) // node.columns, node.columns, args[1:])
+    if isinstance(node, MatrixSlice):
+        (r0, r1, _), (c0, c1, _) = node.args[1], node.args[2]
+        return ImmutableMatrix(args[0][int(r0):int(r1), int(c0):int(c1)])
+    if isinstance(node, MatrixElement):
+        return args[0][int(args[1]), int(args[2])]
+    if isinstance(node, MatrixExpr):
+        return ImmutableMatrix(node.func(*args).as_explicit())
+    if isinstance(node, (Trace, Determinant, Loss)):
+        return node.func(*args).doit()
+    return node.func(*args)
+
+
+def _assembled(grid: list[list]) -> ImmutableMatrix:
+    return ImmutableMatrix(Matrix.vstack(*[Matrix.hstack(*row) for row in grid]))
+
+
+def _expanded_sum(node: Sum, values: dict) -> Basic:
+    """An index sum at concrete limits: its body with every index value put in, term by term."""
+    assignments: list[dict] = [{}]
+    for index, low, high in node.limits:
+        assignments = [{**a, index: Integer(k)} for a in assignments for k in range(int(low), int(high) + 1)]
+    total = S.Zero
+    for assignment in assignments:
+        total += explicit(node.function.xreplace(assignment), values)
+    return total
 
 
 def _product(args):
@@ -478,8 +566,15 @@ def _hadamard(args):
     return ImmutableMatrix(result)
 
 
+def _matrix_power(args):
+    base, power = args
+    return _product([base] * int(power)) if int(power) >= 1 else ImmutableMatrix(base ** int(power))
+
+
 _DIRECT = {
     MatMul: _product,
+    # repeated products: SymPy's own power simplifies every intermediate product (dotprodsimp)
+    MatPow: _matrix_power,
     MatAdd: lambda args: ImmutableMatrix(sum(args[1:], args[0])),
     Transpose: lambda args: ImmutableMatrix(args[0].T),
     HadamardProduct: _hadamard,

@@ -575,14 +575,23 @@ class BinaryCrossEntropy(Loss):
 
 
 class SoftmaxCrossEntropy(Loss):
-    """``-scale * sum Y ⊙ log_softmax(Z)`` on logits Z; each example's target sums to 1 (one-hot).
+    """``-scale * sum Y ⊙ log_softmax(Z)`` on logits Z, for any target Y.
 
-    Args are ``(Z, Y, scale, axis)`` with ``axis`` the one softmax normalises over.
+    Args are ``(Z, Y, scale, axis, targets_sum_to_one)`` with ``axis`` the one softmax normalises
+    over; ``targets_sum_to_one`` (true or false) records the user's declaration that each example's
+    target sums to 1 (one-hot, label-smoothed), under which the gradient is ``s (softmax(Z) - Y)``.
     """
+
+    def __new__(cls, prediction, target, scale, axis, targets_sum_to_one=False):
+        return super().__new__(cls, prediction, target, scale, axis, S.true if targets_sum_to_one else S.false)
 
     @property
     def axis(self) -> int:
         return int(self.args[3])
+
+    @property
+    def targets_sum_to_one(self) -> bool:
+        return bool(self.args[4])
 
     def probabilities(self):
         return softmax(self.prediction, self.axis)
@@ -591,8 +600,10 @@ class SoftmaxCrossEntropy(Loss):
         return -self.target._entry(i, j) * log_softmax(self.prediction, self.axis)._entry(i, j)
 
     def target_constraints(self, target_entries):
-        # The closed form (P - Y) scale holds because each example's target sums to 1; the
-        # explicit check imposes that by writing the last class's entry as 1 minus the others.
+        # Only where declared: the explicit check then imposes it by writing the last class's entry
+        # as 1 minus the others, so the closed form s (P - Y) is compared where it holds.
+        if not self.targets_sum_to_one:
+            return {}
         rows, cols = target_entries.shape
         if self.axis == 1:
             return {target_entries[i, cols - 1]: 1 - sum(target_entries[i, j] for j in range(cols - 1))
@@ -625,8 +636,16 @@ def bce(probabilities, target, *, reduction: str = "mean", examples: str = "rows
     return BinaryCrossEntropy(probabilities, target, _scale(probabilities, reduction, examples))
 
 
-def cross_entropy(logits, target, *, reduction: str = "mean", examples: str = "rows"):
-    """Softmax cross-entropy of logits against one-hot targets, averaged over examples."""
-    scale = _scale(logits, reduction, examples)
-    return SoftmaxCrossEntropy(logits, target, scale, Integer(1 - examples_axis(examples)))
+def cross_entropy(logits, target, *, reduction: str = "mean", examples: str = "rows",
+                  targets_sum_to_one: bool = False):
+    """Softmax cross-entropy ``-s sum Y log softmax(Z)`` of logits against any targets, averaged over examples.
 
+    Its gradient is ``s (softmax(Z) ⊙ (Y 1 1^T) - Y)`` (each example's softmax weighted by the sum of
+    its target). ``targets_sum_to_one=True`` declares that every example's target sums to 1 (one-hot
+    or label-smoothed targets): the gradient is then the familiar ``s (softmax(Z) - Y)``, ``verify``
+    compares it where that holds, and the generated NumPy code checks it on its inputs.
+    """
+    if not isinstance(targets_sum_to_one, bool):
+        raise InvalidArgument(f"targets_sum_to_one must be True or False, got {targets_sum_to_one!r}")
+    scale = _scale(logits, reduction, examples)
+    return SoftmaxCrossEntropy(logits, target, scale, Integer(1 - examples_axis(examples)), targets_sum_to_one)

@@ -41,6 +41,7 @@ from sympy.core.operations import AssocOp
 from sympy.matrices import MatrixBase
 
 from .algebra import mat_add
+from .canonical import Blocks
 from .errors import DeriveError, InvalidParameter, NonScalarLoss, ShapeError, UnsupportedOperation
 from .rules import Pullback, rule_for
 
@@ -100,6 +101,12 @@ def check_shapes(node: Basic) -> None:
         arg = node.args[0]
         if not _same(arg.rows, arg.cols):
             raise ShapeError(f"{type(node).__name__} of {arg}, which is {shape_text(arg)}, not square")
+    elif isinstance(node, Blocks):
+        for r, row in enumerate(node.grid):
+            for c, block in enumerate(row):
+                if not (_same(block.rows, node.row_sizes[r]) and _same(block.cols, node.col_sizes[c])):
+                    raise ShapeError(f"block matrix {node}: block {block} is {shape_text(block)}, but its block row "
+                                     f"has {node.row_sizes[r]} rows and its block column {node.col_sizes[c]} columns")
 
 
 def topological_order(root: Basic) -> list[Basic]:
@@ -330,6 +337,6 @@ def _apply_rule(node, upstream, graph: Graph, sweep: Sweep) -> None:
                 "on a parameter")
         result, local = grad if isinstance(grad, Pullback) else (grad, None)
         step = Step(compact, sweep.refs[node], sweep.refs[arg], getattr(arg, "shape", (Integer(1), Integer(1))),
-                    rule.name, rule.formula, rule.diagonal, upstream, local, result)
+                    rule.name, rule.formula_of(compact), rule.diagonal, upstream, local, result)
         sweep.steps.append(step)
         sweep.contributions[arg].append(step)

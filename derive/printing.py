@@ -37,6 +37,7 @@ from sympy import (
     MatMul,
     MatrixExpr,
     MatrixSymbol,
+    Mul,
     OneMatrix,
     Rational,
     S,
@@ -45,11 +46,13 @@ from sympy import (
     ZeroMatrix,
 )
 from sympy.matrices.expressions.matexpr import MatrixElement
+from sympy.matrices.expressions.slice import MatrixSlice
 from sympy.printing.latex import LatexPrinter
 from sympy.printing.numpy import NumPyPrinter
 from sympy.printing.precedence import PRECEDENCE, precedence_traditional
 
 from . import functions as fn
+from .canonical import Blocks, Entries
 from .functions import (
     BinaryCrossEntropy,
     Elementwise,
@@ -163,7 +166,8 @@ class DeriveLatexPrinter(LatexPrinter):
 
     def _print_MatMul(self, expr):
         # 1^T G (1 a row of ones) sums G over its rows, G 1 over its columns: the batch sum of a bias.
-        args = list(expr.args)
+        args = [a for a in expr.args if isinstance(a, MatrixExpr)]
+        scalars = [a for a in expr.args if not isinstance(a, MatrixExpr)]
         over = []
         if args and _is_ones_row(args[0]):
             over.append(r"\sum_{\text{rows}}")
@@ -177,7 +181,11 @@ class DeriveLatexPrinter(LatexPrinter):
         printed = self._print(inner)
         if not _is_atomic(inner):
             printed = rf"\left({printed}\right)"
-        return " ".join(over) + " " + printed
+        factor = Mul(*scalars)
+        coeff = "" if factor == 1 else "-" if factor == -1 else self._print(factor) + " "
+        if factor not in (1, -1) and precedence_traditional(factor) < PRECEDENCE["Mul"]:
+            coeff = rf"\left({coeff.strip()}\right) "
+        return coeff + " ".join(over) + " " + printed
 
     def _print_MatAdd(self, expr):
         # Terms with a plus sign first, a broadcast bias 1 b last: X W + 1 b, 1 - p.
@@ -213,6 +221,29 @@ class DeriveLatexPrinter(LatexPrinter):
     def _print_Heaviside(self, expr, exp=None):
         # H(0) = 0 for ReLU's derivative: an Iverson bracket says exactly that.
         return rf"\left[{self._print(expr.args[0])} > 0\right]"
+
+    def _print_Blocks(self, expr):
+        rows = r" \\ ".join(" & ".join(self._print(block) for block in row) for row in expr.grid)
+        return rf"\begin{{bmatrix}} {rows} \end{{bmatrix}}"
+
+    def _print_Entries(self, expr):
+        rows = r" \\ ".join(" & ".join(self._print(e) for e in row) for row in expr.rows_of_entries)
+        return rf"\begin{{bmatrix}} {rows} \end{{bmatrix}}"
+
+    def _print_MatrixSlice(self, expr):
+        # 1-based and inclusive, like the entries: rows 0:N of Python are rows 1 to N on the board
+        parent = self._print(expr.parent)
+        if not (isinstance(expr.parent, MatrixSymbol) and not isinstance(expr.parent, Adjoint)):
+            parent = rf"\left({parent}\right)"
+        spans = [self._slice_span(span, size) for span, size in ((expr.rowslice, expr.parent.rows),
+                                                                 (expr.colslice, expr.parent.cols))]
+        return f"{{{parent}}}_{{{spans[0]},\\,{spans[1]}}}"
+
+    def _slice_span(self, span, size) -> str:
+        start, stop, _ = span
+        if start == 0 and (stop - size) == 0:
+            return ":"
+        return f"{self._print(start + 1)}:{self._print(stop)}"
 
     # --- activations ----------------------------------------------------------------------------
 
@@ -317,7 +348,7 @@ RESERVED = {
     "np", "scipy", "params", "batch", "cache", "loss", "grads", "rng", "dims", "forward", "backward",
     "loss_and_grads", "example_inputs", "check_gradients", "softmax", "log_softmax",
     "binary_cross_entropy", "dtype", "ndtr", "blockwise", "THREADS", "BLOCK", "ThreadPoolExecutor", "os",
-    "silu_prime", "gelu", "gelu_prime", "PARAMS", "BATCH", "SHAPES", "DEFAULT_DIMS", "main",
+    "silu_prime", "gelu", "gelu_prime", "PARAMS", "BATCH", "SHAPES", "DEFAULT_DIMS", "main", "check_targets",
 }
 
 _UNSAFE = re.compile(r"[^0-9A-Za-z_]")
@@ -492,6 +523,16 @@ def _z_density(z):
     eps = np.finfo(p.dtype).eps
     p = np.clip(p, eps, 1 - eps)
     return -(y * np.log(p) + (1 - y) * np.log1p(-p))''',
+    "check_targets": '''def check_targets(y, axis, name):
+    """Refuse targets y unless each example's target (summed along axis) is 1, as the cross-entropy was
+    declared with targets_sum_to_one=True: its gradient softmax(z) - y holds only then."""
+    sums = np.sum(y, axis=axis)
+    tolerance = np.sqrt(np.finfo(np.result_type(y, np.float32)).eps)
+    bad = np.flatnonzero(~(np.abs(sums - 1) <= tolerance))
+    if bad.size:
+        k = int(bad[0])
+        raise ValueError(f"the targets {name} must sum to 1 for each example (the cross-entropy was declared "
+                         f"with targets_sum_to_one=True), but example {k} sums to {float(sums[k])!r}")''',
 }
 
 # What a helper calls in turn ("scipy": the module imports scipy.special; "threads": it imports
@@ -749,7 +790,7 @@ class DeriveNumPyPrinter(NumPyPrinter):
         if isinstance(expr, Transpose):
             return self._atomic(expr.arg)
         return isinstance(expr, (MatrixSymbol, OneMatrix, Identity, ZeroMatrix, Symbol, Integer, Elementwise,
-                                 softmax, log_softmax))
+                                 softmax, log_softmax, Blocks, Entries, MatrixSlice))
 
     def _wrap(self, expr) -> str:
         code = self._print(expr)
@@ -915,6 +956,39 @@ class DeriveNumPyPrinter(NumPyPrinter):
         # along a broadcast axis every index reads the one row (or column) printed
         return f"{code}[{self._print(S.Zero if layout.rows else i)}, {self._print(S.Zero if layout.cols else j)}]"
 
+    def _print_MatrixSlice(self, expr):
+        parent, rows, cols = expr.args
+        return f"{self._wrap(parent)}[{self._span(rows)}, {self._span(cols)}]"
+
+    def _span(self, span) -> str:
+        start, stop, _ = span
+        return f"{'' if start == 0 else self._print(start)}:{self._print(stop)}"
+
+    def _print_Blocks(self, expr):
+        rows = ", ".join("[" + ", ".join(self._block(b) for b in row) + "]" for row in expr.grid)
+        return f"np.block([{rows}])"
+
+    def _block(self, block) -> str:
+        """A block as a full 2-d array: np.block cannot broadcast, and constants print as scalars elsewhere."""
+        shape = f"({self._print(block.rows)}, {self._print(block.cols)})"
+        if isinstance(block, (OneMatrix, ZeroMatrix)):
+            return f"np.{'ones' if isinstance(block, OneMatrix) else 'zeros'}({shape}{self._dtype_argument()})"
+        if isinstance(block, Identity):
+            return self._eye(block.rows)
+        if isinstance(block, MatrixSymbol):
+            return self._print(block)
+        return f"np.broadcast_to({self._print(block)}, {shape})"
+
+    def _dtype_argument(self) -> str:
+        if self.dtype is None:
+            return ""
+        self.uses_dtype = True
+        return f", dtype={self.dtype}"
+
+    def _print_Entries(self, expr):
+        rows = ", ".join("[" + ", ".join(self._print(e) for e in row) + "]" for row in expr.rows_of_entries)
+        return f"np.array([{rows}]{self._dtype_argument() or ', dtype=float'})"
+
     def _print_Trace(self, expr):
         return f"np.trace({self._print(expr.arg)})"
 
@@ -1009,6 +1083,11 @@ class DeriveNumPyPrinter(NumPyPrinter):
     def _logits_of(self, prediction) -> Basic | None:
         definition = self.definitions.get(prediction, prediction)
         return definition.arg if isinstance(definition, sigmoid) else None
+
+    def target_check(self, expr: SoftmaxCrossEntropy) -> str:
+        """The statement refusing targets that break the declaration targets_sum_to_one=True."""
+        self.helpers.add("check_targets")
+        return f"check_targets({self._print(expr.target)}, axis={expr.axis}, name={str(expr.target)!r})"
 
     def _print_SoftmaxCrossEntropy(self, expr: SoftmaxCrossEntropy):
         self.helpers.add("log_softmax")

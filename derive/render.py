@@ -258,7 +258,7 @@ def figure(g: Derivation, values: Mapping | None, dims: Mapping) -> Figure:
             fig.edges.append(edge)
     out = {"source": ids[None if not isinstance(root, Intermediate) else root], "value": None, "gradient": None}
     if numeric:
-        loss_value = root if isinstance(root, Intermediate) else g.loss
+        loss_value = root if isinstance(root, Intermediate) else g.root
         out["value"] = number(evaluate(loss_value, mapping, values, dims))
         out["gradient"] = number(1)
     fig.output = out
@@ -295,7 +295,7 @@ def explicit_rows(g: Derivation, dims: Mapping) -> list[dict]:
 
 def sheet_context(g: Derivation, *, title=None, dims=None, values=None, source=None) -> dict:
     from . import __version__  # here, not at the top: the package imports this module while it loads
-    concrete = normalize_dims(dims, g.loss) if dims is not None else None
+    concrete = normalize_dims(dims, g.root) if dims is not None else None
     leaves = leaves_of(g)
     finals = []
     for p in g.params:

@@ -4,6 +4,9 @@
 one NumPy or torch operation per node type. It never calls derive's rules, printers or explicit
 expansion, so the loss it evaluates gives finite differences (NumPy) and autograd gradients (torch)
 that owe nothing to the deriver; evaluated on a closed form ``g[W]`` it gives that form's numbers.
+SymPy's own spellings are evaluated as SymPy defines them (a ``BlockMatrix`` from its blocks, an
+explicit ``Matrix`` from its entries, an index ``Sum`` term by term), never through derive.canonical;
+derive's ``Blocks``, ``Entries`` and slices are evaluated only where a closed form holds them.
 
 Activations in the torch backend are PyTorch's own (``F.gelu``, ``F.softplus``, ``F.log_softmax``,
 ``F.binary_cross_entropy``): the stable implementations a user would compare against.
@@ -19,7 +22,9 @@ import numpy as np
 from scipy import special
 from sympy import (
     Add,
+    Atom,
     Basic,
+    BlockMatrix,
     Determinant,
     Dummy,
     Function,
@@ -36,16 +41,24 @@ from sympy import (
     Number,
     OneMatrix,
     Pow,
+    Sum,
     Symbol,
     Trace,
     Transpose,
     ZeroMatrix,
+    cos,
     exp,
     lambdify,
     log,
+    sin,
+    tanh,
 )
+from sympy.logic.boolalg import BooleanAtom
+from sympy.matrices import MatrixBase
 from sympy.matrices.expressions.matexpr import MatrixElement
+from sympy.matrices.expressions.slice import MatrixSlice
 
+from derive.canonical import Blocks, Entries
 from derive.functions import (
     BinaryCrossEntropy,
     Elementwise,
@@ -64,7 +77,6 @@ from derive.functions import (
     softplus,
     tanh_,
 )
-from derive.graph import topological_order
 
 # Activations with a kink at 0: finite differences across it are meaningless, so the walker records
 # how close their arguments come to 0.
@@ -145,6 +157,18 @@ class NumpyOps:
     def matrix_power(a, k: int):
         return np.linalg.matrix_power(a, k)
 
+    @staticmethod
+    def block(grid):
+        return np.block([[np.asarray(b, dtype=float) for b in row] for row in grid])
+
+    @staticmethod
+    def stack(rows):
+        return np.array([[float(e) for e in row] for row in rows])
+
+    @staticmethod
+    def scalar_function(name: str, a):
+        return getattr(np, name)(a)
+
 
 class TorchOps:
     """torch implementations: PyTorch's own functions, so autograd gives its gradients."""
@@ -211,6 +235,16 @@ class TorchOps:
     def matrix_power(self, a, k):
         return self.torch.linalg.matrix_power(a, k)
 
+    def block(self, grid):
+        return self.torch.cat([self.torch.cat(list(row), dim=1) for row in grid], dim=0)
+
+    def stack(self, rows):
+        as_tensor = (lambda e: e if self.torch.is_tensor(e) else self.constant(e))
+        return self.torch.stack([self.torch.stack([as_tensor(e).reshape(()) for e in row]) for row in rows])
+
+    def scalar_function(self, name: str, a):
+        return getattr(self.torch, name)(a)
+
 
 @dataclass
 class Walk:
@@ -226,9 +260,9 @@ class Walk:
         return int(d.xreplace(self.dims)) if isinstance(d, Basic) else int(d)
 
     def run(self, expr: Basic):
-        for node in topological_order(expr):
+        for node in _order(expr, self.memo):
             if node not in self.memo:
-                self.memo[node] = self.node(node, [self.memo.get(a) for a in node.args])
+                self.memo[node] = self.node(node, [self.memo.get(a) for a in _children(node)])
         return self.memo[expr]
 
     def node(self, node: Basic, args: list):
@@ -238,6 +272,12 @@ class Walk:
         if isinstance(node, (Identity, OneMatrix, ZeroMatrix)):
             rows, cols = (self.size(d) for d in node.shape)
             return ops.eye(rows) if isinstance(node, Identity) else ops.full(rows, cols, float(isinstance(node, OneMatrix)))
+        if isinstance(node, BooleanAtom):
+            return bool(node)
+        if isinstance(node, MatrixBase):
+            return ops.stack(node.tolist()) if not args else ops.stack(_rows(args, node.cols))
+        if isinstance(node, Sum):
+            return self.expanded_sum(node)
         if isinstance(node, Number):
             return ops.constant(node)
         if isinstance(node, Symbol):
@@ -248,6 +288,50 @@ class Walk:
         if handler is None:
             raise TypeError(f"the test evaluator has no {ops.name} operation for {type(node).__name__}")
         return handler(self, node, args)
+
+
+    def expanded_sum(self, node: Sum):
+        """An index sum, term by term: its body evaluated at every value of its indices."""
+        assignments = [{}]
+        for index, low, high in node.limits:
+            assignments = [{**a, index: Integer(k)} for a in assignments
+                           for k in range(self.size(low), self.size(high) + 1)]
+        total = self.ops.constant(0)
+        for assignment in assignments:
+            total = total + self.run(node.function.xreplace(assignment))
+        return total
+
+
+def _children(node: Basic) -> list:
+    """What a node's value is computed from: SymPy keeps a BlockMatrix's blocks and an explicit matrix's
+    entries inside an explicit matrix, and an index Sum is expanded term by term when it is met."""
+    if isinstance(node, BlockMatrix):
+        return list(node.blocks)
+    if isinstance(node, MatrixBase):
+        return list(node) if any(e.free_symbols for e in node) else []
+    if isinstance(node, (Sum, MatrixSymbol, Identity, OneMatrix, ZeroMatrix, Atom)):
+        return []
+    if isinstance(node, MatrixSlice):
+        return [node.parent]  # the bounds are read off the node
+    return list(node.args)
+
+
+def _order(root: Basic, done: dict) -> list:
+    """Every node below ``root`` once, after its children (iterative post-order)."""
+    order, seen, stack = [], set(), [(root, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+        elif node not in seen and node not in done:
+            seen.add(node)
+            stack.append((node, True))
+            stack.extend((child, False) for child in reversed(_children(node)))
+    return order
+
+
+def _rows(values: list, columns: int) -> list:
+    return [values[k:k + columns] for k in range(0, len(values), columns)]
 
 
 def _matmul(walk, node, args):
@@ -298,11 +382,13 @@ def _derivative_function(cls, params):
     return _DERIVATIVES[key]
 
 
+SCALAR_FUNCTIONS = {log: "log", exp: "exp", sin: "sin", cos: "cos", tanh: "tanh"}
+
+
 def _scalar_function(walk, node, args):
-    if isinstance(node, log):
-        return walk.ops.log(args[0])
-    if isinstance(node, exp):
-        return walk.ops.exp(args[0])
+    name = SCALAR_FUNCTIONS.get(type(node))
+    if name is not None:
+        return walk.ops.scalar_function(name, args[0])
     raise TypeError(f"the test evaluator has no {walk.ops.name} operation for {type(node).__name__}")
 
 
@@ -329,7 +415,16 @@ def _cross_entropy(walk, node, args):
     return -scale * walk.ops.total(y * walk.ops.log_softmax(z, int(node.args[3])))
 
 
+def _slice(walk, node, args):
+    (r0, r1, _), (c0, c1, _) = node.args[1], node.args[2]
+    return args[0][walk.size(r0):walk.size(r1), walk.size(c0):walk.size(c1)]
+
+
 HANDLERS = {
+    BlockMatrix: lambda walk, node, args: walk.ops.block(_rows(args, node.blocks.cols)),
+    Blocks: lambda walk, node, args: walk.ops.block(_rows(args[1:], node.columns)),
+    Entries: lambda walk, node, args: walk.ops.stack(_rows(args[1:], node.columns)),
+    MatrixSlice: _slice,
     MatMul: _matmul,
     MatAdd: _sum,
     Add: _sum,

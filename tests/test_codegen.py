@@ -15,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sympy import (
     Add,
+    BlockMatrix,
     Determinant,
     HadamardPower,
     HadamardProduct,
@@ -22,6 +23,7 @@ from sympy import (
     Inverse,
     MatAdd,
     MatMul,
+    Matrix,
     MatrixExpr,
     MatrixSymbol,
     OneMatrix,
@@ -29,8 +31,10 @@ from sympy import (
     Symbol,
     Trace,
     Transpose,
+    cos,
     exp,
     log,
+    sin,
 )
 from sympy.matrices.expressions.matexpr import MatrixElement
 
@@ -62,7 +66,7 @@ def generated(name: str):
 def dims_of(g, arrays: dict) -> dict:
     """The dimension symbols' sizes, read off the arrays."""
     dims = {}
-    for node in topological_order(g.loss):
+    for node in topological_order(g.root):
         if isinstance(node, MatrixSymbol) and node.name in arrays:
             for dim, size in zip(node.shape, arrays[node.name].shape):
                 if isinstance(dim, Symbol):
@@ -703,3 +707,79 @@ def test_ones_reductions_build_no_ones_and_no_batch_by_batch_array(name):
     banned = {tuple(int(d.xreplace(sizes)) for d in shape) for shape in ones}
     banned -= {tuple(int(d.xreplace(sizes)) for d in shape) for shape in declared}
     assert banned and not banned & set(shapes), sorted(banned & set(shapes))
+
+# --- networks whose structure SymPy hides: blocks, explicit matrices, negative powers, index sums ----
+
+_D, _H = Symbol("D", integer=True, positive=True), Symbol("H", integer=True, positive=True)
+_XD, _S, _V = MatrixSymbol("X", _N, _D), MatrixSymbol("S", _D, _D), MatrixSymbol("V", _D + _H, 1)
+_WH, _YH = MatrixSymbol("W", _D, _H), MatrixSymbol("Y", _N, _H)
+_A, _x = MatrixSymbol("A", _D, _D), MatrixSymbol("x", _D, 1)
+_YC, _c = MatrixSymbol("Y", _H, _N), MatrixSymbol("c", 1, _H)   # targets with examples in columns, class weights
+_t, _s, _P, _Q = MatrixSymbol("t", 1, 1), MatrixSymbol("s", 2, 1), MatrixSymbol("P", 2, _N), MatrixSymbol("Q", 2, _N)
+_rotation = Matrix([[cos(_t[0, 0]), -sin(_t[0, 0])], [sin(_t[0, 0]), cos(_t[0, 0])]])
+_blocks = BlockMatrix([[_XD, _XD * _S]])
+
+STRUCTURED = [
+    # id, loss, wrt
+    ("block matrix", Trace(_blocks.T * _blocks) + Trace(_S.T * _S), [_S]),
+    ("features concatenated", derive.mse(BlockMatrix([[_XD, derive.tanh(_XD * _WH)]]) * _V, _Y), [_WH, _V]),
+    ("slice", derive.mse(derive.relu(_XD * _WH)[:, :1], _Y), [_WH]),
+    ("rotation", derive.mse((_rotation * _P).T, _Q.T), [_t]),
+    ("entries of a 2 x 1 parameter", derive.mse(Matrix([[_s[0, 0], 0], [0, _s[1, 0]]]) * _P, _Q, examples="columns"),
+     [_s]),
+    ("negative power", Trace(Inverse(_A) * Inverse(_A)) + Trace(_A**-3), [_A]),
+    ("index sum", (_x.T * _A * _x)[0, 0] + derive.mse(_XD * _x, _Y), [_A, _x]),
+    ("cross-entropy of 2Y", derive.cross_entropy(_XD * _WH, 2 * _YH), [_WH]),
+    ("cross-entropy of weighted targets", derive.cross_entropy(_XD * _WH, HadamardProduct(_YH, OneMatrix(_N, 1) * _c)),
+     [_WH]),
+    ("cross-entropy, any target, columns", derive.cross_entropy(_WH.T * _XD.T, _YC, examples="columns"), [_WH]),
+    ("cross-entropy declared", derive.cross_entropy(_XD * _WH, _YH, targets_sum_to_one=True), [_WH]),
+]
+
+
+@pytest.mark.parametrize(("loss", "wrt"), [row[1:] for row in STRUCTURED], ids=[row[0] for row in STRUCTURED])
+def test_structured_networks_match_autograd_of_the_declared_loss(loss, wrt):
+    g = derive.gradients(loss, wrt)
+    source = derive.to_numpy(g, "structured")  # checked against finite differences before it is returned
+    module = codegen.load_module(source)
+    params, batch = inputs(module, seed=2)
+    if any(isinstance(n, SoftmaxCrossEntropy) and not n.targets_sum_to_one for n in topological_order(g.root)):
+        assert not np.allclose(batch["Y"].sum(axis=1), 1) and not np.allclose(batch["Y"].sum(axis=0), 1)
+    loss_value, grads = module.loss_and_grads(params, batch)
+    arrays = {**params, **batch}
+    # autograd of the loss as declared, SymPy's BlockMatrix, Matrix and Sum evaluated by the test evaluator
+    torch_loss, torch_grads = torch_gradients(loss, arrays, dims_of(g, arrays), list(params))
+    assert_close(loss_value, torch_loss, what="loss")
+    for key in params:
+        assert_close(grads[key], torch_grads[key], what=f"dL/d{key}")
+
+
+def _declared(examples: str):
+    if examples == "rows":
+        return derive.cross_entropy(_XD * _WH, _YH, targets_sum_to_one=True)
+    return derive.cross_entropy(_WH.T * _XD.T, _YC, targets_sum_to_one=True, examples="columns")
+
+
+BAD_TARGETS = [
+    # id, examples, change to the one-hot targets (examples in rows of Y), message
+    ("an example summing to 2", "rows", lambda y: y.__setitem__((1, 0), y[1, 0] + 1), "example 1 sums to 2.0"),
+    ("weighted targets", "rows", lambda y: y.__imul__(np.arange(1, y.shape[1] + 1)), "example 0 sums to"),
+    ("a NaN", "rows", lambda y: y.__setitem__((2, 1), np.nan), "example 2 sums to nan"),
+    ("columns: an example summing to 0", "columns", lambda y: y.__setitem__(3, 0.0), "example 3 sums to 0.0"),
+]
+
+
+@pytest.mark.parametrize(("examples", "change", "message"), [row[1:] for row in BAD_TARGETS],
+                         ids=[row[0] for row in BAD_TARGETS])
+def test_declared_cross_entropy_refuses_targets_that_do_not_sum_to_one(examples, change, message):
+    module = codegen.load_module(derive.to_numpy(derive.gradients(_declared(examples), [_WH]), "declared"))
+    params, batch = inputs(module, seed=1)
+    key = "Y"
+    one_hot = batch[key] if examples == "rows" else batch[key].T
+    assert np.allclose(one_hot.sum(axis=1), 1)  # example_inputs draws valid targets
+    module.loss_and_grads(params, batch)
+    rows = one_hot.copy()
+    change(rows)
+    batch[key] = rows if examples == "rows" else rows.T
+    with pytest.raises(ValueError, match=f"the targets Y must sum to 1 for each example .*{message}"):
+        module.loss_and_grads(params, batch)

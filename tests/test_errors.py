@@ -15,13 +15,20 @@ from sympy import (
     HadamardProduct,
     Inverse,
     KroneckerProduct,
+    Lambda,
     MatAdd,
+    MatPow,
     MatrixSymbol,
+    Max,
     OneMatrix,
+    Piecewise,
+    Sum,
     Symbol,
     Trace,
     ZeroMatrix,
+    exp,
 )
+from sympy.matrices.expressions.slice import MatrixSlice
 
 import derive
 from derive import cli, mse, relu
@@ -42,6 +49,7 @@ from derive.errors import (
 N, D, H = (Symbol(s, integer=True, positive=True) for s in ("N", "D", "H"))
 X, W, b, Y = MatrixSymbol("X", N, D), MatrixSymbol("W", D, H), MatrixSymbol("b", 1, H), MatrixSymbol("Y", N, H)
 A, x, V = MatrixSymbol("A", D, D), MatrixSymbol("x", D, 1), MatrixSymbol("V", N, H)
+k, z = Symbol("k", integer=True), Symbol("z")
 LOSS = mse(relu(X * W + OneMatrix(N, 1) * b), Y)
 
 
@@ -75,11 +83,23 @@ BAD_CALLS = [
     ("wrt empty", lambda: derive.gradients(LOSS, []), InvalidParameter, "wrt is empty"),
     ("wrt twice", lambda: derive.gradients(LOSS, [W, W]), InvalidParameter, "wrt names W more than once"),
     ("Kronecker product", lambda: derive.gradients(Trace(KroneckerProduct(A, A)), [A]), UnsupportedOperation,
-     "no differentiation rule for KroneckerProduct"),
-    ("entry of x^T A x (a Sum)", lambda: derive.gradients((x.T * A * x)[0, 0], [A]), UnsupportedOperation,
-     "(x.T*A*x)[0, 0], expands it into a Sum: use the 1 x 1 matrix itself or Trace(x.T*A*x)"),
-    ("negative matrix power", lambda: derive.gradients(Trace(A**-2), [A]), UnsupportedOperation,
-     "matrix power A**(-2): only positive integer powers"),
+     "no differentiation rule for a Kronecker product KroneckerProduct(A, A); supported operations: matrix product A*B"),
+    ("applyfunc of a Lambda", lambda: derive.gradients(Trace(A.applyfunc(Lambda(z, z**3))), [A]),
+     UnsupportedOperation, "no differentiation rule for a function applied entry by entry with applyfunc"),
+    ("maximum", lambda: derive.gradients(Max(Trace(A), Trace(A * A), evaluate=False), [A]), UnsupportedOperation,
+     "no differentiation rule for a maximum Max("),
+    ("piecewise", lambda: derive.gradients(Piecewise((Trace(A), Trace(A) > 0), (0, True)), [A]),
+     UnsupportedOperation, "a piecewise function Piecewise((Trace(A), Trace(A) > 0), (0, True)) (write it with"),
+    ("index Sum of cubes", lambda: derive.gradients(Sum(x[k, 0] ** 3, (k, 0, D - 1)), [x]), UnsupportedOperation,
+     "the index sum Sum(x[k, 0]**3, (k, 0, D - 1)) (SymPy writes the entry of a matrix product"),
+    ("index Sum of a function", lambda: derive.gradients(Sum(exp(x[k, 0]), (k, 0, D - 1)), [x]),
+     UnsupportedOperation, "cannot be differentiated: SymPy cannot turn it back into matrix form"),
+    ("entry at a symbolic position", lambda: derive.gradients(Trace(A) * x[k, 0], [x]), UnsupportedOperation,
+     "entry x[k, 0] of x: only entries at integer positions are supported"),
+    ("slice with a step", lambda: derive.gradients(Trace(MatrixSlice(A, (0, D, 2), (0, D, 2))), [A]),
+     UnsupportedOperation, "has a step; only contiguous slices A[a:b, c:d] are supported"),
+    ("symbolic matrix power", lambda: derive.gradients(Trace(MatPow(A, Symbol("p"))), [A]), UnsupportedOperation,
+     "matrix power A**p: only integer powers have a rule, not p"),
     ("dims that cannot be matched", lambda: derive.gradients(Trace(X * MatrixSymbol("U", H, N)), [X]),
      ShapeError, "X is N x D and U is H x N"),
     ("dims missing", lambda: dense().elementwise(W, {N: 2}), DimsError, "concrete dims are missing for D, H"),
@@ -162,7 +182,7 @@ BAD_FILES = [
     ("wrt unused", "V = MatrixSymbol('V', 3, 3)\nloss = mse(X*W, Y)\nwrt = [W, V]\n", "does not depend on V"),
     ("shape mismatch", "loss = Trace(W*X)\nwrt = [W]\n", "matrix product W*X: W is 2 x 3 and X is N x 2"),
     ("no rule", "from sympy import KroneckerProduct\nloss = Trace(KroneckerProduct(W.T*W, W.T*W))\nwrt = [W]\n",
-     "no differentiation rule for KroneckerProduct"),
+     "no differentiation rule for a Kronecker product KroneckerProduct(W.T*W, W.T*W)"),
     ("dims not a dict", "loss = mse(X*W, Y)\nwrt = [W]\ndims = [2]\n", "dims must be a dict, got list"),
     ("values not a dict", "loss = mse(X*W, Y)\nwrt = [W]\nvalues = 1\n", "values must be a dict, got int"),
     ("import error", "import no_such_module_here\n", "ModuleNotFoundError: No module named 'no_such_module_here'"),

@@ -12,7 +12,9 @@ from sympy import (
     Symbol,
     Transpose,
 )
+from sympy.matrices.expressions.slice import MatrixSlice
 
+from derive.canonical import Blocks, Entries
 from derive.functions import bce, elu, leaky_relu, mse, relu, sigmoid, softmax, tanh_
 from derive.graph import Adjoint, Intermediate
 from derive.printing import latex, latex_name, latex_text
@@ -51,6 +53,11 @@ NOTATION = [
     ("adjoint entry", Adjoint("Z", N, H)[0, 0], r"\frac{\partial L}{\partial {Z}_{11}}"),
     ("sums run from 1", Sum(A[k, 0], (k, 0, N - 1)), r"\sum_{k=1}^{N} {A}_{k1}"),
     ("mean squared error", mse(A, B), r"\frac{1}{N} \sum_{i,j} \left(A - B\right)_{ij}^{2}"),
+    ("block matrix", Blocks(2, A, B, B, A), r"\begin{bmatrix} A & B \\ B & A \end{bmatrix}"),
+    ("explicit matrix", Entries(2, A[0, 0], 0, 0, A[1, 1]), r"\begin{bmatrix} {A}_{11} & 0 \\ 0 & {A}_{22} \end{bmatrix}"),
+    ("slices are 1-based and inclusive", MatrixSlice(G, (0, N), (1, H)), r"{G}_{:,\,2:H}"),
+    ("slice of a gradient", MatrixSlice(Adjoint("Z", N, H), (1, 2), (0, H)),
+     r"{\left(\frac{\partial L}{\partial Z}\right)}_{2:2,\,:}"),
     ("binary cross-entropy", bce(A, B),
      r"-\frac{1}{N} \sum_{i,j} \left[{B}_{ij} \log {A}_{ij} + \left(1 - {B}_{ij}\right) \log\left(1 - {A}_{ij}\right)\right]"),
 ]

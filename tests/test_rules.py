@@ -5,20 +5,25 @@ row. ``verify`` raises on any numeric mismatch; the row also says whether SymPy 
 equality exactly.
 """
 
+import numpy as np
 import pytest
 from sympy import (
+    BlockMatrix,
     Determinant,
     HadamardPower,
     HadamardProduct,
     Identity,
     Inverse,
     MatMul,
+    Matrix,
     MatrixSymbol,
     OneMatrix,
     Rational,
     Symbol,
     Trace,
+    cos,
     log,
+    sin,
 )
 
 import derive
@@ -40,6 +45,9 @@ from derive import (
 )
 from derive.rules import RULES, supported
 
+from .evaluator import evaluate
+from .test_cookbook import assert_tidy
+
 N, D, H = (Symbol(n, integer=True, positive=True) for n in ("N", "D", "H"))
 X, W, V = MatrixSymbol("X", N, D), MatrixSymbol("W", D, H), MatrixSymbol("V", H, D)
 b, Y, T = MatrixSymbol("b", 1, H), MatrixSymbol("Y", N, H), MatrixSymbol("T", N, D)
@@ -52,6 +60,18 @@ DIMS = {N: 2, D: 3, H: 2}
 
 def sum_entries(M):
     return (OneMatrix(1, M.shape[0]) * M * OneMatrix(M.shape[1], 1))
+
+
+# SymPy keeps blocks and explicit entries inside an explicit matrix, a leaf of derive's graph, folds
+# Inverse(A)*Inverse(A) into A**-2 and writes the entry of a product as an index Sum: derive.canonical
+# rewrites them; the truth (verify) expands them as SymPy defines them.
+S = MatrixSymbol("S", D, D)
+U = MatrixSymbol("U", D + H, H)
+t, s2 = MatrixSymbol("t", 1, 1), MatrixSymbol("s", 2, 1)
+X2, Y2, P2 = MatrixSymbol("X2", N, 2), MatrixSymbol("Y2", N, 2), MatrixSymbol("P2", 2, N)
+w = MatrixSymbol("w", 1, H)
+blocks = BlockMatrix([[X, X * S]])
+rotation = Matrix([[cos(t[0, 0]), -sin(t[0, 0])], [sin(t[0, 0]), cos(t[0, 0])]])
 
 
 CASES = [
@@ -93,6 +113,26 @@ CASES = [
     ("matrix power", Trace(A ** 3), [A]),
     ("trace times loss", Trace(A) * mse(X * W, Y), [A, W]),
     ("identity shift", log(Determinant(A + Identity(D))), [A]),
+    # blocks, slices, explicit matrices of parameters, negative powers, index sums
+    ("block matrix tr(B^T B), B = [X, X S]", Trace(blocks.T * blocks) + Trace(S.T * S), [S, X]),
+    ("features concatenated [X, tanh(X W)] U", mse(BlockMatrix([[X, tanh(X * W)]]) * U, Y), [W, U]),
+    ("2 x 2 block grid", Trace(BlockMatrix([[A, B], [x * y.T, A * B]]).T * BlockMatrix([[A, B], [B, A]])), [A, B, x]),
+    ("bias as a block of ones [X, 1] U", mse(BlockMatrix([[X, OneMatrix(N, 1)]]) * MatrixSymbol("U1", D + 1, H), Y),
+     [MatrixSymbol("U1", D + 1, H)]),
+    ("slice X[:, :2]", mse(X[:, :2] * MatrixSymbol("P", 2, H), Y), [X, MatrixSymbol("P", 2, H)]),
+    ("slice of a product (X W)[:, :1]", mse(relu((X * W)[:, :1]), MatrixSymbol("y1", N, 1)), [W]),
+    ("rotation built from a 1 x 1 angle", Trace((rotation * P2).T * (rotation * P2)) + mse((rotation * P2).T, X2), [t]),
+    ("scaled identity [[s, 0], [0, s]]", mse(X2 * Matrix([[t[0, 0], 0], [0, t[0, 0]]]), Y2), [t]),
+    ("entries of a 2 x 1 parameter", mse(X2 * Matrix([[s2[0, 0], 0], [0, s2[1, 0]]]), Y2), [s2]),
+    ("index sum (x^T A x)[0, 0]", (x.T * A * x)[0, 0], [x, A]),
+    ("index sum squared inside a loss", mse(X * W, Y) + (x.T * A * y)[0, 0] ** 2, [W, A, x]),
+    # cross-entropy for any target, and the declared form for targets summing to 1
+    ("cross_entropy of 2Y", cross_entropy(Z, 2 * Y), [W, b]),
+    ("cross_entropy of class-weighted targets Y (1 w)", cross_entropy(Z, HadamardProduct(Y, ones * w)), [W, b, w]),
+    ("cross_entropy, gradient of the target", cross_entropy(Z, Y), [Y]),
+    ("cross_entropy declared one-hot", cross_entropy(Z, Y, targets_sum_to_one=True), [W, b]),
+    ("cross_entropy declared, columns", cross_entropy((X * W).T, Y.T, examples="columns", targets_sum_to_one=True),
+     [W]),
 ]
 
 
@@ -101,6 +141,8 @@ def test_closed_form_equals_elementwise_derivative(loss, wrt):
     g = derive.gradients(loss, wrt)
     for param in wrt:
         assert g[param].shape == param.shape
+        assert_tidy(g[param], "closed form")
+        assert_tidy(g.compact(param), "compact form")
     for check in g.verify(DIMS, points=2):
         assert check.max_relative_error < 1e-10
 
@@ -128,10 +170,36 @@ def test_paths_add_up_for_a_node_used_twice():
     g.verify(DIMS, points=1)
 
 
-def test_supported_lists_the_table():
+def test_supported_lists_the_table_in_the_users_words():
     names = supported()
-    assert "MatMul" in names and "HadamardProduct" in names and "SoftmaxCrossEntropy" in names
-    assert len(names) == len({cls.__name__ for cls in RULES})
+    assert "matrix product A*B (with scalar factors, c*A)" in names
+    assert "block matrix BlockMatrix([[A, B], [C, D]])" in names and "transpose A.T" in names
+    assert len(names) == len({rule.described for rule in RULES.values()})
+    class_names = {"MatMul", "MatAdd", "Mul", "Add", "Pow", "Function", "Piecewise", "Elementwise", "MatrixElement"}
+    assert not any(word in class_names for name in names for word in name.replace("(", " ").split())
+
+
+def _softmax_rows(z):
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+CROSS_ENTROPY_FORMS = [
+    # id, targets_sum_to_one, dL/dZ of -1/N sum Y log softmax(Z), for targets whose rows do not sum to 1
+    ("any target: softmax weighted by the target's sum", False,
+     lambda z, y: (_softmax_rows(z) * y.sum(axis=1, keepdims=True) - y) / len(z)),
+    ("declared: the familiar s (P - Y)", True, lambda z, y: (_softmax_rows(z) - y) / len(z)),
+]
+
+
+@pytest.mark.parametrize(("declared", "expected"), [row[1:] for row in CROSS_ENTROPY_FORMS],
+                         ids=[row[0] for row in CROSS_ENTROPY_FORMS])
+def test_cross_entropy_gradient_forms(declared, expected):
+    g = derive.gradients(cross_entropy(X * W, Y, targets_sum_to_one=declared), [W], names={"Z": X * W})
+    rng = np.random.default_rng(0)
+    z, y = rng.standard_normal((4, 3)), rng.uniform(0, 2, size=(4, 3))
+    got = evaluate(g.gradient_of("Z"), {"Z": z, "Y": y}, {N: 4, H: 3})
+    assert np.allclose(got, expected(z, y), rtol=1e-12, atol=1e-14)
 
 
 # --- regressions found in review: each was a wrong gradient or an unclear error ---------------------
@@ -151,6 +219,9 @@ REGRESSIONS = [
     ("gradient exactly zero", log_softmax(x.T * A * x), [A]),
     ("leaky_relu of a scalar", Trace(leaky_relu(Trace(A) * A)), [A]),
     ("transposed activation", mse(sigmoid(X * W).T, Y.T) + Trace(sigmoid(X * W).T * Y), [W]),
+    # negative powers (n = 2: the explicit inverse's powers are large rational functions); once refused
+    ("Inverse(A)*Inverse(A), folded into A**-2", Trace(Inverse(An) * Inverse(An) * Vn), [An, Vn]),
+    ("negative power A**-3", Trace(An**-3), [An]),
 ]
 
 
@@ -189,3 +260,19 @@ def test_verify_refuses_to_pass_when_nothing_could_be_compared():
     g = derive.gradients(sqrt(-1 - Trace(A * A.T)), [A])
     with pytest.raises(derive.GradientMismatch, match="nothing could be compared"):
         g.verify(DIMS, symbolic=False)
+
+
+NAMED_SPELLINGS = [
+    # id, the name's expression as the user wrote it (SymPy's spelling), loss using it, wrt
+    ("a block matrix", BlockMatrix([[X, tanh(X * W)]]), lambda F: mse(F * U, Y), [W]),
+    ("an explicit matrix of a parameter's entries", rotation, lambda R: mse(X2 * R, Y2), [t]),
+]
+
+
+@pytest.mark.parametrize(("named", "loss", "wrt"), [row[1:] for row in NAMED_SPELLINGS],
+                         ids=[row[0] for row in NAMED_SPELLINGS])
+def test_a_name_given_for_a_sympy_spelling_names_its_node(named, loss, wrt):
+    g = derive.gradients(loss(named), wrt, names={"F": named})
+    assert [f.symbol.name for f in g.forward if f.symbol.name == "F"] == ["F"]
+    assert any(getattr(step.output, "name", None) == "F" for step in g.steps)  # the gradient flows through F
+    assert g.verify(DIMS, points=1)[0].max_relative_error < 1e-10

@@ -42,7 +42,7 @@ class Layers:
 
     def head(self, S):
         """The loss on logits S and the softmax probabilities, normalised over each example."""
-        return cross_entropy(S, self.Y, examples=self.convention), softmax(S, examples=self.convention)
+        return cross_entropy(S, self.Y, examples=self.convention, targets_sum_to_one=True), softmax(S, examples=self.convention)
 
     def params(self):
         return tuple(p for pair in zip(self.W, self.b) for p in pair)
