@@ -148,6 +148,7 @@ class Program:
         self._children: dict[Basic, tuple] = {}
         self._stand_ins: dict[Basic, Basic] = {}   # a placeholder -> the node whose value it takes
         self._replaced: dict[Basic, Basic] = {}    # a node -> the expression evaluated in its place
+        self._size_of: dict[Basic, int] = {}
         for symbol, definition in bindings:
             self.slot[symbol] = self._compile(definition)
         self.outputs = [self._compile(sympify(e)) for e in exprs]
@@ -188,7 +189,13 @@ class Program:
 
     def size(self, dim) -> int:
         """A dimension (``N``, ``2``, ``N + 1``) at the program's dims."""
-        dim = sympify(dim)
+        if isinstance(dim, (int, Integer)):
+            return int(dim)
+        if dim not in self._size_of:
+            self._size_of[dim] = self._concrete_size(sympify(dim))
+        return self._size_of[dim]
+
+    def _concrete_size(self, dim: Basic) -> int:
         concrete = dim.xreplace({s: Integer(self.sizes[s.name]) for s in dim.free_symbols
                                  if isinstance(s, Symbol) and s.name in self.sizes})
         if not concrete.is_Integer or int(concrete) < 0:
@@ -642,10 +649,10 @@ def sample(draws: Mapping[Basic, Draw], dims: Mapping, rng: np.random.Generator)
             for symbol, draw in draws.items()}
 
 
-def canonical_dims(expr: Basic, first: int = 2) -> dict[Symbol, int]:
-    """Small distinct sizes (2, 3, 4 ... by name) for the dimension symbols of ``expr``, so that a
+def canonical_dims(*exprs: Basic, first: int = 2) -> dict[Symbol, int]:
+    """Small distinct sizes (2, 3, 4 ... by name) for the dimension symbols of ``exprs``, so that a
     transposed product cannot fit where the right one does; every matrix at least 1 x 1."""
-    shapes = [d for node in _dag(expr) if isinstance(node, MatrixExpr) and isinstance(node, LEAF_TYPES)
+    shapes = [d for expr in exprs for node in _dag(expr) if isinstance(node, MatrixExpr) and isinstance(node, LEAF_TYPES)
               for d in node.shape]
     symbols = sorted({s for d in shapes for s in sympify(d).free_symbols}, key=lambda s: s.name)
     for offset in range(first, first + 8):
@@ -697,8 +704,10 @@ def check_gradients(loss: Basic, params: Sequence[MatrixSymbol], closed: Mapping
     with the sum of the closed forms' terms <dL/dP, V_P>; parameters whose term is too small to show
     in that sum get rounds of their own, and on a mismatch one direction per parameter names it.
     """
-    dims = canonical_dims(loss)
+    dims = canonical_dims(loss, *params)
     draws = domain(loss)
+    # a parameter the loss does not use (allow_unused) moves too: its differences must come out 0
+    draws.update({p: Draw(NORMAL) for p in params if p not in draws})
     try:
         loss_program = Program([loss], dims)
         closed_program = Program([closed[p] for p in params], dims, bindings)
