@@ -2,8 +2,10 @@
 
 The module has ``forward`` (caching what the backward needs), ``backward`` (the closed forms of the
 derivation, one statement per upstream gradient that a parameter's gradient uses), ``loss_and_grads``,
-``example_inputs`` and a finite-difference self-check. Before the source is returned it is imported
-from the string and checked against central finite differences in float64; a mismatch raises
+``example_inputs`` (drawn where the loss is defined: :func:`derive.truth.domain`) and a
+finite-difference self-check. Before the source is returned it is imported from the string, its
+loss compared with the independent evaluation of the declared loss (:mod:`derive.truth`) and its
+gradients with central finite differences in float64; a mismatch raises
 :class:`~derive.errors.CodegenError` and nothing is returned.
 
 Data flows one way: the derivation's forward definitions and compact gradients are printed with
@@ -39,9 +41,10 @@ from sympy.matrices.expressions.matexpr import MatrixElement
 from .algebra import mat_add
 from .derivation import Derivation, dimension_symbols
 from .errors import CodegenError
-from .functions import BinaryCrossEntropy, Loss, SoftmaxCrossEntropy
+from .functions import SoftmaxCrossEntropy
 from .graph import Adjoint, Intermediate, topological_order
 from .printing import NUMPY_HELPERS, DeriveNumPyPrinter, Identifiers, safe_comment
+from .truth import Draw, Program, domain
 
 __all__ = ["ModulePlan", "Statement", "load_module", "to_numpy", "verify_module"]
 
@@ -50,6 +53,22 @@ DEFAULT_SIZES = (4, 3, 5, 2, 6, 7, 8)
 # The verification's tolerance on the relative error against central differences (float64).
 TOLERANCE = 1e-6
 FD_STEP = 1e-5
+# ... and of the generated forward's loss against derive.truth's evaluation of the declared loss: the
+# stable forms (logaddexp, tanh for sigmoid) and the textbook ones agree to rounding.
+LOSS_TOLERANCE = 1e-9
+
+# example_inputs draws each matrix from the loss's domain (derive.truth.Draw): NumPy source of
+# {rows} and {cols}, and how it was drawn, for the line's comment.
+EXAMPLE_DRAWS = {
+    "normal": ("rng.standard_normal(({rows}, {cols}))", "standard normal"),
+    "positive": ("rng.uniform(0.5, 1.5, size=({rows}, {cols}))", "positive: under a log or a root"),
+    "probability": ("rng.uniform(0.05, 0.95, size=({rows}, {cols}))", "probabilities"),
+    "nonnegative": ("rng.uniform(0.0, 1.0, size=({rows}, {cols}))", "non-negative targets, need not sum to 1"),
+    "invertible": ("np.eye({rows}) + rng.uniform(-0.5, 0.5, size=({rows}, {cols})) / {n}",
+                   "I + E, |E_ij| < 1/(2n): det > 0, condition number < 3"),
+    "invertible positive": ("np.eye({rows}) + rng.uniform(0.05, 0.5, size=({rows}, {cols})) / {n}",
+                            "I + E, 0 < E_ij < 1/(2n): positive entries, det > 0, condition number < 3"),
+}
 
 
 @dataclass(frozen=True)
@@ -107,7 +126,7 @@ def to_numpy(g: Derivation, name: str, *, dims: Mapping | None = None, verify: b
     plan = plan_module(g, name, dims or {})
     source = render(plan)
     if verify:
-        verify_module(source, name)
+        verify_module(source, name, loss=g.loss)
     return source
 
 
@@ -123,10 +142,10 @@ def plan_module(g: Derivation, name: str, dims: Mapping) -> ModulePlan:
     printer = DeriveNumPyPrinter(ids, {f.symbol: f.definition for f in g.forward}, dtype="dtype")
     dim_symbols = sorted(dimension_symbols(g.root), key=str)
     sizes = _default_sizes(dim_symbols, dims)
-    targets = _targets(g)
+    draws = domain(g.loss)
 
-    params = [_input(s, printer, targets) for s in g.params]
-    batch = [_input(s, printer, targets) for s in inputs if s not in g.params]
+    params = [_input(s, printer, draws.get(s, Draw("normal"))) for s in g.params]
+    batch = [_input(s, printer, draws.get(s, Draw("normal"))) for s in inputs if s not in g.params]
     forward = [*_target_checks(g, printer),
                *[line for f in g.forward
                  for line in _assign(printer.doprint(f.symbol), f.definition, _shape(f.symbol, printer), printer)]]
@@ -179,30 +198,26 @@ def _shape(matrix, printer) -> str:
     return safe_comment(f"{printer.doprint(matrix.rows)} x {printer.doprint(matrix.cols)}")
 
 
-def _targets(g: Derivation) -> dict[Basic, Loss]:
-    """Each loss's target matrix, so example_inputs can make it valid (one-hot, probabilities)."""
-    return {node.target: node for node in topological_order(g.root) if isinstance(node, Loss)}
-
-
 def _target_checks(g: Derivation, printer) -> list[Statement]:
     """A cross-entropy declared with targets_sum_to_one=True refuses targets that break it."""
     return [Statement("", printer.target_check(node), "each example's target sums to 1 (declared)")
             for node in topological_order(g.root) if isinstance(node, SoftmaxCrossEntropy) and node.targets_sum_to_one]
 
 
-def _input(symbol: MatrixSymbol, printer, targets) -> Input:
+def _input(symbol: MatrixSymbol, printer, draw: Draw) -> Input:
+    """The parameter or batch entry, with example values drawn from the loss's domain."""
     rows, cols = (printer.doprint(d) for d in symbol.shape)
     key, local, shape = repr(symbol.name), printer.doprint(symbol), _shape(symbol, printer)
-    loss = targets.get(symbol)
-    if isinstance(loss, SoftmaxCrossEntropy) and not loss.targets_sum_to_one:
-        return Input(key, local, shape, f"rng.uniform(0.0, 1.0, size=({rows}, {cols}))", "any nonnegative targets")
-    if isinstance(loss, SoftmaxCrossEntropy):
-        classes, examples = (rows, cols) if loss.axis == 0 else (cols, rows)
+    if draw.kind == "simplex":
+        # one-hot targets: a vertex of the simplex, as a classifier's labels are
+        classes, examples = (rows, cols) if draw.axis == 0 else (cols, rows)
         picks = f"np.eye({classes})[rng.integers(0, {classes}, size={examples})]"
-        return Input(key, local, shape, picks + (".T" if loss.axis == 0 else ""), "one-hot")
-    if isinstance(loss, BinaryCrossEntropy):
-        return Input(key, local, shape, f"rng.uniform(0.05, 0.95, size=({rows}, {cols}))", "probabilities")
-    return Input(key, local, shape, f"rng.standard_normal(({rows}, {cols}))", shape)
+        along = "column" if draw.axis == 0 else "row"
+        return Input(key, local, shape, picks + (".T" if draw.axis == 0 else ""),
+                     safe_comment(f"{shape}, one-hot: each {along} sums to 1"))
+    code, how = EXAMPLE_DRAWS.get(draw.kind, EXAMPLE_DRAWS["normal"])
+    n = rows if re.fullmatch(r"\w+", rows) else f"({rows})"
+    return Input(key, local, shape, code.format(rows=rows, cols=cols, n=n), safe_comment(f"{shape}, {how}"))
 
 
 def _bind_dim(dim, inputs, printer) -> Statement:
@@ -366,19 +381,36 @@ def load_module(source: str, name: str = "derive_generated"):
     return module
 
 
-def verify_module(source: str, name: str, *, points: int = 2, seed: int = 0) -> float:
-    """Compare the module's gradients with central finite differences; the worst relative error."""
+def verify_module(source: str, name: str, *, points: int = 2, seed: int = 0, loss: Basic | None = None) -> float:
+    """Compare the module's gradients with central finite differences; the worst relative error.
+
+    Given the declared ``loss``, the module's forward is also compared with :mod:`derive.truth`'s
+    evaluation of it: a forward printed wrong, with a backward consistent with it, passes the
+    differences but not this.
+    """
     try:
         module = load_module(source, name)
     except Exception as error:  # the printer wrote code that does not even import: say where
         raise CodegenError(f"the generated module for {name} does not import: {error}\n"
                            + traceback.format_exc(limit=1)) from error
+    truth = Program([loss], module.DEFAULT_DIMS) if loss is not None else None
     rng = np.random.default_rng(seed)
     worst = 0.0
     for _ in range(points):
         params, batch = module.example_inputs(rng)
         worst = max(worst, _check_point(module, name, params, batch))
+        if truth is not None:
+            _check_loss(module, name, truth, params, batch)
     return worst
+
+
+def _check_loss(module, name: str, truth: Program, params: dict, batch: dict) -> None:
+    generated = float(module.forward(params, batch)[0])
+    expected = float(np.asarray(truth.run({**batch, **params})[0]).reshape(-1)[0])
+    if not abs(generated - expected) <= LOSS_TOLERANCE * max(abs(generated), abs(expected)):
+        raise CodegenError(
+            f"the generated forward of {name} gives the loss {generated!r} at its example inputs, but the "
+            f"independent evaluation of the declared loss (derive.truth) gives {expected!r}")
 
 
 def _check_point(module, name: str, params: dict, batch: dict) -> float:

@@ -10,6 +10,11 @@ Renderers and the checker read a derivation and nothing else. Two forms of every
 
 ``g.elementwise(W, dims)`` is the independent truth: the loss expanded into scalars at concrete
 dims and differentiated entry by entry with ``sympy.diff``; ``g.verify(dims)`` compares the two.
+
+Before ``gradients`` returns, every closed form is also checked numerically (``check=True``, the
+default): at random points of the loss's domain its directional derivatives are compared with
+central differences of the declared loss, both evaluated by :mod:`derive.truth`, which owes nothing
+to the rules or the printers (``g.check_numerically()``; its result is ``g.numeric_check``).
 """
 
 from __future__ import annotations
@@ -71,6 +76,7 @@ from .graph import (
     reverse_sweep,
     topological_order,
 )
+from .truth import NumericCheck, check_gradients
 
 __all__ = ["Derivation", "Forward", "Verification", "explicit", "gradients", "normalize_dims"]
 
@@ -105,12 +111,14 @@ class Verification:
 
 
 def gradients(loss: Basic, wrt: Iterable[MatrixSymbol] | MatrixSymbol, *,
-              names: Mapping | None = None, allow_unused: bool = False) -> Derivation:
+              names: Mapping | None = None, allow_unused: bool = False, check: bool = True) -> Derivation:
     """Differentiate the scalar ``loss`` with respect to each MatrixSymbol in ``wrt``.
 
     ``names`` maps a name to an intermediate expression (``{"Z": X*W + b1}``) to use instead of an
     automatic one (``Z_1``, ``H_1``). A parameter that the loss does not use is an error unless
-    ``allow_unused`` is true, when its gradient is a zero matrix.
+    ``allow_unused`` is true, when its gradient is a zero matrix. With ``check`` (the default) every
+    closed form is compared with central differences of the loss at random points before it is
+    returned (:meth:`Derivation.check_numerically`): a mismatch raises GradientMismatch.
     """
     check_scalar(loss)
     params = _check_params(loss, wrt)
@@ -122,7 +130,10 @@ def gradients(loss: Basic, wrt: Iterable[MatrixSymbol] | MatrixSymbol, *,
         raise ParameterNotInLoss(
             f"the loss does not depend on {', '.join(p.name for p in unused)}; pass allow_unused=True to get "
             "a zero gradient for it")
-    return Derivation(loss, tuple(params), graph, _named_nodes(names or {}, graph, memo))
+    g = Derivation(loss, tuple(params), graph, _named_nodes(names or {}, graph, memo))
+    if check:
+        g.check_numerically()
+    return g
 
 
 def _check_params(loss: Basic, wrt) -> list[MatrixSymbol]:
@@ -180,6 +191,7 @@ class Derivation:
         self.steps: tuple[Step, ...] = tuple(self._named_step(s) for s in self._sweep.steps)
         self._closed: dict[Basic, Basic] | None = None
         self.forward: tuple[Forward, ...] = self._forward()
+        self.numeric_check: NumericCheck | None = None
 
     # --- construction helpers -------------------------------------------------------------------
 
@@ -283,6 +295,21 @@ class Derivation:
     def _repr_latex_(self):
         from .render import sheet_summary_latex
         return sheet_summary_latex(self)
+
+    def check_numerically(self, *, seed: int = 0) -> NumericCheck:
+        """Compare every closed form with central differences of the loss along random directions.
+
+        Both sides are evaluated by :mod:`derive.truth`: the loss as declared, the gradients from their
+        compact forms with each named intermediate and upstream gradient evaluated once. A mismatch
+        raises :class:`GradientMismatch` naming the parameter and both directional derivatives.
+        """
+        sweep = self._sweep
+        forward = [(sweep.refs[node], definition) for node, definition in sweep.definitions.items()]
+        upstream = [(ref, self._total(node)) for node, ref in sweep.adjoint_refs.items()
+                    if isinstance(ref, Adjoint) and not isinstance(node, LEAVES)]
+        closed = {p: self.compact(p, aliases=False) for p in self.params}
+        self.numeric_check = check_gradients(self.loss, self.params, closed, forward + upstream, seed=seed)
+        return self.numeric_check
 
     # --- index forms ----------------------------------------------------------------------------
 

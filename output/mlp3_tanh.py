@@ -114,23 +114,24 @@ def loss_and_grads(params, batch):
 
 
 def example_inputs(rng, dims=None):
-    """(params, batch) of float64 arrays at small sizes (DEFAULT_DIMS, updated by dims); valid targets."""
+    """(params, batch) of float64 arrays at small sizes (DEFAULT_DIMS, updated by dims), each drawn
+    where the loss is defined (a comment says how): the check in this file and derive's use them."""
     dims = {**DEFAULT_DIMS, **(dims or {})}
     C = dims['C']
     D = dims['D']
     H = dims['H']
     N = dims['N']
     params = {
-        'W1': rng.standard_normal((D, H)),  # D x H
-        'b1': rng.standard_normal((1, H)),  # 1 x H
-        'W2': rng.standard_normal((H, H)),  # H x H
-        'b2': rng.standard_normal((1, H)),  # 1 x H
-        'W3': rng.standard_normal((H, C)),  # H x C
-        'b3': rng.standard_normal((1, C)),  # 1 x C
+        'W1': rng.standard_normal((D, H)),  # D x H, standard normal
+        'b1': rng.standard_normal((1, H)),  # 1 x H, standard normal
+        'W2': rng.standard_normal((H, H)),  # H x H, standard normal
+        'b2': rng.standard_normal((1, H)),  # 1 x H, standard normal
+        'W3': rng.standard_normal((H, C)),  # H x C, standard normal
+        'b3': rng.standard_normal((1, C)),  # 1 x C, standard normal
     }
     batch = {
-        'X': rng.standard_normal((N, D)),  # N x D
-        'Y': np.eye(C)[rng.integers(0, C, size=N)],  # one-hot
+        'X': rng.standard_normal((N, D)),  # N x D, standard normal
+        'Y': np.eye(C)[rng.integers(0, C, size=N)],  # N x C, one-hot: each row sums to 1
     }
     return params, batch
 

@@ -71,17 +71,18 @@ def loss_and_grads(params, batch):
 
 
 def example_inputs(rng, dims=None):
-    """(params, batch) of float64 arrays at small sizes (DEFAULT_DIMS, updated by dims); valid targets."""
+    """(params, batch) of float64 arrays at small sizes (DEFAULT_DIMS, updated by dims), each drawn
+    where the loss is defined (a comment says how): the check in this file and derive's use them."""
     dims = {**DEFAULT_DIMS, **(dims or {})}
     N = dims['N']
     params = {
-        'w1': rng.standard_normal((2, 3)),  # 2 x 3
-        'w2': rng.standard_normal((3, 1)),  # 3 x 1
-        'b': rng.standard_normal((1, 1)),  # 1 x 1
+        'w1': rng.standard_normal((2, 3)),  # 2 x 3, standard normal
+        'w2': rng.standard_normal((3, 1)),  # 3 x 1, standard normal
+        'b': rng.standard_normal((1, 1)),  # 1 x 1, standard normal
     }
     batch = {
-        'X': rng.standard_normal((N, 2)),  # N x 2
-        'y': rng.uniform(0.05, 0.95, size=(N, 1)),  # probabilities
+        'X': rng.standard_normal((N, 2)),  # N x 2, standard normal
+        'y': rng.uniform(0.05, 0.95, size=(N, 1)),  # N x 1, probabilities
     }
     return params, batch
 

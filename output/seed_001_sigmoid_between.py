@@ -72,18 +72,19 @@ def loss_and_grads(params, batch):
 
 
 def example_inputs(rng, dims=None):
-    """(params, batch) of float64 arrays at small sizes (DEFAULT_DIMS, updated by dims); valid targets."""
+    """(params, batch) of float64 arrays at small sizes (DEFAULT_DIMS, updated by dims), each drawn
+    where the loss is defined (a comment says how): the check in this file and derive's use them."""
     dims = {**DEFAULT_DIMS, **(dims or {})}
     N = dims['N']
     params = {
-        'W1': rng.standard_normal((3, 2)),  # 3 x 2
-        'b1': rng.standard_normal((1, 2)),  # 1 x 2
-        'W2': rng.standard_normal((2, 1)),  # 2 x 1
-        'b2': rng.standard_normal((1, 1)),  # 1 x 1
+        'W1': rng.standard_normal((3, 2)),  # 3 x 2, standard normal
+        'b1': rng.standard_normal((1, 2)),  # 1 x 2, standard normal
+        'W2': rng.standard_normal((2, 1)),  # 2 x 1, standard normal
+        'b2': rng.standard_normal((1, 1)),  # 1 x 1, standard normal
     }
     batch = {
-        'X': rng.standard_normal((N, 3)),  # N x 3
-        'y': rng.standard_normal((N, 1)),  # N x 1
+        'X': rng.standard_normal((N, 3)),  # N x 3, standard normal
+        'y': rng.standard_normal((N, 1)),  # N x 1, standard normal
     }
     return params, batch
 

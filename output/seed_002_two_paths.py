@@ -56,11 +56,12 @@ def loss_and_grads(params, batch):
 
 
 def example_inputs(rng, dims=None):
-    """(params, batch) of float64 arrays at small sizes (DEFAULT_DIMS, updated by dims); valid targets."""
+    """(params, batch) of float64 arrays at small sizes (DEFAULT_DIMS, updated by dims), each drawn
+    where the loss is defined (a comment says how): the check in this file and derive's use them."""
     dims = {**DEFAULT_DIMS, **(dims or {})}
     params = {
-        'x': rng.standard_normal((1, 1)),  # 1 x 1
-        'y': rng.standard_normal((1, 1)),  # 1 x 1
+        'x': rng.standard_normal((1, 1)),  # 1 x 1, standard normal
+        'y': rng.standard_normal((1, 1)),  # 1 x 1, standard normal
     }
     batch = {
     }

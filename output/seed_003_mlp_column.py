@@ -97,20 +97,21 @@ def loss_and_grads(params, batch):
 
 
 def example_inputs(rng, dims=None):
-    """(params, batch) of float64 arrays at small sizes (DEFAULT_DIMS, updated by dims); valid targets."""
+    """(params, batch) of float64 arrays at small sizes (DEFAULT_DIMS, updated by dims), each drawn
+    where the loss is defined (a comment says how): the check in this file and derive's use them."""
     dims = {**DEFAULT_DIMS, **(dims or {})}
     C = dims['C']
     D = dims['D']
     H = dims['H']
     params = {
-        'W1': rng.standard_normal((H, D)),  # H x D
-        'b1': rng.standard_normal((H, 1)),  # H x 1
-        'W2': rng.standard_normal((C, H)),  # C x H
-        'b2': rng.standard_normal((C, 1)),  # C x 1
+        'W1': rng.standard_normal((H, D)),  # H x D, standard normal
+        'b1': rng.standard_normal((H, 1)),  # H x 1, standard normal
+        'W2': rng.standard_normal((C, H)),  # C x H, standard normal
+        'b2': rng.standard_normal((C, 1)),  # C x 1, standard normal
     }
     batch = {
-        'x': rng.standard_normal((D, 1)),  # D x 1
-        'y': np.eye(C)[rng.integers(0, C, size=1)].T,  # one-hot
+        'x': rng.standard_normal((D, 1)),  # D x 1, standard normal
+        'y': np.eye(C)[rng.integers(0, C, size=1)].T,  # C x 1, one-hot: each column sums to 1
     }
     return params, batch
 

@@ -74,18 +74,19 @@ def loss_and_grads(params, batch):
 
 
 def example_inputs(rng, dims=None):
-    """(params, batch) of float64 arrays at small sizes (DEFAULT_DIMS, updated by dims); valid targets."""
+    """(params, batch) of float64 arrays at small sizes (DEFAULT_DIMS, updated by dims), each drawn
+    where the loss is defined (a comment says how): the check in this file and derive's use them."""
     dims = {**DEFAULT_DIMS, **(dims or {})}
     N = dims['N']
     params = {
-        'W1': rng.standard_normal((3, 2)),  # 3 x 2
-        'b1': rng.standard_normal((3, 1)),  # 3 x 1
-        'W2': rng.standard_normal((1, 3)),  # 1 x 3
-        'b2': rng.standard_normal((1, 1)),  # 1 x 1
+        'W1': rng.standard_normal((3, 2)),  # 3 x 2, standard normal
+        'b1': rng.standard_normal((3, 1)),  # 3 x 1, standard normal
+        'W2': rng.standard_normal((1, 3)),  # 1 x 3, standard normal
+        'b2': rng.standard_normal((1, 1)),  # 1 x 1, standard normal
     }
     batch = {
-        'X': rng.standard_normal((2, N)),  # 2 x N
-        't': rng.standard_normal((1, N)),  # 1 x N
+        'X': rng.standard_normal((2, N)),  # 2 x N, standard normal
+        't': rng.standard_normal((1, N)),  # 1 x N, standard normal
     }
     return params, batch
 

@@ -135,3 +135,11 @@ def test_backward_memory_stays_within_the_target(tmp_path):
         assert not bench.missed_targets({**row, "derive_over_torch": None, "derive_over_floor": 1.0},
                                         {"derive_over_torch": 1.0, "derive_over_floor": 1.15,
                                          "backward_over_cache": bench.TARGET_BACKWARD_OVER_CACHE})
+
+
+def test_derivation_table_times_the_numeric_check_on_and_off():
+    from derive import derivation_bench
+    rows = derivation_bench.speed_table(depths=(1, 2), repeats=1)
+    assert all(r["derive_s"] > 0 and r["derive_unchecked_s"] > 0 for r in rows)
+    header = derivation_bench.report(rows).splitlines()[0]
+    assert "checked" in header and "check=False" in header
