@@ -87,6 +87,7 @@ from sympy.matrices import MatrixBase
 from sympy.matrices.expressions.adjoint import Adjoint as ConjugateTranspose
 from sympy.matrices.expressions.matexpr import MatrixElement
 
+from .canonical import Blocks, Entries
 from .errors import (
     DeriveError,
     DimsError,
@@ -220,6 +221,8 @@ class Program:
             return tuple(node)
         if isinstance(node, BlockMatrix):
             return tuple(node.blocks)
+        if isinstance(node, (Blocks, Entries)):  # derive's own spellings of the two, found in closed forms
+            return node.args[1:]
         if isinstance(node, (MatrixElement, softmax, log_softmax)):
             return (node.args[0],)
         if isinstance(node, (SquaredError, BinaryCrossEntropy, SoftmaxCrossEntropy)):
@@ -299,6 +302,10 @@ class Program:
             self._step(node, _explicit, self._children_of(node))
         elif isinstance(node, BlockMatrix):
             self._step(node, _blocks, self._children_of(node))
+        elif isinstance(node, Entries):
+            self._step(node, _explicit, self._children_of(node))
+        elif isinstance(node, Blocks):
+            self._step(node, _grid, self._children_of(node))
         else:
             self._step(node, _handler(node), self._children_of(node))
 
@@ -362,6 +369,11 @@ def _explicit(node, *entries):
 def _blocks(node, *values):
     rows, cols = node.blocks.shape
     return np.block([[values[r * cols + c] for c in range(cols)] for r in range(rows)])
+
+
+def _grid(node, *values):
+    columns = node.columns
+    return np.block([list(values[k:k + columns]) for k in range(0, len(values), columns)])
 
 
 def _inverse(node, a, *power):  # Inverse(A) is MatPow(A, -1): its args are (A, -1)
