@@ -38,6 +38,7 @@ from sympy import (
     expand,
     lambdify,
     nsimplify,
+    primerange,
 )
 from sympy import (
     exp as sp_exp,
@@ -47,7 +48,15 @@ from sympy import (
 )
 from sympy.matrices import MatrixBase
 
-from .derivation import dimension_symbols, explicit, gradients, normalize_dims, simplifies_to_zero, variables
+from .derivation import (
+    dimension_symbols,
+    expansion_cost,
+    explicit,
+    gradients,
+    normalize_dims,
+    simplifies_to_zero,
+    variables,
+)
 from .errors import DeriveError, ParseError
 from .functions import Elementwise, Loss, log_softmax, softmax
 from .graph import Adjoint, Intermediate, topological_order
@@ -72,6 +81,7 @@ TOLERANCE = 1e-9          # relative error under which two numeric gradients are
 SCREEN_POINTS = 3         # points at which a proposed correction is tried before it is confirmed
 SHOWN_CHARS = 400         # longer symbolic entries are cut in the report
 SYMBOLIC_LIMIT = 1500     # operations in one explicit entry of a named quantity beyond which SymPy is not asked
+SYMBOLIC_COST = 1000      # scalar operations of the loss's expansion at the dims beyond which SymPy is not asked
 
 
 # --- results ------------------------------------------------------------------------------------------
@@ -133,27 +143,24 @@ class CheckResult:
 # --- the network as the checker sees it ---------------------------------------------------------------
 
 def choose_dims(loss: Basic) -> dict[Symbol, int]:
-    """Small distinct sizes, so that a transpose or a swapped product shows as a shape error.
+    """Distinct odd primes (3, 5, 7, 11 ...) for the dimensions, skipping the sizes fixed in the shapes.
 
-    Sizes already fixed in the network's shapes are skipped, and a dimension that scales the loss
-    (N in 1/N) is never 2, so that a missing 1/N cannot pass for a missing 1/2.
+    At sizes that are distinct odd primes no size is 1 or 2 or another's, and no product of powers of
+    the sizes times a power of 2 equals another: a missing 1/N, 2/N or 1/(2 D), or N written for D,
+    changes the value at these dims, as it does at every other. Sizes unlike the fixed ones and each
+    other also make a missing transpose or a swapped product a shape error.
     """
-    fixed = set()
-    scales = set()
-    for n in topological_order(loss):
-        if isinstance(n, MatrixSymbol):
-            fixed |= {int(d) for d in n.shape if getattr(d, "is_Integer", False)}
-        if isinstance(n, Loss):
-            scales |= n.scale.free_symbols
-    order = sorted(dimension_symbols(loss), key=lambda s: (s not in scales, str(s)))
-    chosen, taken = {}, set(fixed) | {1}
-    for s in order:
-        size = 3 if s in scales else 2
-        while size in taken or (s in scales and size in (2, 4)):
-            size += 1
-        chosen[s] = size
-        taken.add(size)
-    return chosen
+    fixed = {int(d) for n in topological_order(loss) if isinstance(n, MatrixSymbol)
+             for d in n.shape if getattr(d, "is_Integer", False)}
+    sizes = (p for p in primerange(3, 10_000) if p not in fixed)
+    return {s: next(sizes) for s in sorted(dimension_symbols(loss), key=str)}
+
+
+def hiding_sizes(dims: Mapping) -> list[str]:
+    """The sizes among ``dims`` that can hide a constant factor (1, 2, or a size given twice)."""
+    values = list(dims.values())
+    return [f"{k}={v}" for k, v in sorted(dims.items(), key=lambda kv: str(kv[0]))
+            if v in (1, 2) or values.count(v) > 1]
 
 
 class Network:
@@ -173,15 +180,19 @@ class Network:
         self.expansion = self._expansion()
         self.scope = self._scope()
         self.constraints = self._constraints()
+        # at larger dims the written-out entries take SymPy minutes: equality is left to the numbers
+        self.symbolic = expansion_cost(loss, self.dims) <= SYMBOLIC_COST
         self._trees: dict[Basic, Node] = {}
 
     def _expansion(self) -> dict[Basic, Basic]:
         """Each name's compact definition: quantities, and the gradients of both derivations (the
         other one, of every other matrix, is what 'the gradient of another parameter' is read from)."""
-        mapping: dict[Basic, Basic] = {f.symbol: f.definition for f in self.g.forward}
+        mapping: dict[Basic, Basic] = {}
         for derivation in (self.g, self.everything):
             if derivation is None:
                 continue
+            for f in derivation.forward:  # a name both use is one quantity (everything takes g's names)
+                mapping.setdefault(f.symbol, f.definition)
             for f in derivation.forward:
                 adjoint = Adjoint(f.symbol.name, *f.symbol.shape)
                 if adjoint in mapping:
@@ -230,11 +241,12 @@ class Network:
             self._trees[expr] = from_sympy(expr, self.scope)
         return self._trees[expr]
 
-    def explicit(self, what, opaque: bool = False) -> ImmutableMatrix:
+    def explicit(self, what, opaque: tuple = (), backend: ExplicitBackend | None = None) -> ImmutableMatrix:
         """The explicit matrix of a tree or SymPy expression at the dims, target constraints applied.
-        ``opaque`` keeps named quantities as their entries (``h[0, 1]``) instead of expanding them."""
+        ``opaque``: the kinds of names (Intermediate, Adjoint) kept as their entries (``h[0, 1]``)
+        instead of expanded; ``backend.opened`` then maps each one's entries back to it."""
         tree = what if isinstance(what, Node) else self.tree(what)
-        value = evaluate(tree, ExplicitBackend(self, opaque))
+        value = evaluate(tree, backend or ExplicitBackend(self, opaque))
         if not isinstance(value, MatrixBase):
             value = ImmutableMatrix([[value]])
         return ImmutableMatrix(value.xreplace(self.constraints)) if self.constraints else ImmutableMatrix(value)
@@ -250,9 +262,17 @@ class Network:
 
     @cached_property
     def everything(self):
-        """Gradients of every other matrix of the loss (for 'this is another parameter's gradient')."""
+        """Gradients of every other matrix of the loss (for 'this is another parameter's gradient').
+
+        It is given every name the first derivation chose: left to itself it would number its own
+        quantities (U_1 for another quantity used twice) and one name would mean two things."""
         others = [s for s in self.leaves if s != self.param]
-        return gradients(self.loss, others, names=self.names, allow_unused=True) if others else None
+        if not others:
+            return None
+        names = {str(k) if isinstance(k, str) else str(v): v if isinstance(k, str) else k
+                 for k, v in (self.names or {}).items()}
+        names.update({name: quantity for quantity, name in self.g.names.items()})
+        return gradients(self.loss, others, names=names, allow_unused=True)
 
     def points(self, count: int, seed: int) -> list[dict]:
         """Random points: every matrix of the loss filled, targets meeting their constraints."""
@@ -309,9 +329,9 @@ class _Values:
             result = self.symbol(value)
         elif isinstance(value, (OneMatrix, Identity, ZeroMatrix)):
             result = self.constant(value.subs(self.net.dims).as_explicit())
-        elif not isinstance(value, MatrixExpr):
+        elif not isinstance(value, MatrixExpr) and not value.atoms(MatrixSymbol):
             result = self.scalar(value.subs(self.net.dims))
-        else:
+        else:  # a matrix expression or a scalar of matrices (det(X) in det(X) X^-T): written out
             result = self.other(value)
         self.memo[value] = result
         return result
@@ -340,9 +360,13 @@ class NumpyBackend(_Values):
         return float(value)
 
     def other(self, value):
-        matrix = explicit(self.net.expand_closed(value).subs(self.net.dims))
-        entries = entries_of(self.point, self.net)
-        return np.array(ImmutableMatrix(matrix).xreplace(entries).tolist(), dtype=float)
+        # the network's matrices as numbers before writing out: an inverse or determinant of numbers is
+        # quick where the same of symbolic entries is not
+        numbers = {s.subs(self.net.dims): ImmutableMatrix(self.point[s.name]) for s in self.net.leaves}
+        written = explicit(self.net.expand_closed(value).subs(self.net.dims).xreplace(numbers))
+        if not isinstance(written, MatrixBase):
+            return float(written)
+        return np.array(ImmutableMatrix(written).tolist(), dtype=float)
 
     def number(self, value):
         return float(value)
@@ -397,13 +421,16 @@ class SymbolicTooLarge(Exception):
 class ExplicitBackend(_Values):
     """A tree's value as an explicit SymPy matrix at the dims (for the symbolic comparison)."""
 
-    def __init__(self, net: Network, opaque: bool = False):
+    def __init__(self, net: Network, opaque: tuple = ()):
         super().__init__(net)
         self.opaque = opaque
+        self.opened: dict[Basic, Basic] = {}     # a kept name at the dims -> the name
 
     def leaf(self, value: Basic):
-        if self.opaque and isinstance(value, Intermediate):
-            return value.subs(self.net.dims).as_explicit()
+        if isinstance(value, self.opaque) and value in self.net.expansion:
+            concrete = value.subs(self.net.dims)
+            self.opened[concrete] = value
+            return concrete.as_explicit()
         result = super().leaf(value)
         named = isinstance(value, (Intermediate, Adjoint)) and isinstance(result, MatrixBase)
         if named and max((count_ops(e) for e in result), default=0) > SYMBOLIC_LIMIT:
@@ -420,7 +447,8 @@ class ExplicitBackend(_Values):
         return value
 
     def other(self, value):
-        return ImmutableMatrix(explicit(self.net.expand_closed(value).subs(self.net.dims)))
+        written = explicit(self.net.expand_closed(value).subs(self.net.dims))
+        return ImmutableMatrix(written) if isinstance(written, MatrixBase) else written
 
     def is_matrix(self, value) -> bool:
         return isinstance(value, MatrixBase)
@@ -506,8 +534,12 @@ class Comparison:
 
 
 def _close(value: np.ndarray, target: np.ndarray) -> np.ndarray:
-    scale = max(float(np.max(np.abs(target))), float(np.max(np.abs(value))), 1e-30)
-    return np.abs(value - target) <= TOLERANCE * scale
+    """Entry by entry: equal up to TOLERANCE of the larger entries; inf or nan (a division by 0) equals nothing."""
+    finite = np.isfinite(value) & np.isfinite(target)
+    scale = max(float(np.max(np.abs(np.where(finite, target, 0.0)))),
+                float(np.max(np.abs(np.where(finite, value, 0.0)))), 1e-30)
+    with np.errstate(invalid="ignore"):
+        return finite & (np.abs(value - target) <= TOLERANCE * scale)
 
 
 def compare(net: Network, hand: Node, against: Node, points: list[dict], symbolic: bool = True) -> Comparison:
@@ -520,7 +552,7 @@ def compare(net: Network, hand: Node, against: Node, points: list[dict], symboli
         if wrong.any():
             i, j = (int(k) for k in np.argwhere(wrong)[0])
             return Comparison(False, "numeric", _counterexample(net, hand, against, point, (i, j), h, d))
-    if not symbolic:
+    if not symbolic or not net.symbolic:
         return Comparison(True, "numeric")
     try:
         exact = all(simplifies_to_zero(a - b) for a, b in zip(net.explicit(hand), net.explicit(against)))
@@ -531,19 +563,24 @@ def compare(net: Network, hand: Node, against: Node, points: list[dict], symboli
 
 def _counterexample(net, hand, against, point, entry, h, d) -> Counterexample:
     i, j = entry
+    too_large = Symbol(f"(too large to show: the loss written out at these dims takes over {SYMBOLIC_COST} "
+                       "operations)")
     try:
-        hand_entry, derived_entry = net.explicit(hand)[i, j], net.explicit(against)[i, j]
+        hand_entry, derived_entry = ((net.explicit(hand)[i, j], net.explicit(against)[i, j]) if net.symbolic
+                                     else (too_large, too_large))
     except SymbolicTooLarge as error:
         hand_entry = derived_entry = Symbol(f"(too large to show: {error.args[0]} alone has entries of over "
                                             f"{SYMBOLIC_LIMIT} operations at these dims)")
-    named_hand, named_derived = (net.explicit(t, opaque=True)[i, j] for t in (hand, against))
+    # the readable entries keep named quantities, and on a large network named gradients too
+    opened = ExplicitBackend(net, (Intermediate,) if net.symbolic else (Intermediate, Adjoint))
+    named_hand, named_derived = (net.explicit(t, backend=opened)[i, j] for t in (hand, against))
     entries = entries_of(point, net)
     used = variables(hand_entry) | variables(derived_entry)
     shown = {k: v for k, v in entries.items() if k in used} or entries
     values = NumpyBackend(net, point)
     named_used = sorted(variables(named_hand) | variables(named_derived), key=str)
-    named_point = {e: float(values.leaf(e.args[0].subs({v: k for k, v in net.dims.items()}))[int(e.args[1]), int(e.args[2])])
-                   if isinstance(e.args[0], Intermediate) else entries.get(e, float("nan")) for e in named_used}
+    named_point = {e: float(values.leaf(opened.opened[e.args[0]])[int(e.args[1]), int(e.args[2])])
+                   if e.args[0] in opened.opened else entries.get(e, float("nan")) for e in named_used}
     return Counterexample(entry, hand_entry, derived_entry, shown, float(h[i, j]), float(d[i, j]),
                           named_hand, named_derived, named_point)
 
@@ -560,9 +597,18 @@ class Proposal:
 
 
 def _matrix_nodes(tree: Node) -> Iterator[tuple[tuple, Node]]:
+    """The parts of ``tree`` that are matrices: a slip is made on them, not on a factor such as 1/N."""
     for path, n in walk(tree):
-        if n.kind not in ("num",) and not (n.kind == "leaf" and not isinstance(n.value, MatrixExpr)):
+        if not _scalar(n):
             yield path, n
+
+
+def _scalar(n: Node) -> bool:
+    if n.kind == "num":
+        return True
+    if n.kind == "leaf":
+        return not isinstance(n.value, MatrixExpr)
+    return n.kind not in ("ones", "call") and all(_scalar(a) for a in n.args)
 
 
 def propose_factor(tree: Node, net: Network, screen) -> Iterator[Proposal]:
@@ -579,7 +625,7 @@ def propose_factor(tree: Node, net: Network, screen) -> Iterator[Proposal]:
 
 def _name_factor(ratio: float, net: Network):
     named = []
-    for d in net.dims:  # 1/N before 1/4 (N is never 2 or 4 at the chosen dims)
+    for d in net.dims:  # 1/N before 1/4 (the chosen dims are odd primes, never 2 or 4)
         named += [1 / d, d, 2 / d, 1 / (2 * d), d / 2, 2 * d]
     named += [Rational(k, m) for k in (1, 2, 4) for m in (1, 2, 4)]
     for candidate in named:
@@ -761,7 +807,7 @@ class Screen:
     def values(self, tree: Node) -> list[np.ndarray] | None:
         try:
             return [self.net.numeric(tree, p) for p in self.points]
-        except (HandShapeError, ValueError, TypeError, ZeroDivisionError):
+        except (HandShapeError, ZeroDivisionError):  # a proposal that does not fit together; others are bugs
             return None
 
     def against(self, gradient: Basic | None) -> list[np.ndarray]:
@@ -833,8 +879,31 @@ def _hand_tree(hand, net: Network) -> Node:
     if isinstance(hand, str):
         return parse(hand, net.scope)
     if isinstance(hand, Basic):
-        return from_sympy(hand, net.scope)
+        return from_sympy(_in_network_symbols(hand, net), net.scope)
     raise ParseError(f"a hand formula is text or a SymPy matrix expression, not a {type(hand).__name__}")
+
+
+def _in_network_symbols(hand: Basic, net: Network) -> Basic:
+    """A SymPy hand formula in the network's own symbols: a plain MatrixSymbol named like a quantity
+    (``MatrixSymbol("h", N, 3)``) stands for it, also inside a part kept whole (``det(h^T h)``), and
+    a Symbol named like a dimension for the dimension. Any other symbol is refused, like an unknown
+    name in a text."""
+    known = set(net.scope.symbols.values()) | set(net.scope.gradients.values())
+    renamed = {}
+    for s in sorted(hand.free_symbols, key=str):
+        if s in known:
+            continue
+        found = net.scope.symbol(str(s.name)) if type(s) in (MatrixSymbol, Symbol) else None
+        matrix = isinstance(s, MatrixExpr)
+        if found is not None and isinstance(found, MatrixExpr) == matrix and (not matrix or found.shape == s.shape):
+            renamed[s] = found
+            continue
+        what = f"{s.name} ({s.shape[0]} x {s.shape[1]})" if matrix else str(s)
+        if found is not None and matrix and isinstance(found, MatrixExpr):
+            what += f", but the network's {found.name} is {found.shape[0]} x {found.shape[1]}"
+        raise ParseError(f"the hand formula uses {what}: not a symbol of this network, which knows "
+                         f"{net.scope.known()}")
+    return hand.xreplace(renamed)
 
 
 def check(hand, loss: Basic, wrt, *, names: Mapping | None = None, dims: Mapping | None = None,
@@ -940,9 +1009,10 @@ def _report(r: CheckResult) -> str:
         how = ("symbolically (every entry's difference expands to 0) and numerically"
                if r.method == "symbolic" else "numerically (SymPy could not reduce the difference to 0)")
         lines.append(f"  equal at {_dims_text(r.dims)}, shown {how} at {r.points} random points")
-        return "\n".join(lines)
+        return "\n".join(lines + _caution(r.dims))
     if r.shape_problem:
         lines.append(f"  shape:    {r.shape_problem}")
+        lines.append(f"  corrections tried at {_dims_text(r.dims)}")
     if r.counterexample is not None:
         c = r.counterexample
         lines.append(f"  differs at {_dims_text(r.dims)}, first in entry [{c.entry[0]}, {c.entry[1]}]:")
@@ -960,7 +1030,16 @@ def _report(r: CheckResult) -> str:
             lines.append(f"    right:  {d.corrected}")
     else:
         lines.append("  diagnosis: no simple slip explains the difference")
-    return "\n".join(lines)
+    return "\n".join(lines + _caution(r.dims))
+
+
+def _caution(dims: dict) -> list[str]:
+    hiding = hiding_sizes(dims)
+    if not hiding:
+        return []
+    note = (f"  note: at {', '.join(hiding)} a constant factor can pass unseen (2/N is 1 at N=2, N/D is 1 at "
+            "N=D); the default dims, distinct odd primes, cannot hide one")
+    return [note]
 
 
 # --- the command line's part --------------------------------------------------------------------------

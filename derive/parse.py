@@ -796,7 +796,8 @@ def evaluate(tree: Node, backend) -> Any:
     if kind == "div":
         return _divide(tree, backend)
     if kind == "T":
-        return backend.transpose(evaluate(tree.args[0], backend))
+        value = evaluate(tree.args[0], backend)
+        return backend.transpose(value) if backend.is_matrix(value) else value  # a scalar is its own transpose
     if kind == "pow":
         return backend.power(evaluate(tree.args[0], backend), tree.value)
     if kind == "call":
