@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 import numpy as np
@@ -28,8 +28,10 @@ from sympy import (
     Dummy,
     Identity,
     ImmutableMatrix,
+    Integer,
     MatrixExpr,
     MatrixSymbol,
+    Mul,
     OneMatrix,
     Rational,
     Symbol,
@@ -81,7 +83,7 @@ TOLERANCE = 1e-9          # relative error under which two numeric gradients are
 SCREEN_POINTS = 3         # points at which a proposed correction is tried before it is confirmed
 SHOWN_CHARS = 400         # longer symbolic entries are cut in the report
 SYMBOLIC_LIMIT = 1500     # operations in one explicit entry of a named quantity beyond which SymPy is not asked
-SYMBOLIC_COST = 1000      # scalar operations of the loss's expansion at the dims beyond which SymPy is not asked
+SYMBOLIC_COST = 300       # scalar operations of the loss's expansion at the dims beyond which SymPy is not asked
 
 
 # --- results ------------------------------------------------------------------------------------------
@@ -142,17 +144,18 @@ class CheckResult:
 
 # --- the network as the checker sees it ---------------------------------------------------------------
 
-def choose_dims(loss: Basic) -> dict[Symbol, int]:
+def choose_dims(loss: Basic, avoid: set = frozenset()) -> dict[Symbol, int]:
     """Distinct odd primes (3, 5, 7, 11 ...) for the dimensions, skipping the sizes fixed in the shapes.
 
     At sizes that are distinct odd primes no size is 1 or 2 or another's, and no product of powers of
     the sizes times a power of 2 equals another: a missing 1/N, 2/N or 1/(2 D), or N written for D,
     changes the value at these dims, as it does at every other. Sizes unlike the fixed ones and each
-    other also make a missing transpose or a swapped product a shape error.
+    other also make a missing transpose or a swapped product a shape error. ``avoid``: sizes not to
+    use either (a second set of dims).
     """
     fixed = {int(d) for n in topological_order(loss) if isinstance(n, MatrixSymbol)
              for d in n.shape if getattr(d, "is_Integer", False)}
-    sizes = (p for p in primerange(3, 10_000) if p not in fixed)
+    sizes = (p for p in primerange(3, 10_000) if p not in fixed | set(avoid))
     return {s: next(sizes) for s in sorted(dimension_symbols(loss), key=str)}
 
 
@@ -183,6 +186,7 @@ class Network:
         # at larger dims the written-out entries take SymPy minutes: equality is left to the numbers
         self.symbolic = expansion_cost(loss, self.dims) <= SYMBOLIC_COST
         self._trees: dict[Basic, Node] = {}
+        self._backends: dict[int, tuple[dict, NumpyBackend]] = {}
 
     def _expansion(self) -> dict[Basic, Basic]:
         """Each name's compact definition: quantities, and the gradients of both derivations (the
@@ -253,12 +257,23 @@ class Network:
 
     def numeric(self, what, point: dict) -> np.ndarray:
         tree = what if isinstance(what, Node) else self.tree(what)
-        value = evaluate(tree, NumpyBackend(self, point))
+        # one backend per point: the named quantities' values are computed once for every proposal
+        cached = self._backends.get(id(point))
+        if cached is None or cached[0] is not point:
+            cached = self._backends[id(point)] = (point, NumpyBackend(self, point))
+        value = evaluate(tree, cached[1])
         return value if isinstance(value, np.ndarray) else np.full((1, 1), float(value))
 
     @cached_property
     def truth_tree(self) -> Node:
         return self.tree(self.g.compact(self.param))
+
+    @cached_property
+    def sibling(self) -> Network | None:
+        """The same derivation at a second set of dims (other odd primes), None without dims."""
+        if not self.dims:
+            return None
+        return Network(self.loss, self.param, self.names, choose_dims(self.loss, avoid=set(self.dims.values())))
 
     @cached_property
     def everything(self):
@@ -409,7 +424,7 @@ class NumpyBackend(_Values):
             z = args[0] - args[0].max(axis=axis, keepdims=True)
             log_p = z - np.log(np.exp(z).sum(axis=axis, keepdims=True))
             return np.exp(log_p) if cls is softmax else log_p
-        params = tuple(nsimplify(p) for p in args[1:])
+        params = tuple(_exact(p) for p in args[1:])
         with np.errstate(all="ignore"):
             return np.asarray(_scalar_function(cls, prime, params)(args[0]), dtype=float) * np.ones_like(args[0])
 
@@ -512,6 +527,12 @@ def _explicit_softmax(z: ImmutableMatrix, axis: int, log: bool) -> ImmutableMatr
 _SCALAR_FUNCTIONS: dict = {}
 
 
+@lru_cache(maxsize=256)
+def _exact(value: float) -> Basic:
+    """An activation's parameter (leaky_relu's 0.1) back as the exact number it was written as."""
+    return nsimplify(value)
+
+
 def _scalar_function(cls, prime: bool, params: tuple) -> Callable:
     key = (cls, prime, params)
     if key not in _SCALAR_FUNCTIONS:
@@ -573,7 +594,7 @@ def _counterexample(net, hand, against, point, entry, h, d) -> Counterexample:
                                             f"{SYMBOLIC_LIMIT} operations at these dims)")
     # the readable entries keep named quantities, and on a large network named gradients too
     opened = ExplicitBackend(net, (Intermediate,) if net.symbolic else (Intermediate, Adjoint))
-    named_hand, named_derived = (net.explicit(t, backend=opened)[i, j] for t in (hand, against))
+    named_hand, named_derived = (_entry(t, i, j, opened).xreplace(net.constraints) for t in (hand, against))
     entries = entries_of(point, net)
     used = variables(hand_entry) | variables(derived_entry)
     shown = {k: v for k, v in entries.items() if k in used} or entries
@@ -583,6 +604,37 @@ def _counterexample(net, hand, against, point, entry, h, d) -> Counterexample:
                    if e.args[0] in opened.opened else entries.get(e, float("nan")) for e in named_used}
     return Counterexample(entry, hand_entry, derived_entry, shown, float(h[i, j]), float(d[i, j]),
                           named_hand, named_derived, named_point)
+
+
+def _entry(tree: Node, i: int, j: int, backend: ExplicitBackend) -> Basic:
+    """Entry (i, j) of a tree's explicit value. Through a sum, a transpose, a Hadamard product and a
+    product of matrices only the entries that it takes are written out: SymPy spends its time
+    multiplying whole matrices of long entries (a report shows one entry)."""
+    kind = tree.kind
+    if kind == "T":
+        return _entry(tree.args[0], j, i, backend)
+    if kind == "neg":
+        return -_entry(tree.args[0], i, j, backend)
+    if kind in ("sum", "had"):
+        signs = tree.value if kind == "sum" else [1] * len(tree.args)
+        parts = [sign * (evaluate(a, backend) if _scalar(a) else _entry(a, i, j, backend))
+                 for a, sign in zip(tree.args, signs)]
+        return sum(parts) if kind == "sum" else Mul(*parts)
+    ones = [a for a in tree.args if a.kind == "ones" or a.kind == "T" and a.args[0].kind == "ones"
+            or a.kind == "num" and a.value == 1]   # a ones vector takes its length from its neighbour
+    if kind == "prod" and not ones:
+        values = [evaluate(a, backend) for a in tree.args]
+        matrices = [v for v in values if isinstance(v, MatrixBase)]
+        if matrices:
+            scalar = Mul(*(v for v in values if not isinstance(v, MatrixBase)))
+            if len(matrices) == 1:
+                return scalar * matrices[0][i, j]
+            row = matrices[0][i, :]
+            for m in matrices[1:-1]:
+                row = row * m
+            return scalar * (row * matrices[-1][:, j])[0, 0]
+    value = evaluate(tree, backend)
+    return value[i, j] if isinstance(value, MatrixBase) else value
 
 
 # --- the diagnoses: proposals of corrected formulas -----------------------------------------------------
@@ -612,28 +664,54 @@ def _scalar(n: Node) -> bool:
 
 
 def propose_factor(tree: Node, net: Network, screen) -> Iterator[Proposal]:
-    """The hand result times a constant (2, 1/2, -1, 1/N ...) is right."""
+    """The hand result times a constant (2, 1/2, -1, 1/N, D/N ...) is right."""
     ratio = screen.ratio(tree)
     if ratio is None:
         return
-    factor = _name_factor(ratio, net)
+    factor = _name_factor(ratio, tree, net)
     if factor is None or factor == 1:
         return
     scaled = node("prod", _factor_node(factor), tree) if factor != -1 else node("neg", tree)
     yield Proposal(scaled, f"off by a constant factor: {factor} times the hand result is right")
 
 
-def _name_factor(ratio: float, net: Network):
-    named = []
-    for d in net.dims:  # 1/N before 1/4 (the chosen dims are odd primes, never 2 or 4)
-        named += [1 / d, d, 2 / d, 1 / (2 * d), d / 2, 2 * d]
-    named += [Rational(k, m) for k in (1, 2, 4) for m in (1, 2, 4)]
-    for candidate in named:
-        for sign in (1, -1):
-            if abs(float((sign * candidate).subs(net.dims)) - ratio) <= 1e-9 * max(1.0, abs(ratio)):
-                return sign * candidate
+def _name_factor(ratio: float, tree: Node, net: Network):
+    """The factor, in the dims, that the ratio is. One ratio at one set of dims can be several
+    (4/5 at N=5 is 4/N or 4/5), so the ratio is read again at a second set of dims: a correction
+    right at the checker's dims only is never offered."""
+    candidates = [f for f in _factors(net) if _is(f, net.dims, ratio)]
+    if net.sibling is not None and candidates:
+        second = Screen(net.sibling, net.sibling.points(SCREEN_POINTS, seed=1)).ratio(tree)
+        candidates = [f for f in candidates if second is not None and _is(f, net.sibling.dims, second)]
+    if candidates:
+        return candidates[0]
     simple = nsimplify(ratio, rational=True, tolerance=1e-10)
-    return simple if simple.q <= 12 and abs(simple.p) <= 24 else None
+    if simple.q > 12 or abs(simple.p) > 24:
+        return None
+    if net.sibling is not None:   # a plain number only when it is the ratio at both dims
+        second = Screen(net.sibling, net.sibling.points(SCREEN_POINTS, seed=1)).ratio(tree)
+        if second is None or not _is(simple, {}, second):
+            return None
+    return simple
+
+
+def _is(factor: Basic, dims: dict, ratio: float) -> bool:
+    return abs(float(factor.subs(dims)) - ratio) <= 1e-9 * max(1.0, abs(ratio))
+
+
+def _factors(net: Network) -> list[Basic]:
+    """Constant factors a slip leaves out, simplest first: a small power of 2 times a product of at
+    most two dims to the power -2 to 2 (1/N, 2/N, 1/(2N), N/D ...), each with either sign."""
+    dims = sorted(net.dims, key=str)
+    monomials = [(0, Integer(1))]
+    for k, d in enumerate(dims):
+        for e in (-1, 1, -2, 2):
+            monomials.append((abs(e), d ** e))
+            for other in dims[k + 1:]:
+                monomials += [(abs(e) + abs(f) + 1, d ** e * other ** f) for f in (-1, 1, -2, 2)]
+    constants = [Integer(1), Integer(2), Rational(1, 2), Integer(4), Rational(1, 4)]
+    ordered = sorted(((size, c, m) for size, m in monomials for c in range(len(constants))), key=lambda t: t[:2])
+    return [sign * constants[c] * m for _, c, m in ordered for sign in (1, -1)]
 
 
 def _factor_node(factor: Basic) -> Node:
