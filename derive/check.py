@@ -49,6 +49,7 @@ from sympy import (
     log as sp_log,
 )
 from sympy.matrices import MatrixBase
+from sympy.matrices.expressions.matexpr import MatrixElement
 
 from .derivation import (
     dimension_symbols,
@@ -269,6 +270,16 @@ class Network:
         return self.tree(self.g.compact(self.param))
 
     @cached_property
+    def elements(self) -> list[tuple]:
+        """(name, i, j, the entry X[i, j]) of every matrix of the loss at the dims (SymPy is slow to index)."""
+        out = []
+        for s in self.leaves:
+            concrete = s.subs(self.dims)
+            rows, cols = (int(d) for d in concrete.shape)
+            out += [(s.name, i, j, MatrixElement(concrete, Integer(i), Integer(j))) for i in range(rows) for j in range(cols)]
+        return out
+
+    @cached_property
     def sibling(self) -> Network | None:
         """The same derivation at a second set of dims (other odd primes), None without dims."""
         if not self.dims:
@@ -303,27 +314,31 @@ class Network:
         return out
 
     def _random_point(self, rng, positive: bool) -> dict:
-        point = {}
-        for s in self.leaves:
-            rows, cols = (int(d.subs(self.dims)) for d in s.shape)
-            point[s.name] = rng.uniform(0.1 if positive else -1.0, 1.0, size=(rows, cols))
-        if self.constraints:
-            entries = entries_of(point, self)
-            for element, value in self.constraints.items():
-                point[element.args[0].name][int(element.args[1]), int(element.args[2])] = float(value.xreplace(entries))
+        point = {name: rng.uniform(0.1 if positive else -1.0, 1.0, size=shape) for name, shape in self.shapes}
+        for (name, i, j), used, value in self._constraint_functions:
+            point[name][i, j] = value(*(point[n][a, b] for n, a, b in used))
         return point
+
+    @cached_property
+    def shapes(self) -> list[tuple[str, tuple[int, int]]]:
+        return [(s.name, tuple(int(d.subs(self.dims)) for d in s.shape)) for s in self.leaves]
+
+    @cached_property
+    def _constraint_functions(self) -> list[tuple]:
+        """Each target constraint as (the entry it sets, the entries it reads, a float function)."""
+        def where(element):
+            return element.args[0].name, int(element.args[1]), int(element.args[2])
+        out = []
+        for element, value in self.constraints.items():
+            used = sorted(value.atoms(MatrixElement), key=str)
+            plain = [Dummy() for _ in used]
+            out.append((where(element), [where(e) for e in used], lambdify(plain, value.xreplace(dict(zip(used, plain))))))
+        return out
 
 
 def entries_of(point: dict, net: Network) -> dict:
     """The point as ``{X[0, 1]: value}`` for every entry (what a report shows)."""
-    out = {}
-    for s in net.leaves:
-        concrete = s.subs(net.dims)
-        array = point[s.name]
-        for i in range(array.shape[0]):
-            for j in range(array.shape[1]):
-                out[concrete[i, j]] = float(array[i, j])
-    return out
+    return {element: float(point[name][i, j]) for name, i, j, element in net.elements}
 
 
 # --- backends that give a tree its value --------------------------------------------------------------
@@ -607,34 +622,54 @@ def _counterexample(net, hand, against, point, entry, h, d) -> Counterexample:
 
 
 def _entry(tree: Node, i: int, j: int, backend: ExplicitBackend) -> Basic:
-    """Entry (i, j) of a tree's explicit value. Through a sum, a transpose, a Hadamard product and a
-    product of matrices only the entries that it takes are written out: SymPy spends its time
-    multiplying whole matrices of long entries (a report shows one entry)."""
+    """Entry (i, j) of a tree's explicit value (a report shows one entry)."""
+    value = _part(tree, [i], [j], backend)
+    return value[0, 0] if isinstance(value, MatrixBase) else value
+
+
+def _part(tree: Node, rows: list | None, cols: list | None, backend: ExplicitBackend):
+    """The rows and columns (None: all) of a tree's explicit value. Through transposes, sums,
+    Hadamard products, products, divisions by a scalar, powers and activations only the entries
+    asked for are written out: SymPy spends its time multiplying whole matrices of long entries."""
     kind = tree.kind
+    if _scalar(tree):
+        return evaluate(tree, backend)
     if kind == "T":
-        return _entry(tree.args[0], j, i, backend)
+        return _part(tree.args[0], cols, rows, backend).T
     if kind == "neg":
-        return -_entry(tree.args[0], i, j, backend)
+        return -_part(tree.args[0], rows, cols, backend)
+    if kind == "pow":
+        return backend.power(_part(tree.args[0], rows, cols, backend), tree.value)
+    if kind == "div" and _scalar(tree.args[1]):
+        return backend.divide(_part(tree.args[0], rows, cols, backend), evaluate(tree.args[1], backend))
     if kind in ("sum", "had"):
+        combine = backend.add if kind == "sum" else backend.hadamard
         signs = tree.value if kind == "sum" else [1] * len(tree.args)
-        parts = [sign * (evaluate(a, backend) if _scalar(a) else _entry(a, i, j, backend))
-                 for a, sign in zip(tree.args, signs)]
-        return sum(parts) if kind == "sum" else Mul(*parts)
-    ones = [a for a in tree.args if a.kind == "ones" or a.kind == "T" and a.args[0].kind == "ones"
-            or a.kind == "num" and a.value == 1]   # a ones vector takes its length from its neighbour
+        total = None
+        for term, sign in zip(tree.args, signs):
+            value = backend.scale(Integer(sign), _part(term, rows, cols, backend))
+            total = value if total is None else combine(total, value)
+        return total
+    if kind == "call" and tree.value[0].cls is not None and tree.value[0].cls not in (softmax, log_softmax):
+        function, prime = tree.value
+        params = [evaluate(a, backend) for a in tree.args[1:]]
+        return backend.apply(function.cls, prime, [_part(tree.args[0], rows, cols, backend), *params])
+    ones = any(a.kind == "ones" or a.kind == "T" and a.args[0].kind == "ones" or a.kind == "num" and a.value == 1
+               for a in tree.args)   # a ones vector takes its length from its neighbour: written out whole
     if kind == "prod" and not ones:
-        values = [evaluate(a, backend) for a in tree.args]
-        matrices = [v for v in values if isinstance(v, MatrixBase)]
-        if matrices:
-            scalar = Mul(*(v for v in values if not isinstance(v, MatrixBase)))
-            if len(matrices) == 1:
-                return scalar * matrices[0][i, j]
-            row = matrices[0][i, :]
-            for m in matrices[1:-1]:
-                row = row * m
-            return scalar * (row * matrices[-1][:, j])[0, 0]
+        scalar = Mul(*(evaluate(a, backend) for a in tree.args if _scalar(a)))
+        matrices = [a for a in tree.args if not _scalar(a)]
+        if len(matrices) == 1:
+            return backend.scale(scalar, _part(matrices[0], rows, cols, backend))
+        product = _part(matrices[0], rows, None, backend)
+        for middle in matrices[1:-1]:
+            product = backend.matmul(product, evaluate(middle, backend))
+        return backend.scale(scalar, backend.matmul(product, _part(matrices[-1], None, cols, backend)))
     value = evaluate(tree, backend)
-    return value[i, j] if isinstance(value, MatrixBase) else value
+    if not isinstance(value, MatrixBase):
+        return value
+    return value.extract(list(range(value.rows)) if rows is None else rows,
+                         list(range(value.cols)) if cols is None else cols)
 
 
 # --- the diagnoses: proposals of corrected formulas -----------------------------------------------------
@@ -684,7 +719,8 @@ def _name_factor(ratio: float, tree: Node, net: Network):
         second = Screen(net.sibling, net.sibling.points(SCREEN_POINTS, seed=1)).ratio(tree)
         candidates = [f for f in candidates if second is not None and _is(f, net.sibling.dims, second)]
     if candidates:
-        return candidates[0]
+        sign, constant, powers = candidates[0]
+        return sign * constant * Mul(*(d ** e for d, e in powers))
     simple = nsimplify(ratio, rational=True, tolerance=1e-10)
     if simple.q > 12 or abs(simple.p) > 24:
         return None
@@ -695,23 +731,29 @@ def _name_factor(ratio: float, tree: Node, net: Network):
     return simple
 
 
-def _is(factor: Basic, dims: dict, ratio: float) -> bool:
-    return abs(float(factor.subs(dims)) - ratio) <= 1e-9 * max(1.0, abs(ratio))
+def _is(factor, dims: dict, ratio: float) -> bool:
+    """Whether a factor (a number, or (sign, constant, ((dim, power), ...))) is ``ratio`` at ``dims``."""
+    if isinstance(factor, tuple):
+        sign, constant, powers = factor
+        value = sign * float(constant) * float(np.prod([float(dims[d]) ** e for d, e in powers]))
+    else:
+        value = float(factor.subs(dims))
+    return abs(value - ratio) <= 1e-9 * max(1.0, abs(ratio))
 
 
-def _factors(net: Network) -> list[Basic]:
+def _factors(net: Network) -> list[tuple]:
     """Constant factors a slip leaves out, simplest first: a small power of 2 times a product of at
     most two dims to the power -2 to 2 (1/N, 2/N, 1/(2N), N/D ...), each with either sign."""
     dims = sorted(net.dims, key=str)
-    monomials = [(0, Integer(1))]
+    monomials = [(0, ())]
     for k, d in enumerate(dims):
         for e in (-1, 1, -2, 2):
-            monomials.append((abs(e), d ** e))
+            monomials.append((abs(e), ((d, e),)))
             for other in dims[k + 1:]:
-                monomials += [(abs(e) + abs(f) + 1, d ** e * other ** f) for f in (-1, 1, -2, 2)]
+                monomials += [(abs(e) + abs(f) + 1, ((d, e), (other, f))) for f in (-1, 1, -2, 2)]
     constants = [Integer(1), Integer(2), Rational(1, 2), Integer(4), Rational(1, 4)]
     ordered = sorted(((size, c, m) for size, m in monomials for c in range(len(constants))), key=lambda t: t[:2])
-    return [sign * constants[c] * m for _, c, m in ordered for sign in (1, -1)]
+    return [(sign, constants[c], m) for _, c, m in ordered for sign in (1, -1)]
 
 
 def _factor_node(factor: Basic) -> Node:

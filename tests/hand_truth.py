@@ -53,7 +53,7 @@ class HandTruth:
                        if isinstance(s, (Intermediate, Adjoint))}
 
     def _random_leaves(self, rng, leaves) -> dict:
-        values = {s.name: rng.uniform(-1, 1, size=tuple(int(d.subs(self.dims)) for d in s.shape)) for s in leaves}
+        values = {s.name: rng.uniform(-1, 1, size=tuple(int(d.xreplace(self.dims)) for d in s.shape)) for s in leaves}
         for n in topological_order(self.loss):   # targets as the losses take them: in [0, 1], summing to 1
             if isinstance(n, BinaryCrossEntropy):
                 values[n.target.name] = rng.uniform(0, 1, size=values[n.target.name].shape)
@@ -65,12 +65,17 @@ class HandTruth:
     def _named_values(self, values: dict, quantities: dict, leaves: list) -> dict:
         """Quantities by the NumPy evaluator; dL/dQ for every quantity and matrix by torch autograd."""
         import torch
-        tensors = {k: torch.tensor(v, dtype=torch.float64, requires_grad=True) for k, v in values.items()}
-        walk = Walk(TorchOps(), tensors, self.dims)
-        loss = walk.run(self.loss)
-        wrt = {f"d:{s.name}": tensors[s.name] for s in leaves}
-        wrt.update({f"d:{q}": walk.memo[e] for q, e in quantities.items() if e in walk.memo})
-        grads = torch.autograd.grad(loss, list(wrt.values()), allow_unused=True)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)    # matrices of a few dozen entries: threads only cost time
+        try:
+            tensors = {k: torch.tensor(v, dtype=torch.float64, requires_grad=True) for k, v in values.items()}
+            walk = Walk(TorchOps(), tensors, self.dims)
+            loss = walk.run(self.loss)
+            wrt = {f"d:{s.name}": tensors[s.name] for s in leaves}
+            wrt.update({f"d:{q}": walk.memo[e] for q, e in quantities.items() if e in walk.memo})
+            grads = torch.autograd.grad(loss, list(wrt.values()), allow_unused=True)
+        finally:
+            torch.set_num_threads(threads)
         out = dict(values)
         out.update({k: np.zeros(tuple(t.shape)) if g is None else g.detach().numpy()
                     for (k, t), g in zip(wrt.items(), grads)})
@@ -90,7 +95,7 @@ class HandTruth:
         except HandShapeError:
             return "wrong"                  # its operands do not fit together
         expr = expr.xreplace(self.rename)
-        shape = tuple(int(d.subs(self.dims)) for d in self.param.shape)
+        shape = tuple(int(d.xreplace(self.dims)) for d in self.param.shape)
         for values in self.values:
             with np.errstate(all="ignore"):
                 got = np.asarray(evaluate(expr, values, self.dims), dtype=float)
