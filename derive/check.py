@@ -2,14 +2,17 @@
 
 ``check(hand, loss, wrt)`` derives dL/d(wrt) with :func:`derive.gradients`, reads the hand formula
 (text in the grammar of :mod:`derive.parse`, or a SymPy matrix expression) and compares the two at
-small concrete dims: symbolically where SymPy can (each entry's difference expands to 0) and
-numerically at random points always. A wrong hand formula gets
+concrete dims that cannot hide a constant factor (distinct odd primes, :func:`choose_dims`):
+symbolically where SymPy can (each entry's difference expands to 0) and numerically at random
+points always. Every hand formula gets a verdict; only bad input raises (a ParseError or another
+DeriveError). A wrong hand formula gets
 
 * its shape problem (both shapes, or the operands inside it that do not fit), or the first entry
   that differs, both entries written out, and a numeric counterexample (the point, both values);
 * a diagnosis when a simple change makes it right. The changes are a table (:data:`DIAGNOSES`) of
   small generators, each proposing corrected formulas; the first proposal that equals the derived
   gradient (screened numerically, then confirmed like the hand formula itself) names the slip.
+  A constant factor is read at a second set of dims too, so a correction is right at every size.
 
 Nothing here differentiates: the derivation is the truth, read through its public API.
 """
@@ -262,7 +265,8 @@ class Network:
         cached = self._backends.get(id(point))
         if cached is None or cached[0] is not point:
             cached = self._backends[id(point)] = (point, NumpyBackend(self, point))
-        value = evaluate(tree, cached[1])
+        with np.errstate(all="ignore"):   # an inf or nan (a division by 0) is a wrong value, not a warning
+            value = evaluate(tree, cached[1])
         return value if isinstance(value, np.ndarray) else np.full((1, 1), float(value))
 
     @cached_property
@@ -1033,8 +1037,10 @@ def check(hand, loss: Basic, wrt, *, names: Mapping | None = None, dims: Mapping
     ``hand`` is text in the grammar of :mod:`derive.parse` (plain or LaTeX) or a SymPy matrix
     expression; it may use the network's symbols, the derivation's named intermediates (``names``
     as for :func:`derive.gradients`) and their gradients (``dL/dZ``). ``dims`` are the concrete
-    sizes to compare at (small distinct ones by default). A text that is not in the grammar raises
-    :class:`~derive.errors.ParseError`; a wrong formula does not raise, its result says why.
+    sizes to compare at (by default distinct odd primes, :func:`choose_dims`; the report warns of
+    given sizes that can hide a factor). A text that is not in the grammar raises
+    :class:`~derive.errors.ParseError`, a SymPy formula with a symbol the network does not have too;
+    a wrong formula does not raise, its result says why.
     """
     param = _param(loss, wrt)
     net = Network(loss, param, names, dims)

@@ -377,7 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wrt", required=True, metavar="W", help="the parameter the hand gradient is for")
     p.add_argument("--hand", required=True, metavar="FORMULA",
                    help="the hand gradient, e.g. \"X^T (dL/dZ ⊙ relu'(Z))\" (grammar in README.md)")
-    p.add_argument("--dims", metavar="N=2,D=3", help="sizes to compare at (default: small distinct ones)")
+    p.add_argument("--dims", metavar="N=2,D=3", help="sizes to compare at (default: distinct odd primes, which cannot hide a factor)")
     p.set_defaults(run=cmd_check)
     p = sub.add_parser("bench", parents=[common],
                        help="time the generated gradient step against PyTorch eager and the matrix-product "

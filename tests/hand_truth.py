@@ -13,7 +13,7 @@ unable to hide a constant factor themselves.
 from __future__ import annotations
 
 import numpy as np
-from sympy import Basic, MatrixSymbol, primerange
+from sympy import Basic, MatrixSymbol, S, primerange
 
 from derive.check import Network
 from derive.functions import BinaryCrossEntropy, Loss, SoftmaxCrossEntropy
@@ -94,6 +94,8 @@ class HandTruth:
             expr = self.sympy_form(hand)
         except HandShapeError:
             return "wrong"                  # its operands do not fit together
+        if expr.has(S.ComplexInfinity, S.NaN, S.Infinity, S.NegativeInfinity):
+            return "wrong"                  # a division by 0
         expr = expr.xreplace(self.rename)
         shape = tuple(int(d.xreplace(self.dims)) for d in self.param.shape)
         for values in self.values:

@@ -3,6 +3,7 @@ diagnosis, and what a report shows (entries, counterexample, correction) is itse
 against an independent truth: the elementwise derivative of the loss (``g.elementwise``)."""
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -351,6 +352,46 @@ def test_a_scalar_prefixed_answer_gets_a_verdict(name, wrt, hand):
     code, text = run_check(name, wrt, hand)          # derive check: 0 or 1 with the report, never a crash
     assert code == (0 if independent_verdict(name, wrt, hand) == "right" else 1)
     assert text.startswith(f"dL/d{wrt}: ")
+
+
+# Formulas at the edges: a division by 0 (inf equalled inf and passed), zero, a double sign.
+EDGES = [
+    ("seed_000_bce", "w2", "h^T (p - y) ⊘ 0"),
+    ("seed_000_bce", "w2", "h^T (p - y)/0"),
+    ("seed_000_bce", "w2", "h^T ((p - y) ⊘ (p - p))"),
+    ("seed_000_bce", "w2", "h^T log(0 (p - y))"),
+    ("seed_000_bce", "w2", "0 w2"),
+    ("seed_000_bce", "w2", "w2 - w2"),
+    ("seed_000_bce", "w2", "- - h^T (p - y)/N"),
+    ("seed_000_bce", "w2", "(1/N)^T h^T (p - y)"),
+]
+
+
+@pytest.mark.parametrize(("name", "wrt", "hand"), EDGES, ids=ids(EDGES))
+def test_a_formula_at_the_edges_gets_a_verdict(name, wrt, hand):
+    assert_verdict_is_the_truth(name, wrt, hand)
+
+
+# A SymPy hand may use the network's symbols, by object or by name; any other symbol is bad input.
+_y = MatrixSymbol("y", N_, 1)
+FOREIGN_SYMBOLS = [
+    ("a matrix the network lacks", MatrixSymbol("Q", 3, 1), "the hand formula uses Q (3 x 1)"),
+    ("a scalar the network lacks", Symbol("x") * MatrixSymbol("w2", 3, 1), "the hand formula uses x"),
+    ("a quantity of another shape", MatrixSymbol("h", N_, 2).T * (MatrixSymbol("p", N_, 1) - _y),
+     "h (N x 2), but the network's h is N x 3"),
+]
+
+
+@pytest.mark.parametrize(("hand", "message"), [r[1:] for r in FOREIGN_SYMBOLS], ids=[r[0] for r in FOREIGN_SYMBOLS])
+def test_a_sympy_answer_with_a_foreign_symbol_is_bad_input(hand, message):
+    with pytest.raises(ParseError, match=re.escape(message)):
+        check_example("seed_000_bce", "w2", hand)
+
+
+def test_a_sympy_answer_may_name_the_dims_and_quantities_by_name():
+    N, h, p = Symbol("N"), MatrixSymbol("h", N_, 3), MatrixSymbol("p", N_, 1)   # N without assumptions
+    assert check_example("seed_000_bce", "w2", h.T * (p - _y) / N)
+    assert independent_verdict("seed_000_bce", "w2", "h^T (p - y)/N") == "right"
 
 
 # Item 3: a SymPy hand with a scalar of matrices (det(X) in det(X) X^-T) raised TypeError.
