@@ -2,14 +2,17 @@
 
 ``check(hand, loss, wrt)`` derives dL/d(wrt) with :func:`derive.gradients`, reads the hand formula
 (text in the grammar of :mod:`derive.parse`, or a SymPy matrix expression) and compares the two at
-small concrete dims: symbolically where SymPy can (each entry's difference expands to 0) and
-numerically at random points always. A wrong hand formula gets
+concrete dims that cannot hide a constant factor (distinct odd primes, :func:`choose_dims`):
+symbolically where SymPy can (each entry's difference expands to 0) and numerically at random
+points always. Every hand formula gets a verdict; only bad input raises (a ParseError or another
+DeriveError). A wrong hand formula gets
 
 * its shape problem (both shapes, or the operands inside it that do not fit), or the first entry
   that differs, both entries written out, and a numeric counterexample (the point, both values);
 * a diagnosis when a simple change makes it right. The changes are a table (:data:`DIAGNOSES`) of
   small generators, each proposing corrected formulas; the first proposal that equals the derived
   gradient (screened numerically, then confirmed like the hand formula itself) names the slip.
+  A constant factor is read at a second set of dims too, so a correction is right at every size.
 
 Nothing here differentiates: the derivation is the truth, read through its public API.
 """
@@ -19,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 import numpy as np
@@ -28,8 +31,10 @@ from sympy import (
     Dummy,
     Identity,
     ImmutableMatrix,
+    Integer,
     MatrixExpr,
     MatrixSymbol,
+    Mul,
     OneMatrix,
     Rational,
     Symbol,
@@ -38,6 +43,7 @@ from sympy import (
     expand,
     lambdify,
     nsimplify,
+    primerange,
 )
 from sympy import (
     exp as sp_exp,
@@ -46,9 +52,18 @@ from sympy import (
     log as sp_log,
 )
 from sympy.matrices import MatrixBase
+from sympy.matrices.expressions.matexpr import MatrixElement
 
 from .canonical import canonical
-from .derivation import dimension_symbols, explicit, gradients, normalize_dims, simplifies_to_zero, variables
+from .derivation import (
+    dimension_symbols,
+    expansion_cost,
+    explicit,
+    gradients,
+    normalize_dims,
+    simplifies_to_zero,
+    variables,
+)
 from .errors import DeriveError, ParseError
 from .functions import Elementwise, Loss, log_softmax, softmax
 from .graph import Adjoint, Intermediate, topological_order
@@ -73,6 +88,7 @@ TOLERANCE = 1e-9          # relative error under which two numeric gradients are
 SCREEN_POINTS = 3         # points at which a proposed correction is tried before it is confirmed
 SHOWN_CHARS = 400         # longer symbolic entries are cut in the report
 SYMBOLIC_LIMIT = 1500     # operations in one explicit entry of a named quantity beyond which SymPy is not asked
+SYMBOLIC_COST = 300       # scalar operations of the loss's expansion at the dims beyond which SymPy is not asked
 
 
 # --- results ------------------------------------------------------------------------------------------
@@ -133,28 +149,26 @@ class CheckResult:
 
 # --- the network as the checker sees it ---------------------------------------------------------------
 
-def choose_dims(loss: Basic) -> dict[Symbol, int]:
-    """Small distinct sizes, so that a transpose or a swapped product shows as a shape error.
+def choose_dims(loss: Basic, avoid: set = frozenset()) -> dict[Symbol, int]:
+    """Distinct odd primes (3, 5, 7, 11 ...) for the dimensions, skipping the sizes fixed in the shapes.
 
-    Sizes already fixed in the network's shapes are skipped, and a dimension that scales the loss
-    (N in 1/N) is never 2, so that a missing 1/N cannot pass for a missing 1/2.
+    At sizes that are distinct odd primes no size is 1 or 2 or another's, and no product of powers of
+    the sizes times a power of 2 equals another: a missing 1/N, 2/N or 1/(2 D), or N written for D,
+    changes the value at these dims, as it does at every other. Sizes unlike the fixed ones and each
+    other also make a missing transpose or a swapped product a shape error. ``avoid``: sizes not to
+    use either (a second set of dims).
     """
-    fixed = set()
-    scales = set()
-    for n in topological_order(loss):
-        if isinstance(n, MatrixSymbol):
-            fixed |= {int(d) for d in n.shape if getattr(d, "is_Integer", False)}
-        if isinstance(n, Loss):
-            scales |= n.scale.free_symbols
-    order = sorted(dimension_symbols(loss), key=lambda s: (s not in scales, str(s)))
-    chosen, taken = {}, set(fixed) | {1}
-    for s in order:
-        size = 3 if s in scales else 2
-        while size in taken or (s in scales and size in (2, 4)):
-            size += 1
-        chosen[s] = size
-        taken.add(size)
-    return chosen
+    fixed = {int(d) for n in topological_order(loss) if isinstance(n, MatrixSymbol)
+             for d in n.shape if getattr(d, "is_Integer", False)}
+    sizes = (p for p in primerange(3, 10_000) if p not in fixed | set(avoid))
+    return {s: next(sizes) for s in sorted(dimension_symbols(loss), key=str)}
+
+
+def hiding_sizes(dims: Mapping) -> list[str]:
+    """The sizes among ``dims`` that can hide a constant factor (1, 2, or a size given twice)."""
+    values = list(dims.values())
+    return [f"{k}={v}" for k, v in sorted(dims.items(), key=lambda kv: str(kv[0]))
+            if v in (1, 2) or values.count(v) > 1]
 
 
 class Network:
@@ -175,15 +189,20 @@ class Network:
         self.expansion = self._expansion()
         self.scope = self._scope()
         self.constraints = self._constraints()
+        # at larger dims the written-out entries take SymPy minutes: equality is left to the numbers
+        self.symbolic = expansion_cost(root, self.dims) <= SYMBOLIC_COST
         self._trees: dict[Basic, Node] = {}
+        self._backends: dict[int, tuple[dict, NumpyBackend]] = {}
 
     def _expansion(self) -> dict[Basic, Basic]:
         """Each name's compact definition: quantities, and the gradients of both derivations (the
         other one, of every other matrix, is what 'the gradient of another parameter' is read from)."""
-        mapping: dict[Basic, Basic] = {f.symbol: f.definition for f in self.g.forward}
+        mapping: dict[Basic, Basic] = {}
         for derivation in (self.g, self.everything):
             if derivation is None:
                 continue
+            for f in derivation.forward:  # a name both use is one quantity (everything takes g's names)
+                mapping.setdefault(f.symbol, f.definition)
             for f in derivation.forward:
                 adjoint = Adjoint(f.symbol.name, *f.symbol.shape)
                 if adjoint in mapping:
@@ -232,18 +251,24 @@ class Network:
             self._trees[expr] = from_sympy(expr, self.scope)
         return self._trees[expr]
 
-    def explicit(self, what, opaque: bool = False) -> ImmutableMatrix:
+    def explicit(self, what, opaque: tuple = (), backend: ExplicitBackend | None = None) -> ImmutableMatrix:
         """The explicit matrix of a tree or SymPy expression at the dims, target constraints applied.
-        ``opaque`` keeps named quantities as their entries (``h[0, 1]``) instead of expanding them."""
+        ``opaque``: the kinds of names (Intermediate, Adjoint) kept as their entries (``h[0, 1]``)
+        instead of expanded; ``backend.opened`` then maps each one's entries back to it."""
         tree = what if isinstance(what, Node) else self.tree(what)
-        value = evaluate(tree, ExplicitBackend(self, opaque))
+        value = evaluate(tree, backend or ExplicitBackend(self, opaque))
         if not isinstance(value, MatrixBase):
             value = ImmutableMatrix([[value]])
         return ImmutableMatrix(value.xreplace(self.constraints)) if self.constraints else ImmutableMatrix(value)
 
     def numeric(self, what, point: dict) -> np.ndarray:
         tree = what if isinstance(what, Node) else self.tree(what)
-        value = evaluate(tree, NumpyBackend(self, point))
+        # one backend per point: the named quantities' values are computed once for every proposal
+        cached = self._backends.get(id(point))
+        if cached is None or cached[0] is not point:
+            cached = self._backends[id(point)] = (point, NumpyBackend(self, point))
+        with np.errstate(all="ignore"):   # an inf or nan (a division by 0) is a wrong value, not a warning
+            value = evaluate(tree, cached[1])
         return value if isinstance(value, np.ndarray) else np.full((1, 1), float(value))
 
     @cached_property
@@ -251,10 +276,35 @@ class Network:
         return self.tree(self.g.compact(self.param))
 
     @cached_property
+    def elements(self) -> list[tuple]:
+        """(name, i, j, the entry X[i, j]) of every matrix of the loss at the dims (SymPy is slow to index)."""
+        out = []
+        for s in self.leaves:
+            concrete = s.subs(self.dims)
+            rows, cols = (int(d) for d in concrete.shape)
+            out += [(s.name, i, j, MatrixElement(concrete, Integer(i), Integer(j))) for i in range(rows) for j in range(cols)]
+        return out
+
+    @cached_property
+    def sibling(self) -> Network | None:
+        """The same derivation at a second set of dims (other odd primes), None without dims."""
+        if not self.dims:
+            return None
+        return Network(self.loss, self.param, self.names, choose_dims(self.g.root, avoid=set(self.dims.values())))
+
+    @cached_property
     def everything(self):
-        """Gradients of every other matrix of the loss (for 'this is another parameter's gradient')."""
+        """Gradients of every other matrix of the loss (for 'this is another parameter's gradient').
+
+        It is given every name the first derivation chose: left to itself it would number its own
+        quantities (U_1 for another quantity used twice) and one name would mean two things."""
         others = [s for s in self.leaves if s != self.param]
-        return gradients(self.loss, others, names=self.names, allow_unused=True) if others else None
+        if not others:
+            return None
+        names = {str(k) if isinstance(k, str) else str(v): v if isinstance(k, str) else k
+                 for k, v in (self.names or {}).items()}
+        names.update({name: quantity for quantity, name in self.g.names.items()})
+        return gradients(self.loss, others, names=names, allow_unused=True)
 
     def points(self, count: int, seed: int) -> list[dict]:
         """Random points: every matrix of the loss filled, targets meeting their constraints."""
@@ -270,27 +320,31 @@ class Network:
         return out
 
     def _random_point(self, rng, positive: bool) -> dict:
-        point = {}
-        for s in self.leaves:
-            rows, cols = (int(d.subs(self.dims)) for d in s.shape)
-            point[s.name] = rng.uniform(0.1 if positive else -1.0, 1.0, size=(rows, cols))
-        if self.constraints:
-            entries = entries_of(point, self)
-            for element, value in self.constraints.items():
-                point[element.args[0].name][int(element.args[1]), int(element.args[2])] = float(value.xreplace(entries))
+        point = {name: rng.uniform(0.1 if positive else -1.0, 1.0, size=shape) for name, shape in self.shapes}
+        for (name, i, j), used, value in self._constraint_functions:
+            point[name][i, j] = value(*(point[n][a, b] for n, a, b in used))
         return point
+
+    @cached_property
+    def shapes(self) -> list[tuple[str, tuple[int, int]]]:
+        return [(s.name, tuple(int(d.subs(self.dims)) for d in s.shape)) for s in self.leaves]
+
+    @cached_property
+    def _constraint_functions(self) -> list[tuple]:
+        """Each target constraint as (the entry it sets, the entries it reads, a float function)."""
+        def where(element):
+            return element.args[0].name, int(element.args[1]), int(element.args[2])
+        out = []
+        for element, value in self.constraints.items():
+            used = sorted(value.atoms(MatrixElement), key=str)
+            plain = [Dummy() for _ in used]
+            out.append((where(element), [where(e) for e in used], lambdify(plain, value.xreplace(dict(zip(used, plain))))))
+        return out
 
 
 def entries_of(point: dict, net: Network) -> dict:
     """The point as ``{X[0, 1]: value}`` for every entry (what a report shows)."""
-    out = {}
-    for s in net.leaves:
-        concrete = s.subs(net.dims)
-        array = point[s.name]
-        for i in range(array.shape[0]):
-            for j in range(array.shape[1]):
-                out[concrete[i, j]] = float(array[i, j])
-    return out
+    return {element: float(point[name][i, j]) for name, i, j, element in net.elements}
 
 
 # --- backends that give a tree its value --------------------------------------------------------------
@@ -311,9 +365,9 @@ class _Values:
             result = self.symbol(value)
         elif isinstance(value, (OneMatrix, Identity, ZeroMatrix)):
             result = self.constant(value.subs(self.net.dims).as_explicit())
-        elif not isinstance(value, MatrixExpr):
+        elif not isinstance(value, MatrixExpr) and not value.atoms(MatrixSymbol):
             result = self.scalar(value.subs(self.net.dims))
-        else:
+        else:  # a matrix expression or a scalar of matrices (det(X) in det(X) X^-T): written out
             result = self.other(value)
         self.memo[value] = result
         return result
@@ -342,9 +396,13 @@ class NumpyBackend(_Values):
         return float(value)
 
     def other(self, value):
-        matrix = explicit(self.net.expand_closed(value).subs(self.net.dims))
-        entries = entries_of(self.point, self.net)
-        return np.array(ImmutableMatrix(matrix).xreplace(entries).tolist(), dtype=float)
+        # the network's matrices as numbers before writing out: an inverse or determinant of numbers is
+        # quick where the same of symbolic entries is not
+        numbers = {s.subs(self.net.dims): ImmutableMatrix(self.point[s.name]) for s in self.net.leaves}
+        written = explicit(self.net.expand_closed(value).subs(self.net.dims).xreplace(numbers))
+        if not isinstance(written, MatrixBase):
+            return float(written)
+        return np.array(ImmutableMatrix(written).tolist(), dtype=float)
 
     def number(self, value):
         return float(value)
@@ -387,7 +445,7 @@ class NumpyBackend(_Values):
             z = args[0] - args[0].max(axis=axis, keepdims=True)
             log_p = z - np.log(np.exp(z).sum(axis=axis, keepdims=True))
             return np.exp(log_p) if cls is softmax else log_p
-        params = tuple(nsimplify(p) for p in args[1:])
+        params = tuple(_exact(p) for p in args[1:])
         with np.errstate(all="ignore"):
             return np.asarray(_scalar_function(cls, prime, params)(args[0]), dtype=float) * np.ones_like(args[0])
 
@@ -399,13 +457,16 @@ class SymbolicTooLarge(Exception):
 class ExplicitBackend(_Values):
     """A tree's value as an explicit SymPy matrix at the dims (for the symbolic comparison)."""
 
-    def __init__(self, net: Network, opaque: bool = False):
+    def __init__(self, net: Network, opaque: tuple = ()):
         super().__init__(net)
         self.opaque = opaque
+        self.opened: dict[Basic, Basic] = {}     # a kept name at the dims -> the name
 
     def leaf(self, value: Basic):
-        if self.opaque and isinstance(value, Intermediate):
-            return value.subs(self.net.dims).as_explicit()
+        if isinstance(value, self.opaque) and value in self.net.expansion:
+            concrete = value.subs(self.net.dims)
+            self.opened[concrete] = value
+            return concrete.as_explicit()
         result = super().leaf(value)
         named = isinstance(value, (Intermediate, Adjoint)) and isinstance(result, MatrixBase)
         if named and max((count_ops(e) for e in result), default=0) > SYMBOLIC_LIMIT:
@@ -422,7 +483,8 @@ class ExplicitBackend(_Values):
         return value
 
     def other(self, value):
-        return ImmutableMatrix(explicit(self.net.expand_closed(value).subs(self.net.dims)))
+        written = explicit(self.net.expand_closed(value).subs(self.net.dims))
+        return ImmutableMatrix(written) if isinstance(written, MatrixBase) else written
 
     def is_matrix(self, value) -> bool:
         return isinstance(value, MatrixBase)
@@ -486,6 +548,12 @@ def _explicit_softmax(z: ImmutableMatrix, axis: int, log: bool) -> ImmutableMatr
 _SCALAR_FUNCTIONS: dict = {}
 
 
+@lru_cache(maxsize=256)
+def _exact(value: float) -> Basic:
+    """An activation's parameter (leaky_relu's 0.1) back as the exact number it was written as."""
+    return nsimplify(value)
+
+
 def _scalar_function(cls, prime: bool, params: tuple) -> Callable:
     key = (cls, prime, params)
     if key not in _SCALAR_FUNCTIONS:
@@ -508,8 +576,12 @@ class Comparison:
 
 
 def _close(value: np.ndarray, target: np.ndarray) -> np.ndarray:
-    scale = max(float(np.max(np.abs(target))), float(np.max(np.abs(value))), 1e-30)
-    return np.abs(value - target) <= TOLERANCE * scale
+    """Entry by entry: equal up to TOLERANCE of the larger entries; inf or nan (a division by 0) equals nothing."""
+    finite = np.isfinite(value) & np.isfinite(target)
+    scale = max(float(np.max(np.abs(np.where(finite, target, 0.0)))),
+                float(np.max(np.abs(np.where(finite, value, 0.0)))), 1e-30)
+    with np.errstate(invalid="ignore"):
+        return finite & (np.abs(value - target) <= TOLERANCE * scale)
 
 
 def compare(net: Network, hand: Node, against: Node, points: list[dict], symbolic: bool = True) -> Comparison:
@@ -522,7 +594,7 @@ def compare(net: Network, hand: Node, against: Node, points: list[dict], symboli
         if wrong.any():
             i, j = (int(k) for k in np.argwhere(wrong)[0])
             return Comparison(False, "numeric", _counterexample(net, hand, against, point, (i, j), h, d))
-    if not symbolic:
+    if not symbolic or not net.symbolic:
         return Comparison(True, "numeric")
     try:
         exact = all(simplifies_to_zero(a - b) for a, b in zip(net.explicit(hand), net.explicit(against)))
@@ -533,21 +605,77 @@ def compare(net: Network, hand: Node, against: Node, points: list[dict], symboli
 
 def _counterexample(net, hand, against, point, entry, h, d) -> Counterexample:
     i, j = entry
+    too_large = Symbol(f"(too large to show: the loss written out at these dims takes over {SYMBOLIC_COST} "
+                       "operations)")
     try:
-        hand_entry, derived_entry = net.explicit(hand)[i, j], net.explicit(against)[i, j]
+        hand_entry, derived_entry = ((net.explicit(hand)[i, j], net.explicit(against)[i, j]) if net.symbolic
+                                     else (too_large, too_large))
     except SymbolicTooLarge as error:
         hand_entry = derived_entry = Symbol(f"(too large to show: {error.args[0]} alone has entries of over "
                                             f"{SYMBOLIC_LIMIT} operations at these dims)")
-    named_hand, named_derived = (net.explicit(t, opaque=True)[i, j] for t in (hand, against))
+    # the readable entries keep named quantities, and on a large network named gradients too
+    opened = ExplicitBackend(net, (Intermediate,) if net.symbolic else (Intermediate, Adjoint))
+    named_hand, named_derived = (_entry(t, i, j, opened).xreplace(net.constraints) for t in (hand, against))
     entries = entries_of(point, net)
     used = variables(hand_entry) | variables(derived_entry)
     shown = {k: v for k, v in entries.items() if k in used} or entries
     values = NumpyBackend(net, point)
     named_used = sorted(variables(named_hand) | variables(named_derived), key=str)
-    named_point = {e: float(values.leaf(e.args[0].subs({v: k for k, v in net.dims.items()}))[int(e.args[1]), int(e.args[2])])
-                   if isinstance(e.args[0], Intermediate) else entries.get(e, float("nan")) for e in named_used}
+    named_point = {e: float(values.leaf(opened.opened[e.args[0]])[int(e.args[1]), int(e.args[2])])
+                   if e.args[0] in opened.opened else entries.get(e, float("nan")) for e in named_used}
     return Counterexample(entry, hand_entry, derived_entry, shown, float(h[i, j]), float(d[i, j]),
                           named_hand, named_derived, named_point)
+
+
+def _entry(tree: Node, i: int, j: int, backend: ExplicitBackend) -> Basic:
+    """Entry (i, j) of a tree's explicit value (a report shows one entry)."""
+    value = _part(tree, [i], [j], backend)
+    return value[0, 0] if isinstance(value, MatrixBase) else value
+
+
+def _part(tree: Node, rows: list | None, cols: list | None, backend: ExplicitBackend):
+    """The rows and columns (None: all) of a tree's explicit value. Through transposes, sums,
+    Hadamard products, products, divisions by a scalar, powers and activations only the entries
+    asked for are written out: SymPy spends its time multiplying whole matrices of long entries."""
+    kind = tree.kind
+    if _scalar(tree):
+        return evaluate(tree, backend)
+    if kind == "T":
+        return _part(tree.args[0], cols, rows, backend).T
+    if kind == "neg":
+        return -_part(tree.args[0], rows, cols, backend)
+    if kind == "pow":
+        return backend.power(_part(tree.args[0], rows, cols, backend), tree.value)
+    if kind == "div" and _scalar(tree.args[1]):
+        return backend.divide(_part(tree.args[0], rows, cols, backend), evaluate(tree.args[1], backend))
+    if kind in ("sum", "had"):
+        combine = backend.add if kind == "sum" else backend.hadamard
+        signs = tree.value if kind == "sum" else [1] * len(tree.args)
+        total = None
+        for term, sign in zip(tree.args, signs):
+            value = backend.scale(Integer(sign), _part(term, rows, cols, backend))
+            total = value if total is None else combine(total, value)
+        return total
+    if kind == "call" and tree.value[0].cls is not None and tree.value[0].cls not in (softmax, log_softmax):
+        function, prime = tree.value
+        params = [evaluate(a, backend) for a in tree.args[1:]]
+        return backend.apply(function.cls, prime, [_part(tree.args[0], rows, cols, backend), *params])
+    ones = any(a.kind == "ones" or a.kind == "T" and a.args[0].kind == "ones" or a.kind == "num" and a.value == 1
+               for a in tree.args)   # a ones vector takes its length from its neighbour: written out whole
+    if kind == "prod" and not ones:
+        scalar = Mul(*(evaluate(a, backend) for a in tree.args if _scalar(a)))
+        matrices = [a for a in tree.args if not _scalar(a)]
+        if len(matrices) == 1:
+            return backend.scale(scalar, _part(matrices[0], rows, cols, backend))
+        product = _part(matrices[0], rows, None, backend)
+        for middle in matrices[1:-1]:
+            product = backend.matmul(product, evaluate(middle, backend))
+        return backend.scale(scalar, backend.matmul(product, _part(matrices[-1], None, cols, backend)))
+    value = evaluate(tree, backend)
+    if not isinstance(value, MatrixBase):
+        return value
+    return value.extract(list(range(value.rows)) if rows is None else rows,
+                         list(range(value.cols)) if cols is None else cols)
 
 
 # --- the diagnoses: proposals of corrected formulas -----------------------------------------------------
@@ -562,34 +690,76 @@ class Proposal:
 
 
 def _matrix_nodes(tree: Node) -> Iterator[tuple[tuple, Node]]:
+    """The parts of ``tree`` that are matrices: a slip is made on them, not on a factor such as 1/N."""
     for path, n in walk(tree):
-        if n.kind not in ("num",) and not (n.kind == "leaf" and not isinstance(n.value, MatrixExpr)):
+        if not _scalar(n):
             yield path, n
 
 
+def _scalar(n: Node) -> bool:
+    if n.kind == "num":
+        return True
+    if n.kind == "leaf":
+        return not isinstance(n.value, MatrixExpr)
+    return n.kind not in ("ones", "call") and all(_scalar(a) for a in n.args)
+
+
 def propose_factor(tree: Node, net: Network, screen) -> Iterator[Proposal]:
-    """The hand result times a constant (2, 1/2, -1, 1/N ...) is right."""
+    """The hand result times a constant (2, 1/2, -1, 1/N, D/N ...) is right."""
     ratio = screen.ratio(tree)
     if ratio is None:
         return
-    factor = _name_factor(ratio, net)
+    factor = _name_factor(ratio, tree, net)
     if factor is None or factor == 1:
         return
     scaled = node("prod", _factor_node(factor), tree) if factor != -1 else node("neg", tree)
     yield Proposal(scaled, f"off by a constant factor: {factor} times the hand result is right")
 
 
-def _name_factor(ratio: float, net: Network):
-    named = []
-    for d in net.dims:  # 1/N before 1/4 (N is never 2 or 4 at the chosen dims)
-        named += [1 / d, d, 2 / d, 1 / (2 * d), d / 2, 2 * d]
-    named += [Rational(k, m) for k in (1, 2, 4) for m in (1, 2, 4)]
-    for candidate in named:
-        for sign in (1, -1):
-            if abs(float((sign * candidate).subs(net.dims)) - ratio) <= 1e-9 * max(1.0, abs(ratio)):
-                return sign * candidate
+def _name_factor(ratio: float, tree: Node, net: Network):
+    """The factor, in the dims, that the ratio is. One ratio at one set of dims can be several
+    (4/5 at N=5 is 4/N or 4/5), so the ratio is read again at a second set of dims: a correction
+    right at the checker's dims only is never offered."""
+    candidates = [f for f in _factors(net) if _is(f, net.dims, ratio)]
+    if net.sibling is not None and candidates:
+        second = Screen(net.sibling, net.sibling.points(SCREEN_POINTS, seed=1)).ratio(tree)
+        candidates = [f for f in candidates if second is not None and _is(f, net.sibling.dims, second)]
+    if candidates:
+        sign, constant, powers = candidates[0]
+        return sign * constant * Mul(*(d ** e for d, e in powers))
     simple = nsimplify(ratio, rational=True, tolerance=1e-10)
-    return simple if simple.q <= 12 and abs(simple.p) <= 24 else None
+    if simple.q > 12 or abs(simple.p) > 24:
+        return None
+    if net.sibling is not None:   # a plain number only when it is the ratio at both dims
+        second = Screen(net.sibling, net.sibling.points(SCREEN_POINTS, seed=1)).ratio(tree)
+        if second is None or not _is(simple, {}, second):
+            return None
+    return simple
+
+
+def _is(factor, dims: dict, ratio: float) -> bool:
+    """Whether a factor (a number, or (sign, constant, ((dim, power), ...))) is ``ratio`` at ``dims``."""
+    if isinstance(factor, tuple):
+        sign, constant, powers = factor
+        value = sign * float(constant) * float(np.prod([float(dims[d]) ** e for d, e in powers]))
+    else:
+        value = float(factor.subs(dims))
+    return abs(value - ratio) <= 1e-9 * max(1.0, abs(ratio))
+
+
+def _factors(net: Network) -> list[tuple]:
+    """Constant factors a slip leaves out, simplest first: a small power of 2 times a product of at
+    most two dims to the power -2 to 2 (1/N, 2/N, 1/(2N), N/D ...), each with either sign."""
+    dims = sorted(net.dims, key=str)
+    monomials = [(0, ())]
+    for k, d in enumerate(dims):
+        for e in (-1, 1, -2, 2):
+            monomials.append((abs(e), ((d, e),)))
+            for other in dims[k + 1:]:
+                monomials += [(abs(e) + abs(f) + 1, ((d, e), (other, f))) for f in (-1, 1, -2, 2)]
+    constants = [Integer(1), Integer(2), Rational(1, 2), Integer(4), Rational(1, 4)]
+    ordered = sorted(((size, c, m) for size, m in monomials for c in range(len(constants))), key=lambda t: t[:2])
+    return [(sign, constants[c], m) for _, c, m in ordered for sign in (1, -1)]
 
 
 def _factor_node(factor: Basic) -> Node:
@@ -763,7 +933,7 @@ class Screen:
     def values(self, tree: Node) -> list[np.ndarray] | None:
         try:
             return [self.net.numeric(tree, p) for p in self.points]
-        except (HandShapeError, ValueError, TypeError, ZeroDivisionError):
+        except (HandShapeError, ZeroDivisionError):  # a proposal that does not fit together; others are bugs
             return None
 
     def against(self, gradient: Basic | None) -> list[np.ndarray]:
@@ -835,8 +1005,31 @@ def _hand_tree(hand, net: Network) -> Node:
     if isinstance(hand, str):
         return parse(hand, net.scope)
     if isinstance(hand, Basic):
-        return from_sympy(hand, net.scope)
+        return from_sympy(_in_network_symbols(hand, net), net.scope)
     raise ParseError(f"a hand formula is text or a SymPy matrix expression, not a {type(hand).__name__}")
+
+
+def _in_network_symbols(hand: Basic, net: Network) -> Basic:
+    """A SymPy hand formula in the network's own symbols: a plain MatrixSymbol named like a quantity
+    (``MatrixSymbol("h", N, 3)``) stands for it, also inside a part kept whole (``det(h^T h)``), and
+    a Symbol named like a dimension for the dimension. Any other symbol is refused, like an unknown
+    name in a text."""
+    known = set(net.scope.symbols.values()) | set(net.scope.gradients.values())
+    renamed = {}
+    for s in sorted(hand.free_symbols, key=str):
+        if s in known:
+            continue
+        found = net.scope.symbol(str(s.name)) if type(s) in (MatrixSymbol, Symbol) else None
+        matrix = isinstance(s, MatrixExpr)
+        if found is not None and isinstance(found, MatrixExpr) == matrix and (not matrix or found.shape == s.shape):
+            renamed[s] = found
+            continue
+        what = f"{s.name} ({s.shape[0]} x {s.shape[1]})" if matrix else str(s)
+        if found is not None and matrix and isinstance(found, MatrixExpr):
+            what += f", but the network's {found.name} is {found.shape[0]} x {found.shape[1]}"
+        raise ParseError(f"the hand formula uses {what}: not a symbol of this network, which knows "
+                         f"{net.scope.known()}")
+    return hand.xreplace(renamed)
 
 
 def check(hand, loss: Basic, wrt, *, names: Mapping | None = None, dims: Mapping | None = None,
@@ -846,8 +1039,10 @@ def check(hand, loss: Basic, wrt, *, names: Mapping | None = None, dims: Mapping
     ``hand`` is text in the grammar of :mod:`derive.parse` (plain or LaTeX) or a SymPy matrix
     expression; it may use the network's symbols, the derivation's named intermediates (``names``
     as for :func:`derive.gradients`) and their gradients (``dL/dZ``). ``dims`` are the concrete
-    sizes to compare at (small distinct ones by default). A text that is not in the grammar raises
-    :class:`~derive.errors.ParseError`; a wrong formula does not raise, its result says why.
+    sizes to compare at (by default distinct odd primes, :func:`choose_dims`; the report warns of
+    given sizes that can hide a factor). A text that is not in the grammar raises
+    :class:`~derive.errors.ParseError`, a SymPy formula with a symbol the network does not have too;
+    a wrong formula does not raise, its result says why.
     """
     param = _param(loss, wrt)
     net = Network(loss, param, names, dims)
@@ -942,9 +1137,10 @@ def _report(r: CheckResult) -> str:
         how = ("symbolically (every entry's difference expands to 0) and numerically"
                if r.method == "symbolic" else "numerically (SymPy could not reduce the difference to 0)")
         lines.append(f"  equal at {_dims_text(r.dims)}, shown {how} at {r.points} random points")
-        return "\n".join(lines)
+        return "\n".join(lines + _caution(r.dims))
     if r.shape_problem:
         lines.append(f"  shape:    {r.shape_problem}")
+        lines.append(f"  corrections tried at {_dims_text(r.dims)}")
     if r.counterexample is not None:
         c = r.counterexample
         lines.append(f"  differs at {_dims_text(r.dims)}, first in entry [{c.entry[0]}, {c.entry[1]}]:")
@@ -962,7 +1158,16 @@ def _report(r: CheckResult) -> str:
             lines.append(f"    right:  {d.corrected}")
     else:
         lines.append("  diagnosis: no simple slip explains the difference")
-    return "\n".join(lines)
+    return "\n".join(lines + _caution(r.dims))
+
+
+def _caution(dims: dict) -> list[str]:
+    hiding = hiding_sizes(dims)
+    if not hiding:
+        return []
+    note = (f"  note: at {', '.join(hiding)} a constant factor can pass unseen (2/N is 1 at N=2, N/D is 1 at "
+            "N=D); the default dims, distinct odd primes, cannot hide one")
+    return [note]
 
 
 # --- the command line's part --------------------------------------------------------------------------

@@ -39,6 +39,7 @@ __all__ = ["main"]
 TEX_MISSING = ("pdflatex was not found: PDFs skipped (install TeX Live's texlive-latex-base, "
                "texlive-latex-recommended and texlive-pictures to get them)")
 CONVENTIONS = ("rows", "columns")
+INTERNAL_ERROR = 3   # not 1: derive check's 1 means "the hand gradient is wrong"
 REPORT = ("this is a bug in derive, not in your input; please report it with the command you ran and the "
           "output of the same command with --verbose")
 
@@ -56,8 +57,9 @@ and may define
 Output files are named after the example or the file (NAME.tex, NAME.pdf, NAME.py). A file that
 does not start with derive's header line is never overwritten unless --force is given.
 
-Exit status: 0 on success, 2 on a problem with the input or the output folder, 1 on an internal error
-(run again with --verbose and report it)."""
+Exit status: 0 on success, 2 on a problem with the input or the output folder, 3 on an internal error
+(run again with --verbose and report it). derive check: 0 the hand gradient is right, 1 it is wrong,
+2 bad input (a formula outside the grammar, an unknown parameter), 3 an internal error."""
 
 
 @dataclass(frozen=True)
@@ -370,12 +372,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dims", metavar="N=2,D=3", help=dims_help)
     p.set_defaults(run=cmd_build)
     p = sub.add_parser("check", parents=[common],
-                       help="check a hand-derived gradient (exit 0 right, 1 wrong, 2 bad input)")
+                       help="check a hand-derived gradient (exit 0 right, 1 wrong, 2 bad input, 3 internal error)")
     p.add_argument("net", metavar="NET", help=net_help)
     p.add_argument("--wrt", required=True, metavar="W", help="the parameter the hand gradient is for")
     p.add_argument("--hand", required=True, metavar="FORMULA",
                    help="the hand gradient, e.g. \"X^T (dL/dZ ⊙ relu'(Z))\" (grammar in README.md)")
-    p.add_argument("--dims", metavar="N=2,D=3", help="sizes to compare at (default: small distinct ones)")
+    p.add_argument("--dims", metavar="N=2,D=3", help="sizes to compare at (default: distinct odd primes, which cannot hide a factor)")
     p.set_defaults(run=cmd_check)
     p = sub.add_parser("bench", parents=[common],
                        help="time the generated gradient step against PyTorch eager and the matrix-product "
@@ -403,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.verbose:
             traceback.print_exc()
         print(f"derive: internal error ({type(error).__name__}: {one_line(error)}); {REPORT}", file=sys.stderr)
-        return 1
+        return INTERNAL_ERROR
 
 
 def one_line(error: BaseException) -> str:

@@ -796,7 +796,8 @@ def evaluate(tree: Node, backend) -> Any:
     if kind == "div":
         return _divide(tree, backend)
     if kind == "T":
-        return backend.transpose(evaluate(tree.args[0], backend))
+        value = evaluate(tree.args[0], backend)
+        return backend.transpose(value) if backend.is_matrix(value) else value  # a scalar is its own transpose
     if kind == "pow":
         return backend.power(evaluate(tree.args[0], backend), tree.value)
     if kind == "call":
@@ -909,7 +910,7 @@ def from_sympy(expr: Basic, scope: Scope | None = None) -> Node:
     """The tree of a SymPy matrix expression, so that a SymPy hand formula is checked (and
     diagnosed) exactly like a text one. A plain MatrixSymbol named like a quantity of the network
     (``MatrixSymbol("h", N, 3)``) stands for that quantity."""
-    from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, Transpose
+    from sympy import HadamardPower, HadamardProduct, Identity, MatAdd, MatMul, MatrixSymbol, Transpose
     from sympy.core.numbers import Number
 
     if isinstance(expr, MatrixSymbol):
@@ -950,6 +951,8 @@ def from_sympy(expr: Basic, scope: Scope | None = None) -> Node:
         return node("call", from_sympy(expr.arg, scope), value=(FUNCTIONS[type(expr).__name__], False))
     if isinstance(expr, Number):
         return node("num", value=expr, text=str(expr))
+    if isinstance(expr, Identity) and expr.shape == (1, 1):
+        return leaf(expr, "1")  # the grammar's 1: added to or multiplied with a 1 x 1 matrix, the same
     return leaf(expr)  # anything else (a ones-matrix, an identity, a scalar) stands for itself
 
 

@@ -3,6 +3,7 @@ diagnosis, and what a report shows (entries, counterexample, correction) is itse
 against an independent truth: the elementwise derivative of the loss (``g.elementwise``)."""
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -12,12 +13,12 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sympy import MatrixSymbol, lambdify
+from sympy import Determinant, Inverse, MatrixSymbol, Symbol, Trace, isprime, lambdify, log
 
 import derive
 from derive.check import DIAGNOSES, Network, choose_dims, run_check
 from derive.errors import ParseError
-from derive.examples import get
+from derive.examples import catalogue, get
 from derive.parse import parse
 from derive.testing import assert_gradient
 
@@ -206,16 +207,6 @@ def test_sympy_expressions_are_checked_like_text():
     assert wrong.hand == "h^T (p - y)" and wrong.diagnosis.corrected == "1/N h^T (p - y)"
 
 
-def test_default_dims_are_small_distinct_and_avoid_the_fixed_sizes():
-    for name in ("seed_000_bce", "seed_003_mlp_column", "mlp3_relu"):
-        loss = get(name).loss
-        dims = choose_dims(loss)
-        fixed = {int(d) for s in loss.atoms(MatrixSymbol) for d in s.shape if d.is_Integer}
-        assert len(set(dims.values())) == len(dims)
-        assert not set(dims.values()) & fixed
-        assert all(2 <= v <= 6 for v in dims.values())
-
-
 def test_given_dims_are_used():
     result = check_example("seed_000_bce", "w2", "h^T (p - y)/N", dims={"N": 3})
     assert result and result.dims == {next(iter(result.dims)): 3}
@@ -229,6 +220,227 @@ def test_the_gradient_asked_for_cannot_be_named_in_its_own_answer():
 def test_a_formula_outside_the_grammar_raises_parse_error():
     with pytest.raises(ParseError, match="unknown name 'q'"):
         check_example("seed_000_bce", "w2", "q^T (p - y)")
+
+
+# --- every hand answer gets a verdict, checked against the independent truth (tests/hand_truth.py) ---
+
+N_, D_, H_ = (Symbol(n, integer=True, positive=True) for n in ("N", "D", "H"))
+X3, y_, w3 = MatrixSymbol("X", N_, 3), MatrixSymbol("y", N_, 1), MatrixSymbol("w", 3, 1)
+XD, wD = MatrixSymbol("X", N_, D_), MatrixSymbol("w", D_, 1)
+SQ, A_, x_ = MatrixSymbol("X", D_, D_), MatrixSymbol("A", D_, D_), MatrixSymbol("x", D_, 1)
+W_ = MatrixSymbol("W", D_, H_)
+TIED = XD * W_ * W_.T - XD
+
+# Losses beyond the built-in networks: (loss, parameter, names).
+CASES = {
+    "mean square, X N x 3": (Trace((X3 * w3 - y_).T * (X3 * w3 - y_)) / N_, w3, {}),
+    "mean square, X N x D": (Trace((XD * wD - y_).T * (XD * wD - y_)) / N_, wD, {}),
+    "square over D": (Trace((XD * wD - y_).T * (XD * wD - y_)) / D_, wD, {}),
+    "det": (Determinant(SQ), SQ, {}),
+    "log det": (log(Determinant(SQ)), SQ, {}),
+    "quadratic form": (Trace(x_.T * A_ * x_), x_, {}),
+    "tied weights": (Trace(TIED.T * TIED), W_, {}),
+    "tied weights, R named": (Trace(TIED.T * TIED), W_, {"R": TIED}),
+}
+
+
+def case(name: str, wrt: str | None = None):
+    """(loss, parameter, names) of a case above or of a built-in network."""
+    if name in CASES:
+        return CASES[name]
+    example = get(name)
+    return example.loss, next(p for p in example.wrt if p.name == wrt), example.names
+
+
+def _networks():
+    for name, example in catalogue().items():
+        yield get(name)
+        yield from (get(name, convention) for convention in example.variants)
+
+
+@pytest.mark.parametrize("loss", [e.loss for e in _networks()] + [CASES[k][0] for k in CASES],
+                         ids=[e.name for e in _networks()] + list(CASES))
+def test_default_dims_are_distinct_odd_primes_unlike_the_fixed_sizes(loss):
+    dims = choose_dims(loss)
+    fixed = {int(d) for s in loss.atoms(MatrixSymbol) for d in s.shape if d.is_Integer}
+    assert set(dims) == {d for s in loss.atoms(MatrixSymbol) for d in s.shape if not d.is_Integer}
+    assert len(set(dims.values())) == len(dims)       # no size is another's
+    assert not set(dims.values()) & fixed
+    assert all(v > 2 and isprime(v) for v in dims.values()), dims   # odd primes: no 1, 2 or 2 x another
+
+
+_TRUTHS: dict = {}
+
+
+def independent_verdict(name: str, wrt: str | None, hand) -> str:
+    pytest.importorskip("torch", reason="autograd gives the independent truth's gradients")
+    from .hand_truth import HandTruth
+    if (name, wrt) not in _TRUTHS:
+        loss, param, names = case(name, wrt)
+        _TRUTHS[name, wrt] = HandTruth(loss, param, names)
+    return _TRUTHS[name, wrt].verdict(hand)
+
+
+def assert_verdict_is_the_truth(name: str, wrt: str | None, hand, **options):
+    """The checker's verdict (a CheckResult, never an exception) is the independent one, the report
+    names the dims it used, and a correction it offers is right by the independent truth too."""
+    loss, param, names = case(name, wrt)
+    result = derive.check(hand, loss, param, names=names, **options)
+    assert isinstance(result, derive.CheckResult)
+    assert bool(result) == (independent_verdict(name, wrt, hand) == "right"), result.report()
+    report = result.report()
+    assert all(f"{d}={v}" in report for d, v in result.dims.items()), report
+    if isinstance(hand, str) and result.diagnosis is not None and result.diagnosis.kind != "other-parameter":
+        assert independent_verdict(name, wrt, result.diagnosis.corrected) == "right", report
+    return result
+
+
+# Item 1: at N = 2, 2/N is 1 and X^T (X w - y) passed for the gradient of Trace(r^T r)/N; at N = D a
+# formula with N in place of D passes; at N = 4, 1/2 passes for 2/N.
+HIDDEN_FACTORS = [
+    ("mean square, X N x 3", None, "X^T (X w - y)", False),
+    ("mean square, X N x 3", None, "2/N X^T (X w - y)", True),
+    ("mean square, X N x 3", None, "2 X^T (X w - y)", False),
+    ("mean square, X N x 3", None, "1/N X^T (X w - y)", False),
+    ("mean square, X N x 3", None, "1/2 X^T (X w - y)", False),
+    ("mean square, X N x D", None, "2/N X^T (X w - y)", True),
+    ("mean square, X N x D", None, "2/D X^T (X w - y)", False),
+    ("square over D", None, "2/D X^T (X w - y)", True),
+    ("square over D", None, "2/N X^T (X w - y)", False),
+    ("seed_001_linreg_batch", "w", "X^T (yhat - y)", False),
+    ("seed_004_sigmoid_231", "W2", "((z - t) ⊙ z ⊙ (1 - z)) h^T / 2", False),
+    ("seed_004_sigmoid_231", "W2", "((z - t)/N ⊙ z ⊙ (1 - z)) h^T", True),
+]
+
+
+@pytest.mark.parametrize(("name", "wrt", "hand", "right"), HIDDEN_FACTORS, ids=ids(HIDDEN_FACTORS))
+def test_no_default_dimension_hides_a_constant_factor(name, wrt, hand, right):
+    result = assert_verdict_is_the_truth(name, wrt, hand)
+    assert bool(result) is right
+    assert "note:" not in result.report()      # the default dims warn of nothing
+
+
+@pytest.mark.parametrize(("dims", "hidden"), [({"N": 2}, True), ({"N": 4}, False), ({"N": 3}, False)])
+def test_dims_that_can_hide_a_factor_are_named_in_the_report(dims, hidden):
+    loss, param, _ = case("mean square, X N x 3")
+    result = derive.check("X^T (X w - y)", loss, param, dims=dims)
+    assert bool(result) is hidden             # at N = 2 the wrong answer passes: the note says why
+    assert ("note: at N=2 a constant factor can pass unseen" in result.report()) is hidden
+    assert independent_verdict("mean square, X N x 3", None, "X^T (X w - y)") == "wrong"
+
+
+# Item 2: a wrong answer starting with a scalar factor crashed the diagnosis ('float' has no .T).
+SCALAR_PREFIXED = [
+    ("mlp3_relu", "W3", "1/N X^T (S - Y)"),
+    ("mlp3_relu", "W3", "1/N H2^T (S - Y)"),
+    ("mlp3_relu", "W3", "1/N H2^T (P - Y)"),
+    ("seed_000_bce", "w2", r"\frac{1}{N} h^T (z - y)"),
+    ("seed_000_bce", "w2", "1/N h (p - y)"),
+    ("seed_000_bce", "w2", "1/N h^T (p - y)"),
+    ("seed_000_bce", "w1", "1/N X^T (p - y) w2^T"),
+    ("seed_001_linreg_batch", "w", "2/N X (yhat - y)"),
+    ("seed_003_mlp_column", "W2", r"\frac{1}{2} (p - y)^T h1"),
+    ("seed_004_sigmoid_231", "W1", r"\frac{1}{2N} (W2^T dL/dv ⊙ sigmoid'(u)) X"),
+    ("residual_block", "W2", "-1/N H1 dL/dZ2"),
+    ("mlp3_tanh", "W2", "(2/N) H1^T dL/dZ2"),
+]
+
+
+@pytest.mark.parametrize(("name", "wrt", "hand"), SCALAR_PREFIXED, ids=ids(SCALAR_PREFIXED))
+def test_a_scalar_prefixed_answer_gets_a_verdict(name, wrt, hand):
+    assert_verdict_is_the_truth(name, wrt, hand)
+    code, text = run_check(name, wrt, hand)          # derive check: 0 or 1 with the report, never a crash
+    assert code == (0 if independent_verdict(name, wrt, hand) == "right" else 1)
+    assert text.startswith(f"dL/d{wrt}: ")
+
+
+# Formulas at the edges: a division by 0 (inf equalled inf and passed), zero, a double sign.
+EDGES = [
+    ("seed_000_bce", "w2", "h^T (p - y) ⊘ 0"),
+    ("seed_000_bce", "w2", "h^T (p - y)/0"),
+    ("seed_000_bce", "w2", "h^T ((p - y) ⊘ (p - p))"),
+    ("seed_000_bce", "w2", "h^T log(0 (p - y))"),
+    ("seed_000_bce", "w2", "0 w2"),
+    ("seed_000_bce", "w2", "w2 - w2"),
+    ("seed_000_bce", "w2", "- - h^T (p - y)/N"),
+    ("seed_000_bce", "w2", "(1/N)^T h^T (p - y)"),
+]
+
+
+@pytest.mark.parametrize(("name", "wrt", "hand"), EDGES, ids=ids(EDGES))
+def test_a_formula_at_the_edges_gets_a_verdict(name, wrt, hand):
+    assert_verdict_is_the_truth(name, wrt, hand)
+
+
+# A SymPy hand may use the network's symbols, by object or by name; any other symbol is bad input.
+_y = MatrixSymbol("y", N_, 1)
+FOREIGN_SYMBOLS = [
+    ("a matrix the network lacks", MatrixSymbol("Q", 3, 1), "the hand formula uses Q (3 x 1)"),
+    ("a scalar the network lacks", Symbol("x") * MatrixSymbol("w2", 3, 1), "the hand formula uses x"),
+    ("a quantity of another shape", MatrixSymbol("h", N_, 2).T * (MatrixSymbol("p", N_, 1) - _y),
+     "h (N x 2), but the network's h is N x 3"),
+]
+
+
+@pytest.mark.parametrize(("hand", "message"), [r[1:] for r in FOREIGN_SYMBOLS], ids=[r[0] for r in FOREIGN_SYMBOLS])
+def test_a_sympy_answer_with_a_foreign_symbol_is_bad_input(hand, message):
+    with pytest.raises(ParseError, match=re.escape(message)):
+        check_example("seed_000_bce", "w2", hand)
+
+
+def test_a_sympy_answer_may_name_the_dims_and_quantities_by_name():
+    N, h, p = Symbol("N"), MatrixSymbol("h", N_, 3), MatrixSymbol("p", N_, 1)   # N without assumptions
+    assert check_example("seed_000_bce", "w2", h.T * (p - _y) / N)
+    assert independent_verdict("seed_000_bce", "w2", "h^T (p - y)/N") == "right"
+
+
+# Item 3: a SymPy hand with a scalar of matrices (det(X) in det(X) X^-T) raised TypeError.
+SYMPY_SCALARS = [
+    ("det", Determinant(SQ) * Inverse(SQ).T),
+    ("det", Determinant(SQ) * Inverse(SQ)),
+    ("det", 2 * Determinant(SQ) * Inverse(SQ).T),
+    ("det", Determinant(SQ) ** 2 * Inverse(SQ).T),
+    ("log det", Inverse(SQ).T),
+    ("log det", Determinant(SQ) * Inverse(SQ).T),
+    ("quadratic form", (A_ + A_.T) * x_),
+    ("quadratic form", Trace(A_) * x_),
+    ("quadratic form", 2 * A_ * x_),
+    ("mean square, X N x 3", 2 * X3.T * (X3 * w3 - y_) / N_),
+    ("mean square, X N x 3", Trace(X3.T * X3) * X3.T * (X3 * w3 - y_) / N_),
+]
+
+
+@pytest.mark.parametrize(("name", "hand"), SYMPY_SCALARS, ids=[f"{n}:{h}" for n, h in SYMPY_SCALARS])
+def test_a_sympy_answer_with_a_scalar_factor_gets_a_verdict(name, hand):
+    assert_verdict_is_the_truth(name, None, hand)
+
+
+# Item 4: the checker's second derivation named its own U_1 and every wrong answer raised.
+TIED_WEIGHTS = [
+    ("tied weights", "2 X^T (X W W^T - X) W + 2 (X W W^T - X)^T X W"),
+    ("tied weights", "2 X^T (X W W^T - X) W"),
+    ("tied weights", "2 (X W W^T - X)^T X W"),
+    ("tied weights", "4 X^T (X W W^T - X) W"),
+    ("tied weights", "X^T (X W W^T - X) W + (X W W^T - X)^T X W"),
+    ("tied weights", "2 X^T (X W W^T - X) W^T"),
+    ("tied weights", "2 (X^T (X W W^T - X) W + (X W W^T - X)^T X W)^T"),
+    ("tied weights, R named", "2 X^T R W + 2 R^T X W"),
+    ("tied weights, R named", "X^T dL/dR W + dL/dR^T X W"),
+    ("tied weights, R named", "2 R^T X W"),
+    ("tied weights, R named", "X^T dL/dR W"),
+]
+
+
+@pytest.mark.parametrize(("name", "hand"), TIED_WEIGHTS, ids=[f"{n}:{h}" for n, h in TIED_WEIGHTS])
+def test_a_tied_weight_answer_gets_a_verdict(name, hand):
+    assert_verdict_is_the_truth(name, None, hand)
+
+
+@pytest.mark.parametrize("scale", [1, 2])
+def test_the_derived_tied_weight_gradient_checks_as_a_sympy_answer(scale):
+    loss, param, _ = case("tied weights")
+    closed = derive.gradients(loss, [param])[param]      # in the network's own symbols
+    assert_verdict_is_the_truth("tied weights", None, scale * closed)
 
 
 # --- the command's part --------------------------------------------------------------------------------

@@ -120,15 +120,35 @@ def test_verbose_shows_the_traceback(tmp_path, capsys):
     assert "Traceback" in err and err.strip().splitlines()[-1].startswith("derive: ")
 
 
-def test_internal_errors_say_how_to_report(monkeypatch, tmp_path, capsys):
+# A bug inside each command (the function it calls raises): exit 3, never 1 (derive check's "wrong").
+INTERNAL_ERRORS = [
+    ("list", ["list"], "derive.examples", "catalogue"),
+    ("sheet", ["sheet", "seed_000_bce"], "derive.cli", "sheet_text"),
+    ("code", ["code", "seed_000_bce"], "derive.cli", "code_text"),
+    ("build", ["build"], "derive.cli", "build_sheet"),
+    ("check", ["check", "seed_000_bce", "--wrt", "w2", "--hand", "h^T dL/dz"], "derive.check", "check"),
+    ("bench", ["bench", "--derivation-only"], "derive.derivation_bench", "full_report"),
+]
+
+
+@pytest.mark.parametrize(("argv", "module", "name"), [row[1:] for row in INTERNAL_ERRORS],
+                         ids=[row[0] for row in INTERNAL_ERRORS])
+def test_internal_errors_exit_3_and_say_how_to_report(argv, module, name, monkeypatch, tmp_path, capsys):
     def broken(*args, **kwargs):
         raise ZeroDivisionError("division by zero")
 
-    monkeypatch.setattr(cli, "sheet_text", broken)
-    code, _, err = run(["sheet", "seed_000_bce", "--output-dir", str(tmp_path)], capsys)
-    assert code == 1
+    monkeypatch.setattr(importlib.import_module(module), name, broken)
+    code, _, err = run([*argv, "--output-dir", str(tmp_path)], capsys)
+    assert code == cli.INTERNAL_ERROR == 3
     assert_one_line_error(err)
-    assert "internal error" in err and "report" in err
+    assert "internal error (ZeroDivisionError: division by zero)" in err and "report" in err
+
+
+def test_help_states_the_exit_codes():
+    text = " ".join(cli.build_parser().format_help().split())
+    assert "3 on an internal error" in text
+    assert "derive check: 0 the hand gradient is right, 1 it is wrong" in text
+    assert "check a hand-derived gradient (exit 0 right, 1 wrong, 2 bad input, 3 internal error)" in text
 
 
 # --- the output folder ----------------------------------------------------------------------------

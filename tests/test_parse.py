@@ -88,6 +88,8 @@ GRAMMAR = [
     ("W^{(1)}", W1),
     ("W^(1)", W1),
     ("y_hat", yhat),
+    ("(1/N)^T X^T G", X.T * G / N),          # a scalar is its own transpose
+    ("N^T G", N * G),
 ]
 
 LATEX = [
@@ -122,6 +124,21 @@ def test_sympy_expressions_become_the_same_trees(scope):
     assert same(to_sympy(from_sympy(expr, scope)), expr)
     # a plain MatrixSymbol named like a quantity stands for that quantity
     assert to_sympy(from_sympy(MatrixSymbol("Z", 4, 3), scope)) == Z
+
+
+# The checker prints derived gradients as text (to_text(from_sympy(...))): the text must read back.
+PRINTED = [
+    ("1 x 1 identity", sympy.Identity(1) + yhat.T * yhat),
+    ("identity times a scalar", sympy.Identity(1) / N - yhat.T * yhat),
+    ("scaled product", 2 * X.T * G / N),
+    ("Hadamard with a derivative", HadamardProduct(dZ, relu.prime()(Z))),
+]
+
+
+@pytest.mark.parametrize("expr", [e for _, e in PRINTED], ids=[name for name, _ in PRINTED])
+def test_a_sympy_form_prints_as_text_that_reads_back_the_same(scope, expr):
+    text = to_text(from_sympy(expr, scope))
+    assert same(to_sympy(parse(text, scope)), expr), text
 
 
 ERRORS = [
