@@ -8,7 +8,32 @@ that they agree (``g.verify(dims)``).
 
 from .check import CheckResult, check
 from .codegen import to_numpy
-from .derivation import Derivation, Forward, Verification, gradients
+from .core.derivation import Derivation, Forward, Verification, gradients
+from .core.functions import (
+    bce,
+    cross_entropy,
+    elu,
+    gelu,
+    leaky_relu,
+    log_softmax,
+    mse,
+    relu,
+    sigmoid,
+    silu,
+    softmax,
+    softplus,
+)
+from .core.functions import (
+    exp_ as exp,
+)
+from .core.functions import (
+    log_ as log,
+)
+from .core.functions import (
+    tanh_ as tanh,
+)
+from .core.graph import Step
+from .core.rules import supported
 from .errors import (
     CodegenError,
     DeriveError,
@@ -25,32 +50,7 @@ from .errors import (
     ShapeError,
     UnsupportedOperation,
 )
-from .functions import (
-    bce,
-    cross_entropy,
-    elu,
-    gelu,
-    leaky_relu,
-    log_softmax,
-    mse,
-    relu,
-    sigmoid,
-    silu,
-    softmax,
-    softplus,
-)
-from .functions import (
-    exp_ as exp,
-)
-from .functions import (
-    log_ as log,
-)
-from .functions import (
-    tanh_ as tanh,
-)
-from .graph import Step
 from .render import to_latex
-from .rules import supported
 
 __all__ = [
     "CheckResult",

@@ -54,8 +54,8 @@ from sympy import (
 from sympy.matrices import MatrixBase
 from sympy.matrices.expressions.matexpr import MatrixElement
 
-from .canonical import canonical
-from .derivation import (
+from .core.canonical import canonical
+from .core.derivation import (
     dimension_symbols,
     expansion_cost,
     explicit,
@@ -64,9 +64,9 @@ from .derivation import (
     simplifies_to_zero,
     variables,
 )
+from .core.functions import Elementwise, Loss, log_softmax, softmax
+from .core.graph import Adjoint, Intermediate, topological_order
 from .errors import DeriveError, ParseError
-from .functions import Elementwise, Loss, log_softmax, softmax
-from .graph import Adjoint, Intermediate, topological_order
 from .parse import (
     HandShapeError,
     Node,

@@ -77,7 +77,7 @@ class Network:
     convention: str = "rows"
 
     def derive(self):
-        from .derivation import gradients
+        from .core.derivation import gradients
         return gradients(self.loss, self.wrt, names=self.names)
 
 
@@ -198,7 +198,7 @@ def write_atomic(path: Path, data: bytes | str, force: bool) -> Path:
 
 def sheet_text(network: Network, dims: dict) -> str:
     """The sheet, written out at the given dims, else at the network's own when it has all of them."""
-    from .derivation import normalize_dims
+    from .core.derivation import normalize_dims
     from .render import to_latex
     g = network.derive()
     merged = {**{str(k): v for k, v in network.dims.items()}, **dims}

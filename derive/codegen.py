@@ -38,13 +38,13 @@ from sympy import (
 )
 from sympy.matrices.expressions.matexpr import MatrixElement
 
-from .algebra import mat_add
-from .derivation import Derivation, dimension_symbols
+from .core.algebra import mat_add
+from .core.derivation import Derivation, dimension_symbols
+from .core.functions import SoftmaxCrossEntropy
+from .core.graph import Adjoint, Intermediate, topological_order
+from .core.truth import Draw, Program, domain
 from .errors import CodegenError
-from .functions import SoftmaxCrossEntropy
-from .graph import Adjoint, Intermediate, topological_order
 from .printing import NUMPY_HELPERS, DeriveNumPyPrinter, Identifiers, safe_comment
-from .truth import Draw, Program, domain
 
 __all__ = ["ModulePlan", "Statement", "load_module", "to_numpy", "verify_module"]
 

@@ -39,9 +39,8 @@ from typing import Any
 
 from sympy import Basic, Integer, MatrixExpr, OneMatrix, Rational, S, expand
 
-from .algebra import hadamard, hadamard_power, mat_add, mat_mul, transpose
-from .errors import ParseError, ShapeError
-from .functions import (
+from .core.algebra import hadamard, hadamard_power, mat_add, mat_mul, transpose
+from .core.functions import (
     Elementwise,
     elu,
     exp_,
@@ -56,6 +55,7 @@ from .functions import (
     softplus,
     tanh_,
 )
+from .errors import ParseError, ShapeError
 
 __all__ = [
     "FUNCTIONS",

@@ -51,9 +51,9 @@ from sympy.printing.latex import LatexPrinter
 from sympy.printing.numpy import NumPyPrinter
 from sympy.printing.precedence import PRECEDENCE, precedence_traditional
 
-from . import functions as fn
-from .canonical import Blocks, Entries
-from .functions import (
+from .core import functions as fn
+from .core.canonical import Blocks, Entries
+from .core.functions import (
     BinaryCrossEntropy,
     Elementwise,
     SoftmaxCrossEntropy,
@@ -63,7 +63,7 @@ from .functions import (
     sigmoid,
     softmax,
 )
-from .graph import Adjoint
+from .core.graph import Adjoint
 
 __all__ = [
     "NUMPY_HELPERS", "DeriveLatexPrinter", "DeriveNumPyPrinter", "Identifiers", "Layout", "latex", "latex_name",

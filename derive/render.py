@@ -17,9 +17,9 @@ import jinja2
 from sympy import Basic, ImmutableMatrix, MatMul, MatrixSymbol, OneMatrix, S, sympify
 from sympy.matrices.expressions.matexpr import MatrixElement
 
-from .derivation import Derivation, explicit, normalize_dims
+from .core.derivation import Derivation, explicit, normalize_dims
+from .core.graph import Adjoint, Intermediate, Step, topological_order
 from .errors import DimsError
-from .graph import Adjoint, Intermediate, Step, topological_order
 from .printing import latex, latex_name, latex_text
 
 __all__ = ["GENERATED_MARK", "sheet_summary_latex", "template_environment", "templates_dir", "to_latex"]

@@ -58,8 +58,8 @@ from sympy.matrices import MatrixBase
 from sympy.matrices.expressions.matexpr import MatrixElement
 from sympy.matrices.expressions.slice import MatrixSlice
 
-from derive.canonical import Blocks, Entries
-from derive.functions import (
+from derive.core.canonical import Blocks, Entries
+from derive.core.functions import (
     BinaryCrossEntropy,
     Elementwise,
     SoftmaxCrossEntropy,

@@ -16,8 +16,8 @@ import numpy as np
 from sympy import Basic, MatrixSymbol, S, primerange
 
 from derive.check import Network
-from derive.functions import BinaryCrossEntropy, Loss, SoftmaxCrossEntropy
-from derive.graph import Adjoint, Intermediate, topological_order
+from derive.core.functions import BinaryCrossEntropy, Loss, SoftmaxCrossEntropy
+from derive.core.graph import Adjoint, Intermediate, topological_order
 from derive.parse import HandShapeError, parse, to_sympy
 
 from .evaluator import TorchOps, Walk, evaluate

@@ -40,10 +40,10 @@ from sympy.matrices.expressions.matexpr import MatrixElement
 
 import derive
 from derive import codegen, printing
+from derive.core.functions import BinaryCrossEntropy, Loss, SoftmaxCrossEntropy, sigmoid
+from derive.core.graph import topological_order
 from derive.errors import CodegenError
 from derive.examples import catalogue
-from derive.functions import BinaryCrossEntropy, Loss, SoftmaxCrossEntropy, sigmoid
-from derive.graph import topological_order
 
 from .evaluator import evaluate, torch_gradients
 

@@ -3,8 +3,8 @@
 import pytest
 from sympy import Float, MatMul, MatrixSymbol, OneMatrix, Rational, Symbol, expand
 
+from derive.core.graph import Adjoint, Intermediate
 from derive.examples import catalogue, get
-from derive.graph import Adjoint, Intermediate
 
 from .conftest import EXAMPLES
 

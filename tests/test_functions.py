@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sympy import Heaviside, Rational, Symbol, diff, exp, lambdify, tanh
 
-from derive.functions import Elu, Gelu, LeakyRelu, NormalCdf, Relu, Sigmoid, Silu, Softplus, Step
+from derive.core.functions import Elu, Gelu, LeakyRelu, NormalCdf, Relu, Sigmoid, Silu, Softplus, Step
 
 x = Symbol("x", real=True)
 

@@ -12,9 +12,9 @@ import sympy
 from sympy import HadamardPower, HadamardProduct, MatrixSymbol, OneMatrix, Rational, Symbol
 from sympy.parsing import sympy_parser
 
+from derive.core.functions import relu, sigmoid, softmax, tanh_
+from derive.core.graph import Adjoint, Intermediate
 from derive.errors import ParseError
-from derive.functions import relu, sigmoid, softmax, tanh_
-from derive.graph import Adjoint, Intermediate
 from derive.parse import HandShapeError, Scope, from_sympy, parse, to_sympy, to_text
 
 N = Symbol("N", integer=True, positive=True)

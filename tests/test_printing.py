@@ -14,9 +14,9 @@ from sympy import (
 )
 from sympy.matrices.expressions.slice import MatrixSlice
 
-from derive.canonical import Blocks, Entries
-from derive.functions import bce, elu, leaky_relu, mse, relu, sigmoid, softmax, tanh_
-from derive.graph import Adjoint, Intermediate
+from derive.core.canonical import Blocks, Entries
+from derive.core.functions import bce, elu, leaky_relu, mse, relu, sigmoid, softmax, tanh_
+from derive.core.graph import Adjoint, Intermediate
 from derive.printing import latex, latex_name, latex_text
 
 N, H = Symbol("N", integer=True, positive=True), Symbol("H", integer=True, positive=True)

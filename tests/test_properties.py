@@ -22,7 +22,7 @@ from sympy.matrices.expressions.matexpr import MatrixElement
 
 import derive
 from derive.codegen import load_module, to_numpy
-from derive.derivation import variables
+from derive.core.derivation import variables
 from derive.errors import CodegenError
 
 from .evaluator import central_differences, evaluate, numpy_walk, torch_gradients

@@ -13,9 +13,9 @@ from sympy import MatrixSymbol, OneMatrix, Symbol, lambdify
 from sympy.matrices.expressions.matexpr import MatrixElement
 
 import derive
-from derive.derivation import explicit
+from derive.core.derivation import explicit
+from derive.core.functions import mse, relu, sigmoid
 from derive.examples import catalogue, get
-from derive.functions import mse, relu, sigmoid
 from derive.printing import latex
 from derive.render import (
     GENERATED_MARK,

@@ -43,7 +43,7 @@ from derive import (
     softplus,
     tanh,
 )
-from derive.rules import RULES, supported
+from derive.core.rules import RULES, supported
 
 from .evaluator import evaluate
 from .test_cookbook import assert_tidy

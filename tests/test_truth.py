@@ -57,13 +57,14 @@ from sympy import (
 from sympy.matrices.expressions.matexpr import MatrixElement
 
 import derive
-from derive import codegen, printing, truth
-from derive.algebra import mat_mul
-from derive.derivation import explicit
+from derive import codegen, printing
+from derive.core import truth
+from derive.core.algebra import mat_mul
+from derive.core.derivation import explicit
+from derive.core.functions import SoftmaxCrossEntropy
+from derive.core.rules import RULES, Pullback
 from derive.errors import CodegenError, DeriveError, GradientMismatch
 from derive.examples import catalogue
-from derive.functions import SoftmaxCrossEntropy
-from derive.rules import RULES, Pullback
 
 from .evaluator import torch_gradients
 

@@ -28,7 +28,7 @@ from sympy import (
 )
 from sympy.matrices.expressions.matexpr import MatrixElement
 
-from derive.functions import (
+from derive.core.functions import (
     BinaryCrossEntropy,
     SoftmaxCrossEntropy,
     SquaredError,

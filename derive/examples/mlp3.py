@@ -4,7 +4,7 @@
 
 from sympy import MatrixSymbol, OneMatrix, Rational, Symbol
 
-from ..functions import cross_entropy, elu, gelu, leaky_relu, relu, sigmoid, silu, softmax, tanh_
+from ..core.functions import cross_entropy, elu, gelu, leaky_relu, relu, sigmoid, silu, softmax, tanh_
 from . import Example
 
 N, D, H, C = (Symbol(n, integer=True, positive=True) for n in ("N", "D", "H", "C"))

@@ -2,7 +2,7 @@
 
 from sympy import MatrixSymbol, OneMatrix, Symbol
 
-from ..functions import bce, relu, sigmoid
+from ..core.functions import bce, relu, sigmoid
 from . import Example
 
 N = Symbol("N", integer=True, positive=True)

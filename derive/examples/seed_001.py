@@ -3,7 +3,7 @@ and the same with a sigmoid between them. Rows are examples."""
 
 from sympy import MatrixSymbol, OneMatrix, Symbol
 
-from ..functions import mse, sigmoid
+from ..core.functions import mse, sigmoid
 from . import Example
 
 N = Symbol("N", integer=True, positive=True)

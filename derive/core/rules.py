@@ -49,9 +49,9 @@ from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 from sympy.matrices.expressions.matexpr import MatrixElement
 from sympy.matrices.expressions.slice import MatrixSlice
 
+from ..errors import UnsupportedOperation
 from .algebra import embed, entry, hadamard, hadamard_power, mat_add, mat_mul, one_minus, submatrix, transpose
 from .canonical import Blocks, Entries
-from .errors import UnsupportedOperation
 from .functions import (
     BinaryCrossEntropy,
     Elementwise,

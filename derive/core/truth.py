@@ -87,8 +87,7 @@ from sympy.matrices import MatrixBase
 from sympy.matrices.expressions.adjoint import Adjoint as ConjugateTranspose
 from sympy.matrices.expressions.matexpr import MatrixElement
 
-from .canonical import Blocks, Entries
-from .errors import (
+from ..errors import (
     DeriveError,
     DimsError,
     GradientMismatch,
@@ -96,6 +95,7 @@ from .errors import (
     ShapeError,
     UnsupportedOperation,
 )
+from .canonical import Blocks, Entries
 from .functions import (
     BinaryCrossEntropy,
     Elementwise,

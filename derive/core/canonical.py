@@ -42,7 +42,7 @@ from sympy.core.operations import AssocOp
 from sympy.matrices import ImmutableMatrix, MatrixBase
 from sympy.matrices.expressions.matexpr import MatrixElement
 
-from .errors import UnsupportedOperation
+from ..errors import UnsupportedOperation
 
 __all__ = ["Blocks", "Entries", "canonical"]
 

@@ -40,8 +40,8 @@ from sympy import (
 )
 from sympy.core.function import ArgumentIndexError
 
+from ..errors import InvalidArgument, ShapeError
 from .algebra import hadamard, one_minus
-from .errors import InvalidArgument, ShapeError
 
 __all__ = [
     "BinaryCrossEntropy",

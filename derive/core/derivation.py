@@ -61,9 +61,9 @@ from sympy.matrices import MatrixBase
 from sympy.matrices.expressions.matexpr import MatrixElement
 from sympy.matrices.expressions.slice import MatrixSlice
 
+from ..errors import DimsError, ExpansionTooLarge, GradientMismatch, InvalidParameter, ParameterNotInLoss
 from .algebra import entry, hadamard, mat_add, mat_mul, submatrix, transpose
 from .canonical import Blocks, Entries, canonical
-from .errors import DimsError, ExpansionTooLarge, GradientMismatch, InvalidParameter, ParameterNotInLoss
 from .functions import Loss
 from .graph import (
     LEAVES,

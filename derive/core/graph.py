@@ -40,9 +40,9 @@ from sympy import (
 from sympy.core.operations import AssocOp
 from sympy.matrices import MatrixBase
 
+from ..errors import DeriveError, InvalidParameter, NonScalarLoss, ShapeError, UnsupportedOperation
 from .algebra import mat_add
 from .canonical import Blocks
-from .errors import DeriveError, InvalidParameter, NonScalarLoss, ShapeError, UnsupportedOperation
 from .rules import Pullback, rule_for
 
 LEAVES = (MatrixSymbol, OneMatrix, ZeroMatrix, Identity, MatrixBase, Atom)
