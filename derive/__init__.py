@@ -7,7 +7,6 @@ that they agree (``g.verify(dims)``).
 """
 
 from .check import CheckResult, check
-from .codegen import to_numpy
 from .core.derivation import Derivation, Forward, Verification, gradients
 from .core.functions import (
     bce,
@@ -50,7 +49,8 @@ from .errors import (
     ShapeError,
     UnsupportedOperation,
 )
-from .render import to_latex
+from .render.module import to_numpy
+from .render.sheet import to_latex
 
 __all__ = [
     "CheckResult",

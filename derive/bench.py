@@ -34,9 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .codegen import load_module, to_numpy
 from .errors import DeriveError
 from .examples import get
+from .render.module import load_module, to_numpy
 from .step_profile import StatementTime, profile_markdown, profile_step
 
 __all__ = ["BenchConfig", "add_bench_arguments", "main_bench", "run_bench"]

@@ -32,7 +32,7 @@ from sympy import Basic, MatrixSymbol
 
 from . import __version__, bench
 from .errors import DeriveError, DimsError, LatexError, NetworkFileError, OutputError
-from .render import GENERATED_MARK
+from .render.sheet import GENERATED_MARK
 
 __all__ = ["main"]
 
@@ -199,7 +199,7 @@ def write_atomic(path: Path, data: bytes | str, force: bool) -> Path:
 def sheet_text(network: Network, dims: dict) -> str:
     """The sheet, written out at the given dims, else at the network's own when it has all of them."""
     from .core.derivation import normalize_dims
-    from .render import to_latex
+    from .render.sheet import to_latex
     g = network.derive()
     merged = {**{str(k): v for k, v in network.dims.items()}, **dims}
     try:
@@ -213,7 +213,7 @@ def sheet_text(network: Network, dims: dict) -> str:
 
 def code_text(network: Network) -> str:
     """The verified NumPy module (its template starts with derive's generated-file line)."""
-    from .codegen import to_numpy
+    from .render.module import to_numpy
     return to_numpy(network.derive(), safe_identifier(network.name))
 
 

@@ -48,8 +48,8 @@ def test_every_configuration_is_measured_and_reported(results):
 
 @pytest.fixture(scope="module", params=["relu", "gelu"])
 def generated_step(request):
-    from derive.codegen import load_module, to_numpy
     from derive.examples import get
+    from derive.render.module import load_module, to_numpy
     params, batch = bench._data(bench.BenchConfig(**TINY), "float64")
     module = load_module(to_numpy(get(f"mlp3_{request.param}").derive(), request.param))
     return request.param, params, batch, module.loss_and_grads(params, batch)

@@ -39,11 +39,12 @@ from sympy import (
 from sympy.matrices.expressions.matexpr import MatrixElement
 
 import derive
-from derive import codegen, printing
 from derive.core.functions import BinaryCrossEntropy, Loss, SoftmaxCrossEntropy, sigmoid
 from derive.core.graph import topological_order
 from derive.errors import CodegenError
 from derive.examples import catalogue
+from derive.render import module as codegen
+from derive.render import printing
 
 from .evaluator import evaluate, torch_gradients
 

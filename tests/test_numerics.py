@@ -11,7 +11,7 @@ import pytest
 from sympy import MatrixSymbol, OneMatrix, Symbol
 
 import derive
-from derive import codegen
+from derive.render import module as codegen
 
 torch = pytest.importorskip("torch", reason="PyTorch's stable losses are the truth here")
 F = torch.nn.functional

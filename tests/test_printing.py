@@ -17,7 +17,7 @@ from sympy.matrices.expressions.slice import MatrixSlice
 from derive.core.canonical import Blocks, Entries
 from derive.core.functions import bce, elu, leaky_relu, mse, relu, sigmoid, softmax, tanh_
 from derive.core.graph import Adjoint, Intermediate
-from derive.printing import latex, latex_name, latex_text
+from derive.render.printing import latex, latex_name, latex_text
 
 N, H = Symbol("N", integer=True, positive=True), Symbol("H", integer=True, positive=True)
 A, B = MatrixSymbol("A", N, H), MatrixSymbol("B", N, H)

@@ -21,9 +21,9 @@ from sympy import Dummy, lambdify
 from sympy.matrices.expressions.matexpr import MatrixElement
 
 import derive
-from derive.codegen import load_module, to_numpy
 from derive.core.derivation import variables
 from derive.errors import CodegenError
+from derive.render.module import load_module, to_numpy
 
 from .evaluator import central_differences, evaluate, numpy_walk, torch_gradients
 from .networks import networks

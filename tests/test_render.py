@@ -16,8 +16,8 @@ import derive
 from derive.core.derivation import explicit
 from derive.core.functions import mse, relu, sigmoid
 from derive.examples import catalogue, get
-from derive.printing import latex
-from derive.render import (
+from derive.render.printing import latex
+from derive.render.sheet import (
     GENERATED_MARK,
     closed_names,
     figure,
@@ -79,7 +79,7 @@ EXPANDED = ["seed_000_bce", "seed_001_linreg_batch", "seed_001_two_linear", "see
 def test_closed_names_give_the_elementwise_truth(name):
     example = get(name)
     g = example.derive()
-    dims = derive.derivation.normalize_dims(example.dims, g.loss)
+    dims = derive.core.derivation.normalize_dims(example.dims, g.loss)
     mapping = closed_names(g)
     rng = np.random.default_rng(1)
     for p in g.params:

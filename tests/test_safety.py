@@ -20,9 +20,10 @@ import pytest
 from sympy import MatrixSymbol, OneMatrix, Symbol
 
 import derive
-from derive import cli, codegen
+from derive import cli
 from derive.examples import catalogue
-from derive.render import GENERATED_MARK
+from derive.render import module as codegen
+from derive.render.sheet import GENERATED_MARK
 
 from .evaluator import torch_gradients
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from derive import bench
-from derive.codegen import load_module, to_numpy
 from derive.examples import get
+from derive.render.module import load_module, to_numpy
 from derive.step_profile import StatementTime, profile_markdown, profile_step
 
 TINY = bench.BenchConfig(n=32, widths=(6, 5, 5, 3))

@@ -57,7 +57,6 @@ from sympy import (
 from sympy.matrices.expressions.matexpr import MatrixElement
 
 import derive
-from derive import codegen, printing
 from derive.core import truth
 from derive.core.algebra import mat_mul
 from derive.core.derivation import explicit
@@ -65,6 +64,8 @@ from derive.core.functions import SoftmaxCrossEntropy
 from derive.core.rules import RULES, Pullback
 from derive.errors import CodegenError, DeriveError, GradientMismatch
 from derive.examples import catalogue
+from derive.render import module as codegen
+from derive.render import printing
 
 from .evaluator import torch_gradients
 

@@ -293,7 +293,7 @@ class Derivation:
         return "\n".join(lines)
 
     def _repr_latex_(self):
-        from .render import sheet_summary_latex
+        from ..render.sheet import sheet_summary_latex
         return sheet_summary_latex(self)
 
     def check_numerically(self, *, seed: int = 0) -> NumericCheck:

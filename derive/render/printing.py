@@ -51,9 +51,9 @@ from sympy.printing.latex import LatexPrinter
 from sympy.printing.numpy import NumPyPrinter
 from sympy.printing.precedence import PRECEDENCE, precedence_traditional
 
-from .core import functions as fn
-from .core.canonical import Blocks, Entries
-from .core.functions import (
+from ..core import functions as fn
+from ..core.canonical import Blocks, Entries
+from ..core.functions import (
     BinaryCrossEntropy,
     Elementwise,
     SoftmaxCrossEntropy,
@@ -63,7 +63,7 @@ from .core.functions import (
     sigmoid,
     softmax,
 )
-from .core.graph import Adjoint
+from ..core.graph import Adjoint
 
 __all__ = [
     "NUMPY_HELPERS", "DeriveLatexPrinter", "DeriveNumPyPrinter", "Identifiers", "Layout", "latex", "latex_name",

@@ -22,10 +22,8 @@ import traceback
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from sympy import (
     Basic,
     HadamardProduct,
@@ -38,13 +36,14 @@ from sympy import (
 )
 from sympy.matrices.expressions.matexpr import MatrixElement
 
-from .core.algebra import mat_add
-from .core.derivation import Derivation, dimension_symbols
-from .core.functions import SoftmaxCrossEntropy
-from .core.graph import Adjoint, Intermediate, topological_order
-from .core.truth import Draw, Program, domain
-from .errors import CodegenError
+from ..core.algebra import mat_add
+from ..core.derivation import Derivation, dimension_symbols
+from ..core.functions import SoftmaxCrossEntropy
+from ..core.graph import Adjoint, Intermediate, topological_order
+from ..core.truth import Draw, Program, domain
+from ..errors import CodegenError
 from .printing import NUMPY_HELPERS, DeriveNumPyPrinter, Identifiers, safe_comment
+from .templates import render as render_template
 
 __all__ = ["ModulePlan", "Statement", "load_module", "to_numpy", "verify_module"]
 
@@ -356,18 +355,8 @@ def _mentions(text: str, identifier: str) -> bool:
 
 # --- rendering ---------------------------------------------------------------------------------
 
-def _template_dir() -> Path:
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "templates", here.parent / "templates"):
-        if (candidate / "module.py.j2").exists():
-            return candidate
-    raise CodegenError("the template module.py.j2 is missing (looked in derive/templates and templates/)")
-
-
 def render(plan: ModulePlan) -> str:
-    env = Environment(loader=FileSystemLoader(_template_dir()), undefined=StrictUndefined,
-                      keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True, autoescape=False)
-    return env.get_template("module.py.j2").render(plan=plan)
+    return render_template("module.py.j2", plan=plan)
 
 
 # --- verification ------------------------------------------------------------------------------
