@@ -6,7 +6,7 @@ gives closed-form gradients (``g[W1]``), the backward steps (``g.steps``), index
 that they agree (``g.verify(dims)``).
 """
 
-from .check import CheckResult, check
+from .checker.check import CheckResult, check
 from .core.derivation import Derivation, Forward, Verification, gradients
 from .core.functions import (
     bce,

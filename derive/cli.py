@@ -30,7 +30,8 @@ from pathlib import Path
 
 from sympy import Basic, MatrixSymbol
 
-from . import __version__, bench
+from . import __version__
+from .bench import step as bench
 from .errors import DeriveError, DimsError, LatexError, NetworkFileError, OutputError
 from .render.sheet import GENERATED_MARK
 
@@ -315,15 +316,33 @@ def build_code(network: Network, out_dir: Path, force: bool) -> list[Path]:
     return [write_atomic(output_path(out_dir, network.name, ".py"), code_text(network), force)]
 
 
+def run_check(network, wrt_name: str, hand_text: str, dims: dict | None = None) -> tuple[int, str]:
+    """``derive check NET --wrt W --hand "..."``: (exit code, text). 0 right, 1 wrong, 2 bad input.
+
+    ``network`` is a built-in example's name, or anything with ``name``, ``loss``, ``wrt`` and
+    ``names`` (an :class:`~derive.examples.Example`, the command's loaded network file).
+    """
+    from .checker import check as checking
+    from .examples import get
+    try:
+        example = get(network) if isinstance(network, str) else network
+        params = {p.name: p for p in example.wrt}
+        if wrt_name not in params:
+            return 2, f"error: {example.name} has no parameter {wrt_name!r}; its parameters: {', '.join(params)}"
+        result = checking.check(hand_text, example.loss, params[wrt_name], names=example.names, dims=dims or None)
+    except DeriveError as error:
+        return 2, f"error: {error}"
+    return (0 if result else 1), result.report()
+
+
 def cmd_check(args) -> int:
-    from .check import run_check
     code, text = run_check(load_network(args.net, args.convention), args.wrt, args.hand, dims=parse_dims(args.dims) or None)
     print(text, file=sys.stderr if code == 2 else sys.stdout)
     return code
 
 
 def cmd_bench(args) -> int:
-    from . import derivation_bench
+    from .bench import derivation as derivation_bench
     if not args.derivation_only:
         bench.thread_limiter(args.threads)  # before the derivation table: say at once what is missing
     table = derivation_bench.full_report(args.repeats or 5)

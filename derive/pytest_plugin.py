@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from .check import CheckResult, recording_failures
+from .checker.check import CheckResult, recording_failures
 from .testing import assert_gradient as _assert_gradient
 
 _FAILED_KEY = pytest.StashKey[list]()

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 from sympy import Basic
 
-from .check import CheckResult, check
+from .checker.check import CheckResult, check
 
 __all__ = ["assert_gradient"]
 

@@ -15,10 +15,10 @@ from __future__ import annotations
 import numpy as np
 from sympy import Basic, MatrixSymbol, S, primerange
 
-from derive.check import Network
+from derive.checker.check import Network
+from derive.checker.grammar import HandShapeError, parse, to_sympy
 from derive.core.functions import BinaryCrossEntropy, Loss, SoftmaxCrossEntropy
 from derive.core.graph import Adjoint, Intermediate, topological_order
-from derive.parse import HandShapeError, parse, to_sympy
 
 from .evaluator import TorchOps, Walk, evaluate
 

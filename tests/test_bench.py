@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from derive import bench
+from derive.bench import step as bench
 from derive.errors import DeriveError
 
 TINY = {"n": 64, "widths": (16, 12, 12, 5), "repeats": 1, "warmup": 0}
@@ -138,7 +138,7 @@ def test_backward_memory_stays_within_the_target(tmp_path):
 
 
 def test_derivation_table_times_the_numeric_check_on_and_off():
-    from derive import derivation_bench
+    from derive.bench import derivation as derivation_bench
     rows = derivation_bench.speed_table(depths=(1, 2), repeats=1)
     assert all(r["derive_s"] > 0 and r["derive_unchecked_s"] > 0 for r in rows)
     header = derivation_bench.report(rows).splitlines()[0]

@@ -16,10 +16,11 @@ from hypothesis import strategies as st
 from sympy import Determinant, Inverse, MatrixSymbol, Symbol, Trace, isprime, lambdify, log
 
 import derive
-from derive.check import DIAGNOSES, Network, choose_dims, run_check
+from derive.checker.check import DIAGNOSES, Network, choose_dims
+from derive.checker.grammar import parse
+from derive.cli import run_check
 from derive.errors import ParseError
 from derive.examples import catalogue, get
-from derive.parse import parse
 from derive.testing import assert_gradient
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -110,7 +111,7 @@ def test_a_passing_hand_formula_equals_the_elementwise_truth(example, wrt, hand)
 
 
 def _entries(net, point):
-    from derive.check import entries_of
+    from derive.checker.check import entries_of
     return entries_of(point, net)
 
 

@@ -28,10 +28,8 @@ from hypothesis import strategies as st
 from sympy import MatrixExpr
 
 import derive
-from derive.check import Network
-from derive.errors import DeriveError, ParseError
-from derive.examples import catalogue, get
-from derive.parse import (
+from derive.checker.check import Network
+from derive.checker.grammar import (
     Node,
     from_sympy,
     leaf,
@@ -41,6 +39,8 @@ from derive.parse import (
     to_text,
     walk,
 )
+from derive.errors import DeriveError, ParseError
+from derive.examples import catalogue, get
 
 from .hand_truth import HandTruth
 from .test_check import RIGHT

@@ -126,8 +126,8 @@ INTERNAL_ERRORS = [
     ("sheet", ["sheet", "seed_000_bce"], "derive.cli", "sheet_text"),
     ("code", ["code", "seed_000_bce"], "derive.cli", "code_text"),
     ("build", ["build"], "derive.cli", "build_sheet"),
-    ("check", ["check", "seed_000_bce", "--wrt", "w2", "--hand", "h^T dL/dz"], "derive.check", "check"),
-    ("bench", ["bench", "--derivation-only"], "derive.derivation_bench", "full_report"),
+    ("check", ["check", "seed_000_bce", "--wrt", "w2", "--hand", "h^T dL/dz"], "derive.checker.check", "check"),
+    ("bench", ["bench", "--derivation-only"], "derive.bench.derivation", "full_report"),
 ]
 
 

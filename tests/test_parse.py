@@ -12,10 +12,10 @@ import sympy
 from sympy import HadamardPower, HadamardProduct, MatrixSymbol, OneMatrix, Rational, Symbol
 from sympy.parsing import sympy_parser
 
+from derive.checker.grammar import HandShapeError, Scope, from_sympy, parse, to_sympy, to_text
 from derive.core.functions import relu, sigmoid, softmax, tanh_
 from derive.core.graph import Adjoint, Intermediate
 from derive.errors import ParseError
-from derive.parse import HandShapeError, Scope, from_sympy, parse, to_sympy, to_text
 
 N = Symbol("N", integer=True, positive=True)
 X = MatrixSymbol("X", 4, 2)

@@ -7,10 +7,10 @@ import ast
 import numpy as np
 import pytest
 
-from derive import bench
+from derive.bench import step as bench
+from derive.bench.profile import StatementTime, profile_markdown, profile_step
 from derive.examples import get
 from derive.render.module import load_module, to_numpy
-from derive.step_profile import StatementTime, profile_markdown, profile_step
 
 TINY = bench.BenchConfig(n=32, widths=(6, 5, 5, 3))
 

@@ -39,8 +39,8 @@ from typing import Any
 
 from sympy import Basic, Integer, MatrixExpr, OneMatrix, Rational, S, expand
 
-from .core.algebra import hadamard, hadamard_power, mat_add, mat_mul, transpose
-from .core.functions import (
+from ..core.algebra import hadamard, hadamard_power, mat_add, mat_mul, transpose
+from ..core.functions import (
     Elementwise,
     elu,
     exp_,
@@ -55,7 +55,7 @@ from .core.functions import (
     softplus,
     tanh_,
 )
-from .errors import ParseError, ShapeError
+from ..errors import ParseError, ShapeError
 
 __all__ = [
     "FUNCTIONS",

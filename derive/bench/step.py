@@ -34,10 +34,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DeriveError
-from .examples import get
-from .render.module import load_module, to_numpy
-from .step_profile import StatementTime, profile_markdown, profile_step
+from ..errors import DeriveError
+from ..examples import get
+from ..render.module import load_module, to_numpy
+from .profile import StatementTime, profile_markdown, profile_step
 
 __all__ = ["BenchConfig", "add_bench_arguments", "main_bench", "run_bench"]
 

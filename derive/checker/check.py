@@ -54,8 +54,8 @@ from sympy import (
 from sympy.matrices import MatrixBase
 from sympy.matrices.expressions.matexpr import MatrixElement
 
-from .core.canonical import canonical
-from .core.derivation import (
+from ..core.canonical import canonical
+from ..core.derivation import (
     dimension_symbols,
     expansion_cost,
     explicit,
@@ -64,10 +64,10 @@ from .core.derivation import (
     simplifies_to_zero,
     variables,
 )
-from .core.functions import Elementwise, Loss, log_softmax, softmax
-from .core.graph import Adjoint, Intermediate, topological_order
-from .errors import DeriveError, ParseError
-from .parse import (
+from ..core.functions import Elementwise, Loss, log_softmax, softmax
+from ..core.graph import Adjoint, Intermediate, topological_order
+from ..errors import DeriveError, ParseError
+from .grammar import (
     HandShapeError,
     Node,
     Scope,
@@ -82,7 +82,7 @@ from .parse import (
     walk,
 )
 
-__all__ = ["DIAGNOSES", "CheckResult", "Counterexample", "Diagnosis", "check", "choose_dims", "recording_failures", "run_check"]
+__all__ = ["DIAGNOSES", "CheckResult", "Counterexample", "Diagnosis", "check", "choose_dims", "recording_failures"]
 
 TOLERANCE = 1e-9          # relative error under which two numeric gradients are equal
 SCREEN_POINTS = 3         # points at which a proposed correction is tried before it is confirmed
@@ -865,7 +865,7 @@ def _spots(tree: Node) -> Iterator[tuple[Node, Callable[[Node], Node]]]:
 
 def propose_missing_derivative(tree: Node, net: Network, screen) -> Iterator[Proposal]:
     """An activation's derivative f'(A) left out of the chain."""
-    from .parse import FUNCTIONS
+    from .grammar import FUNCTIONS
     for forward in net.g.forward:
         definition = forward.definition
         if not isinstance(definition, Elementwise):
@@ -1168,23 +1168,3 @@ def _caution(dims: dict) -> list[str]:
     note = (f"  note: at {', '.join(hiding)} a constant factor can pass unseen (2/N is 1 at N=2, N/D is 1 at "
             "N=D); the default dims, distinct odd primes, cannot hide one")
     return [note]
-
-
-# --- the command line's part --------------------------------------------------------------------------
-
-def run_check(network, wrt_name: str, hand_text: str, dims: Mapping | None = None) -> tuple[int, str]:
-    """``derive check NET --wrt W --hand "..."``: (exit code, text). 0 right, 1 wrong, 2 bad input.
-
-    ``network`` is a built-in example's name, or anything with ``name``, ``loss``, ``wrt`` and
-    ``names`` (an :class:`~derive.examples.Example`, the command's loaded network file).
-    """
-    from .examples import get
-    try:
-        example = get(network) if isinstance(network, str) else network
-        params = {p.name: p for p in example.wrt}
-        if wrt_name not in params:
-            return 2, f"error: {example.name} has no parameter {wrt_name!r}; its parameters: {', '.join(params)}"
-        result = check(hand_text, example.loss, params[wrt_name], names=example.names, dims=dims or None)
-    except DeriveError as error:
-        return 2, f"error: {error}"
-    return (0 if result else 1), result.report()
