@@ -18,7 +18,8 @@ from sympy import Basic, MatrixSymbol, S, primerange
 from derive.checker.check import Network
 from derive.checker.grammar import HandShapeError, parse, to_sympy
 from derive.core.functions import BinaryCrossEntropy, Loss, SoftmaxCrossEntropy
-from derive.core.graph import Adjoint, Intermediate, topological_order
+from derive.core.graph import topological_order
+from derive.core.symbols import Intermediate, LossGradient
 
 from .evaluator import TorchOps, Walk, evaluate
 
@@ -48,9 +49,9 @@ class HandTruth:
         leaves = sorted({s for s in topological_order(loss) if type(s) is MatrixSymbol}, key=lambda s: s.name)
         rng = np.random.default_rng(seed)
         self.values = [self._named_values(self._random_leaves(rng, leaves), quantities, leaves) for _ in range(points)]
-        self.rename = {s: MatrixSymbol(f"{'d' if isinstance(s, Adjoint) else 'q'}:{s.name}", *s.shape)
+        self.rename = {s: MatrixSymbol(f"{'d' if isinstance(s, LossGradient) else 'q'}:{s.name}", *s.shape)
                        for s in [*self.net.scope.symbols.values(), *self.net.scope.gradients.values()]
-                       if isinstance(s, (Intermediate, Adjoint))}
+                       if isinstance(s, (Intermediate, LossGradient))}
 
     def _random_leaves(self, rng, leaves) -> dict:
         values = {s.name: rng.uniform(-1, 1, size=tuple(int(d.xreplace(self.dims)) for d in s.shape)) for s in leaves}

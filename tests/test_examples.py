@@ -3,7 +3,7 @@
 import pytest
 from sympy import Float, MatMul, MatrixSymbol, OneMatrix, Rational, Symbol, expand
 
-from derive.core.graph import Adjoint, Intermediate
+from derive.core.symbols import Intermediate, LossGradient
 from derive.examples import catalogue, get
 
 from .conftest import EXAMPLES
@@ -42,8 +42,8 @@ def test_note_000_gives_p_minus_y_over_n_for_the_logit(derivations):
     y = MatrixSymbol("y", N, 1)
     assert same(g.gradient_of(z), MatMul(1 / N, p - y), {N: 3})
     h = named(g, "h")
-    assert g.compact(MatrixSymbol("w2", 3, 1)) == h.T * Adjoint("z", N, 1)
-    assert g.compact(MatrixSymbol("b", 1, 1)) == OneMatrix(1, N) * Adjoint("z", N, 1)
+    assert g.compact(MatrixSymbol("w2", 3, 1)) == h.T * LossGradient("z", N, 1)
+    assert g.compact(MatrixSymbol("b", 1, 1)) == OneMatrix(1, N) * LossGradient("z", N, 1)
 
 
 def test_note_001_batch_of_two_gives_the_notes_explicit_entries():
@@ -62,7 +62,7 @@ def test_note_001_batch_of_two_gives_the_notes_explicit_entries():
 def test_note_001_single_example_gives_x_transpose_times_upstream(derivations):
     g = derivations["seed_001_linreg_single"]
     x, yhat = MatrixSymbol("x", 1, 3), named(g, "yhat")
-    assert g.compact(MatrixSymbol("w", 3, 1)) == x.T * Adjoint("yhat", 1, 1)
+    assert g.compact(MatrixSymbol("w", 3, 1)) == x.T * LossGradient("yhat", 1, 1)
     assert same(g.gradient_of(yhat), 2 * (yhat - MatrixSymbol("y", 1, 1)), {})
 
 
@@ -96,9 +96,9 @@ def test_note_003_column_mlp(derivations):
     D, H, C = (Symbol(n, integer=True, positive=True) for n in ("D", "H", "C"))
     s, p, h1 = named(g, "s"), named(g, "p"), named(g, "h1")
     assert same(g.gradient_of(s), p - MatrixSymbol("y", C, 1), {C: 3})
-    assert g.compact(MatrixSymbol("W2", C, H)) == Adjoint("s", C, 1) * h1.T
-    assert g.compact(MatrixSymbol("W1", H, D)) == Adjoint("a1", H, 1) * MatrixSymbol("x", D, 1).T
-    assert same(g.gradient_of(h1), MatrixSymbol("W2", C, H).T * Adjoint("s", C, 1), {C: 3, H: 2})
+    assert g.compact(MatrixSymbol("W2", C, H)) == LossGradient("s", C, 1) * h1.T
+    assert g.compact(MatrixSymbol("W1", H, D)) == LossGradient("a1", H, 1) * MatrixSymbol("x", D, 1).T
+    assert same(g.gradient_of(h1), MatrixSymbol("W2", C, H).T * LossGradient("s", C, 1), {C: 3, H: 2})
 
 
 def test_note_004_half_mse_through_sigmoids(derivations):
@@ -107,8 +107,8 @@ def test_note_004_half_mse_through_sigmoids(derivations):
     z, h = named(g, "z"), named(g, "h")
     t = MatrixSymbol("t", 1, N)
     assert same(g.gradient_of(z), MatMul(1 / N, z - t), {N: 2})
-    assert g.compact(MatrixSymbol("W2", 1, 3)) == Adjoint("v", 1, N) * h.T
-    assert g.compact(MatrixSymbol("b1", 3, 1)) == Adjoint("u", 3, N) * OneMatrix(N, 1)
+    assert g.compact(MatrixSymbol("W2", 1, 3)) == LossGradient("v", 1, N) * h.T
+    assert g.compact(MatrixSymbol("b1", 3, 1)) == LossGradient("u", 3, N) * OneMatrix(N, 1)
 
 
 def test_residual_block_sums_both_paths(derivations):

@@ -14,7 +14,7 @@ from sympy.parsing import sympy_parser
 
 from derive.checker.grammar import HandShapeError, Scope, from_sympy, parse, to_sympy, to_text
 from derive.core.functions import relu, sigmoid, softmax, tanh_
-from derive.core.graph import Adjoint, Intermediate
+from derive.core.symbols import Intermediate, LossGradient
 from derive.errors import ParseError
 
 N = Symbol("N", integer=True, positive=True)
@@ -23,7 +23,7 @@ W1 = MatrixSymbol("W1", 2, 3)
 G = MatrixSymbol("G", 4, 3)
 Z = Intermediate("Z", 4, 3)
 yhat = MatrixSymbol("yhat", 4, 1)
-dZ = Adjoint("Z", 4, 3)
+dZ = LossGradient("Z", 4, 3)
 ONES_ROW, ONES_COL = OneMatrix(1, 4), OneMatrix(3, 1)
 
 

@@ -16,7 +16,7 @@ from sympy.matrices.expressions.slice import MatrixSlice
 
 from derive.core.canonical import Blocks, Entries
 from derive.core.functions import bce, elu, leaky_relu, mse, relu, sigmoid, softmax, tanh_
-from derive.core.graph import Adjoint, Intermediate
+from derive.core.symbols import Intermediate, LossGradient
 from derive.render.printing import latex, latex_name, latex_text
 
 N, H = Symbol("N", integer=True, positive=True), Symbol("H", integer=True, positive=True)
@@ -25,8 +25,8 @@ G = MatrixSymbol("G", N, H)
 k = Symbol("k", integer=True)
 
 NOTATION = [
-    ("adjoint", Adjoint("Z_1", N, H), r"\frac{\partial L}{\partial Z_{1}}"),
-    ("adjoint of a hatted name", Adjoint("yhat", N, 1), r"\frac{\partial L}{\partial \hat{y}}"),
+    ("adjoint", LossGradient("Z_1", N, H), r"\frac{\partial L}{\partial Z_{1}}"),
+    ("adjoint of a hatted name", LossGradient("yhat", N, 1), r"\frac{\partial L}{\partial \hat{y}}"),
     ("intermediate", Intermediate("Z_1", N, H), "Z_{1}"),
     ("relu", relu(A), r"\operatorname{relu}\left(A\right)"),
     ("sigmoid", sigmoid(A), r"\sigma\left(A\right)"),
@@ -42,7 +42,7 @@ NOTATION = [
     ("ones column", OneMatrix(N, 1), r"\mathbf{1}"),
     ("1^T G sums the rows", OneMatrix(1, N) * G, r"\sum_{\text{rows}} G"),
     ("G 1 sums the columns", G * OneMatrix(H, 1), r"\sum_{\text{cols}} G"),
-    ("1^T G with an adjoint", OneMatrix(1, N) * Adjoint("Z", N, H), r"\sum_{\text{rows}} \frac{\partial L}{\partial Z}"),
+    ("1^T G with an adjoint", OneMatrix(1, N) * LossGradient("Z", N, H), r"\sum_{\text{rows}} \frac{\partial L}{\partial Z}"),
     ("identity of size 1", Identity(1), "1"),
     ("ones of size 1 x 1", OneMatrix(1, 1), "1"),
     ("transpose", Transpose(A), r"A^{\top}"),
@@ -50,13 +50,13 @@ NOTATION = [
     ("entries are 1-based", A[0, 1], "{A}_{12}"),
     ("symbolic entries", A[k, 1], "{A}_{k2}"),
     ("long indices get a comma", A[k + 1, 1], "{A}_{k + 1,2}"),
-    ("adjoint entry", Adjoint("Z", N, H)[0, 0], r"\frac{\partial L}{\partial {Z}_{11}}"),
+    ("adjoint entry", LossGradient("Z", N, H)[0, 0], r"\frac{\partial L}{\partial {Z}_{11}}"),
     ("sums run from 1", Sum(A[k, 0], (k, 0, N - 1)), r"\sum_{k=1}^{N} {A}_{k1}"),
     ("mean squared error", mse(A, B), r"\frac{1}{N} \sum_{i,j} \left(A - B\right)_{ij}^{2}"),
     ("block matrix", Blocks(2, A, B, B, A), r"\begin{bmatrix} A & B \\ B & A \end{bmatrix}"),
     ("explicit matrix", Entries(2, A[0, 0], 0, 0, A[1, 1]), r"\begin{bmatrix} {A}_{11} & 0 \\ 0 & {A}_{22} \end{bmatrix}"),
     ("slices are 1-based and inclusive", MatrixSlice(G, (0, N), (1, H)), r"{G}_{:,\,2:H}"),
-    ("slice of a gradient", MatrixSlice(Adjoint("Z", N, H), (1, 2), (0, H)),
+    ("slice of a gradient", MatrixSlice(LossGradient("Z", N, H), (1, 2), (0, H)),
      r"{\left(\frac{\partial L}{\partial Z}\right)}_{2:2,\,:}"),
     ("binary cross-entropy", bce(A, B),
      r"-\frac{1}{N} \sum_{i,j} \left[{B}_{ij} \log {A}_{ij} + \left(1 - {B}_{ij}\right) \log\left(1 - {A}_{ij}\right)\right]"),
@@ -79,7 +79,7 @@ SPECIAL_NAMES = [
 def test_special_names_are_escaped_text(name, expected):
     assert latex_name(name) == expected
     assert latex(MatrixSymbol(name, 2, 2)) == expected
-    assert latex(Adjoint(name, 2, 2)) == rf"\frac{{\partial L}}{{\partial {expected}}}"
+    assert latex(LossGradient(name, 2, 2)) == rf"\frac{{\partial L}}{{\partial {expected}}}"
 
 
 def test_plain_names_keep_sympy_typesetting():
@@ -96,6 +96,6 @@ def test_text_escape_covers_every_special_character():
 
 
 def test_inline_gradients_for_written_out_matrices():
-    entry = Adjoint("yhat", N, 1)[1, 0]
+    entry = LossGradient("yhat", N, 1)[1, 0]
     assert latex(entry, inline_gradients=True) == r"\left(\partial L/\partial {\hat{y}}_{21}\right)"
     assert latex(entry) == r"\frac{\partial L}{\partial {\hat{y}}_{21}}"

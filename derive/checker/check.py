@@ -65,7 +65,8 @@ from ..core.derivation import (
     variables,
 )
 from ..core.functions import Elementwise, Loss, log_softmax, softmax
-from ..core.graph import Adjoint, Intermediate, topological_order
+from ..core.graph import topological_order
+from ..core.symbols import Intermediate, LossGradient
 from ..errors import DeriveError, ParseError
 from .grammar import (
     HandShapeError,
@@ -204,7 +205,7 @@ class Network:
             for f in derivation.forward:  # a name both use is one quantity (everything takes g's names)
                 mapping.setdefault(f.symbol, f.definition)
             for f in derivation.forward:
-                adjoint = Adjoint(f.symbol.name, *f.symbol.shape)
+                adjoint = LossGradient(f.symbol.name, *f.symbol.shape)
                 if adjoint in mapping:
                     continue
                 try:
@@ -223,7 +224,7 @@ class Network:
         symbols.update({f.symbol.name: f.symbol for f in self.g.forward})
         # dL/dW itself is not a hand answer for W: a formula may name every other gradient
         own = self.g.adjoint(self.param)
-        gradients_ = {str(a.name): a for a in self.expansion if isinstance(a, Adjoint) and a != own}
+        gradients_ = {str(a.name): a for a in self.expansion if isinstance(a, LossGradient) and a != own}
         axis = next((n.axis for n in topological_order(self.g.root) if isinstance(n, (softmax, log_softmax))), None)
         if axis is None:
             axis = next((int(n.args[3]) for n in topological_order(self.g.root)
@@ -240,7 +241,7 @@ class Network:
     def expand_closed(self, expr: Basic) -> Basic:
         """``expr`` with every named quantity and gradient written in the network's own symbols."""
         for _ in range(100):
-            if not any(isinstance(a, (Intermediate, Adjoint)) for a in expr.atoms(MatrixSymbol)):
+            if not any(isinstance(a, (Intermediate, LossGradient)) for a in expr.atoms(MatrixSymbol)):
                 return expr
             expr = expr.xreplace(self.expansion)
         raise DeriveError(f"could not expand the names in {expr}")  # pragma: no cover - names are acyclic
@@ -253,7 +254,7 @@ class Network:
 
     def explicit(self, what, opaque: tuple = (), backend: ExplicitBackend | None = None) -> ImmutableMatrix:
         """The explicit matrix of a tree or SymPy expression at the dims, target constraints applied.
-        ``opaque``: the kinds of names (Intermediate, Adjoint) kept as their entries (``h[0, 1]``)
+        ``opaque``: the kinds of names (Intermediate, LossGradient) kept as their entries (``h[0, 1]``)
         instead of expanded; ``backend.opened`` then maps each one's entries back to it."""
         tree = what if isinstance(what, Node) else self.tree(what)
         value = evaluate(tree, backend or ExplicitBackend(self, opaque))
@@ -359,7 +360,7 @@ class _Values:
     def leaf(self, value: Basic):
         if value in self.memo:
             return self.memo[value]
-        if isinstance(value, (Intermediate, Adjoint)) and value in self.net.expansion:
+        if isinstance(value, (Intermediate, LossGradient)) and value in self.net.expansion:
             result = evaluate(self.net.tree(self.net.expansion[value]), self)
         elif type(value) is MatrixSymbol:
             result = self.symbol(value)
@@ -468,7 +469,7 @@ class ExplicitBackend(_Values):
             self.opened[concrete] = value
             return concrete.as_explicit()
         result = super().leaf(value)
-        named = isinstance(value, (Intermediate, Adjoint)) and isinstance(result, MatrixBase)
+        named = isinstance(value, (Intermediate, LossGradient)) and isinstance(result, MatrixBase)
         if named and max((count_ops(e) for e in result), default=0) > SYMBOLIC_LIMIT:
             raise SymbolicTooLarge(value)
         return result
@@ -614,7 +615,7 @@ def _counterexample(net, hand, against, point, entry, h, d) -> Counterexample:
         hand_entry = derived_entry = Symbol(f"(too large to show: {error.args[0]} alone has entries of over "
                                             f"{SYMBOLIC_LIMIT} operations at these dims)")
     # the readable entries keep named quantities, and on a large network named gradients too
-    opened = ExplicitBackend(net, (Intermediate,) if net.symbolic else (Intermediate, Adjoint))
+    opened = ExplicitBackend(net, (Intermediate,) if net.symbolic else (Intermediate, LossGradient))
     named_hand, named_derived = (_entry(t, i, j, opened).xreplace(net.constraints) for t in (hand, against))
     entries = entries_of(point, net)
     used = variables(hand_entry) | variables(derived_entry)
@@ -772,7 +773,7 @@ def propose_other_gradient(tree: Node, net: Network, screen) -> Iterator[Proposa
     others = []
     if net.everything is not None:
         others += [(s.name, net.everything.compact(s)) for s in net.everything.params]
-    others += [(str(a.name), a) for a in net.expansion if isinstance(a, Adjoint) and a != net.g.adjoint(net.param)]
+    others += [(str(a.name), a) for a in net.expansion if isinstance(a, LossGradient) and a != net.g.adjoint(net.param)]
     for name, gradient in others:
         yield Proposal(tree, f"this is the gradient of {name} (dL/d{name}), not of {net.param.name}", gradient)
 
@@ -1077,8 +1078,8 @@ def _shape_problem(value: Basic, param: MatrixSymbol) -> str | None:
 
 def _definitions(net: Network, tree: Node) -> tuple:
     """The gradients named in the hand or derived formula, and those they name, written out."""
-    pending = [n.value for _, n in walk(tree) if n.kind == "leaf" and isinstance(n.value, Adjoint)]
-    pending += sorted(net.g.compact(net.param).atoms(Adjoint), key=str)
+    pending = [n.value for _, n in walk(tree) if n.kind == "leaf" and isinstance(n.value, LossGradient)]
+    pending += sorted(net.g.compact(net.param).atoms(LossGradient), key=str)
     seen, out = {net.g.adjoint(net.param)}, []
     while pending:
         adjoint = pending.pop(0)
@@ -1087,7 +1088,7 @@ def _definitions(net: Network, tree: Node) -> tuple:
         seen.add(adjoint)
         definition = net.expansion[adjoint]
         out.append((f"dL/d{adjoint.name}", to_text(net.tree(definition))))
-        pending += sorted(definition.atoms(Adjoint), key=str)
+        pending += sorted(definition.atoms(LossGradient), key=str)
     return tuple(out)
 
 

@@ -124,7 +124,7 @@ def leaf(value: Basic, text: str | None = None, pos: int = 0) -> Node:
 
 def _name_of(value: Basic) -> str:
     name = getattr(value, "name", None)
-    if name is not None and type(value).__name__ == "Adjoint":
+    if name is not None and type(value).__name__ == "LossGradient":
         return f"dL/d{name}"
     return str(name) if name is not None else str(value)
 

@@ -67,9 +67,9 @@ from .canonical import Blocks, Entries, canonical
 from .functions import Loss
 from .graph import (
     LEAVES,
-    Adjoint,
     Graph,
     Intermediate,
+    LossGradient,
     Step,
     check_scalar,
     choose_names,
@@ -227,7 +227,7 @@ class Derivation:
             for compact, symbol in self._aliases.items():
                 mapping[symbol] = substitute(compact, mapping)
             for node, ref in self._sweep.adjoint_refs.items():
-                if isinstance(ref, Adjoint):
+                if isinstance(ref, LossGradient):
                     mapping[ref] = substitute(self._total(node), mapping)
             self._closed = mapping
         return self._closed
@@ -259,10 +259,10 @@ class Derivation:
         total = self._total(param)
         return total.xreplace(self._aliases) if aliases and self._aliases else total
 
-    def adjoint(self, param) -> Adjoint:
+    def adjoint(self, param) -> LossGradient:
         """The symbol dL/dW used for ``param`` in steps and index forms."""
         param = self._param(param)
-        return Adjoint(param.name, *param.shape)
+        return LossGradient(param.name, *param.shape)
 
     def gradient_of(self, symbol: Basic) -> Basic:
         """Compact total gradient of a named quantity or a parameter, or its name (sum over its paths)."""
@@ -306,7 +306,7 @@ class Derivation:
         sweep = self._sweep
         forward = [(sweep.refs[node], definition) for node, definition in sweep.definitions.items()]
         upstream = [(ref, self._total(node)) for node, ref in sweep.adjoint_refs.items()
-                    if isinstance(ref, Adjoint) and not isinstance(node, LEAVES)]
+                    if isinstance(ref, LossGradient) and not isinstance(node, LEAVES)]
         closed = {p: self.compact(p, aliases=False) for p in self.params}
         self.numeric_check = check_gradients(self.loss, self.params, closed, forward + upstream, seed=seed)
         return self.numeric_check
@@ -317,10 +317,10 @@ class Derivation:
         """The entry-by-entry statement ``dL/dW_ij = sum_k ...`` of a gradient or of one Step."""
         if isinstance(what, Step):
             label = what.target if isinstance(what.target, MatrixSymbol) else Intermediate(str(what.target), *what.shape)
-            lhs_matrix, rhs_matrix = Adjoint(str(label.name), *what.shape), what.result
+            lhs_matrix, rhs_matrix = LossGradient(str(label.name), *what.shape), what.result
         else:
             param = self._param(what) if not isinstance(what, Intermediate) else what
-            lhs_matrix = Adjoint(param.name, *param.shape)
+            lhs_matrix = LossGradient(param.name, *param.shape)
             rhs_matrix = self.compact(param) if param in self.params else self.gradient_of(param)
         return index_statement(lhs_matrix, rhs_matrix)
 

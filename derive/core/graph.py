@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 
 from sympy import (
-    Atom,
     Basic,
     Determinant,
     Expr,
@@ -29,39 +28,21 @@ from sympy import (
     MatMul,
     MatrixExpr,
     MatrixSymbol,
-    OneMatrix,
     S,
     Trace,
     Transpose,
-    ZeroMatrix,
     expand,
     preorder_traversal,
 )
 from sympy.core.operations import AssocOp
-from sympy.matrices import MatrixBase
 
 from ..errors import DeriveError, InvalidParameter, NonScalarLoss, ShapeError, UnsupportedOperation
 from .algebra import mat_add
 from .canonical import Blocks
 from .rules import Pullback, rule_for
+from .symbols import LEAVES, Intermediate, LossGradient, shape_text
 
-LEAVES = (MatrixSymbol, OneMatrix, ZeroMatrix, Identity, MatrixBase, Atom)
 LINEAR = (MatMul, MatAdd, Transpose)
-
-
-class Intermediate(MatrixSymbol):
-    """The name of an intermediate quantity (``Z_1``), standing for its definition."""
-
-
-class Adjoint(MatrixSymbol):
-    """dL/dQ for a named quantity or parameter Q; its ``name`` is Q's name."""
-
-    def _sympystr(self, printer):
-        return f"dL/d{self.name}"
-
-
-def shape_text(expr: Basic) -> str:
-    return f"{expr.shape[0]} x {expr.shape[1]}" if isinstance(expr, MatrixExpr) else "scalar"
 
 
 def _same(a, b) -> bool:
@@ -235,7 +216,7 @@ class Sweep:
     definitions: dict[Basic, Basic]           # named node -> compact definition
     steps: list[Step] = field(default_factory=list)
     contributions: dict[Basic, list[Step]] = field(default_factory=lambda: defaultdict(list))
-    adjoint_refs: dict[Basic, Basic] = field(default_factory=dict)   # node -> Adjoint symbol or inline sum
+    adjoint_refs: dict[Basic, Basic] = field(default_factory=dict)   # node -> LossGradient symbol or inline sum
 
 
 def compact_forms(graph: Graph, names: dict[Basic, str]) -> tuple[dict, dict]:
@@ -290,9 +271,9 @@ def reverse_sweep(graph: Graph, names: dict[Basic, str], params: list[Basic]) ->
 
 def _adjoint_ref(node, sweep: Sweep, names, params) -> Basic:
     total = mat_add(*(step.result for step in sweep.contributions[node]))
-    ref = Adjoint(names[node], *node.shape) if node in names else total
+    ref = LossGradient(names[node], *node.shape) if node in names else total
     if node in params:
-        ref = Adjoint(node.name, *node.shape)
+        ref = LossGradient(node.name, *node.shape)
     sweep.adjoint_refs[node] = ref
     return ref
 
@@ -326,7 +307,7 @@ def _apply_rule(node, upstream, graph: Graph, sweep: Sweep) -> None:
         raise DeriveError(f"internal error: {type(node).__name__} reordered its arguments when rebuilt "
                           f"({node.args} became {compact.args}); please report this")
     grads = rule.apply(compact, sweep.refs[node], upstream)
-    if rule.diagonal and isinstance(upstream, Adjoint):
+    if rule.diagonal and isinstance(upstream, LossGradient):
         grads = _fused(rule, compact, sweep.refs[node], upstream, sweep, node, grads)
     for arg, grad in zip(node.args, grads):
         if not graph.depends[arg]:

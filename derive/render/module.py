@@ -39,7 +39,8 @@ from sympy.matrices.expressions.matexpr import MatrixElement
 from ..core.algebra import mat_add
 from ..core.derivation import Derivation, dimension_symbols
 from ..core.functions import SoftmaxCrossEntropy
-from ..core.graph import Adjoint, Intermediate, topological_order
+from ..core.graph import topological_order
+from ..core.symbols import Intermediate, LossGradient
 from ..core.truth import Draw, Program, domain
 from ..errors import CodegenError
 from .printing import NUMPY_HELPERS, DeriveNumPyPrinter, Identifiers, safe_comment
@@ -177,7 +178,7 @@ def _inputs(g: Derivation) -> list[MatrixSymbol]:
     """The matrices the loss is made of (parameters and batch), in the order the loss uses them."""
     found, names = [], set()
     for node in topological_order(g.root):
-        if isinstance(node, MatrixSymbol) and not isinstance(node, (Intermediate, Adjoint)) and node.name not in names:
+        if isinstance(node, MatrixSymbol) and not isinstance(node, (Intermediate, LossGradient)) and node.name not in names:
             found.append(node)
             names.add(node.name)
     for param in g.params:
@@ -248,7 +249,7 @@ def _backward(g: Derivation, printer, ids) -> tuple[list[Statement], list[tuple[
     needed: dict[str, Basic] = {}
     pending = [g.compact(p) for p in g.params]
     while pending:
-        for adjoint in pending.pop().atoms(Adjoint):
+        for adjoint in pending.pop().atoms(LossGradient):
             if adjoint.name not in needed:
                 if adjoint.name not in symbols:
                     raise CodegenError(f"the gradient uses dL/d{adjoint.name}, which names no forward quantity")
@@ -257,7 +258,7 @@ def _backward(g: Derivation, printer, ids) -> tuple[list[Statement], list[tuple[
     order = sorted(needed, key=lambda n: -position[n])
     grads_at: dict[int, list] = {}
     for param in g.params:
-        reads = [position[a.name] for a in g.compact(param).atoms(Adjoint)]
+        reads = [position[a.name] for a in g.compact(param).atoms(LossGradient)]
         grads_at.setdefault(min(reads, default=len(g.forward)), []).append(param)
     reusable = _reusable(needed, [g.compact(p) for p in g.params], printer)
     statements, grads = [], []
@@ -283,7 +284,7 @@ def _reusable(needed: dict[str, Basic], param_grads: list[Basic], printer) -> se
     reads them may finish its work in that array (``dZ = dH; dZ *= mask``) instead of a new one."""
     readers: Counter = Counter()
     for expr in [*needed.values(), *param_grads]:
-        readers.update(node.name for node in preorder_traversal(expr) if isinstance(node, Adjoint))
+        readers.update(node.name for node in preorder_traversal(expr) if isinstance(node, LossGradient))
     return {name for name, expr in needed.items()
             if readers[name] == 1 and (_is_full_product(expr, expr.shape, printer)
                                        or _in_place_split(expr, printer)[0] is not None)}
@@ -314,7 +315,7 @@ def _in_place_split(expr: Basic, printer, reusable: set[str] = frozenset()):
     if not isinstance(expr, (MatAdd, HadamardProduct)):
         return None, None, None
     for k, arg in enumerate(expr.args):
-        fresh = isinstance(arg, Adjoint) and arg.name in reusable and isinstance(expr, HadamardProduct)
+        fresh = isinstance(arg, LossGradient) and arg.name in reusable and isinstance(expr, HadamardProduct)
         if fresh or _is_full_product(arg, expr.shape, printer):
             others = expr.args[:k] + expr.args[k + 1:]
             if isinstance(expr, MatAdd) and all(_broadcast_term(o, printer) for o in others):

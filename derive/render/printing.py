@@ -63,7 +63,7 @@ from ..core.functions import (
     sigmoid,
     softmax,
 )
-from ..core.graph import Adjoint
+from ..core.symbols import LossGradient
 
 __all__ = [
     "NUMPY_HELPERS", "DeriveLatexPrinter", "DeriveNumPyPrinter", "Identifiers", "Layout", "latex", "latex_name",
@@ -131,16 +131,14 @@ class DeriveLatexPrinter(LatexPrinter):
     def _print_Intermediate(self, expr):
         return latex_name(expr.name, self)
 
-    def _print_Adjoint(self, expr):
-        if not isinstance(expr, Adjoint):  # SymPy's own conjugate transpose has the same class name
-            return super()._print_Adjoint(expr)
+    def _print_LossGradient(self, expr):
         return rf"\frac{{\partial L}}{{\partial {latex_name(expr.name, self)}}}"
 
     def _print_MatrixElement(self, expr):
         row, col = (self._print(index + 1 if isinstance(index, Integer) else index) for index in expr.indices)
         separator = "" if len(row) == 1 and len(col) == 1 else ","
         parent = expr.parent
-        if isinstance(parent, Adjoint):
+        if isinstance(parent, LossGradient):
             entry = f"{{{latex_name(parent.name, self)}}}_{{{row}{separator}{col}}}"
             if self._settings["inline_gradients"]:
                 return rf"\left(\partial L/\partial {entry}\right)"
@@ -233,7 +231,7 @@ class DeriveLatexPrinter(LatexPrinter):
     def _print_MatrixSlice(self, expr):
         # 1-based and inclusive, like the entries: rows 0:N of Python are rows 1 to N on the board
         parent = self._print(expr.parent)
-        if not (isinstance(expr.parent, MatrixSymbol) and not isinstance(expr.parent, Adjoint)):
+        if not (isinstance(expr.parent, MatrixSymbol) and not isinstance(expr.parent, LossGradient)):
             parent = rf"\left({parent}\right)"
         spans = [self._slice_span(span, size) for span, size in ((expr.rowslice, expr.parent.rows),
                                                                  (expr.colslice, expr.parent.cols))]
@@ -340,7 +338,7 @@ def latex(expr, **settings) -> str:
 # =================================================================================================
 #
 # Expressions come from a Derivation in compact form: Intermediate symbols (Z_1) are cached forward
-# values, Adjoint symbols (dL/dZ_1) are upstream gradients computed earlier in the backward pass.
+# values, LossGradient symbols (dL/dZ_1) are upstream gradients computed earlier in the backward pass.
 # The printer never differentiates; it only chooses a cheap, numerically stable NumPy spelling.
 
 # Names the generated module defines or imports itself; a user's symbol never takes one of them.
@@ -758,7 +756,7 @@ class DeriveNumPyPrinter(NumPyPrinter):
     def _print_Intermediate(self, expr):
         return self.identifiers("value", expr.name)
 
-    def _print_Adjoint(self, expr):
+    def _print_LossGradient(self, expr):
         return self.identifiers("adjoint", expr.name)
 
     def _print_Identity(self, expr):

@@ -16,7 +16,8 @@ from sympy import Basic, ImmutableMatrix, MatMul, MatrixSymbol, OneMatrix, S, sy
 from sympy.matrices.expressions.matexpr import MatrixElement
 
 from ..core.derivation import Derivation, explicit, normalize_dims
-from ..core.graph import Adjoint, Intermediate, Step, topological_order
+from ..core.graph import Step, topological_order
+from ..core.symbols import Intermediate, LossGradient
 from ..errors import DimsError
 from .printing import latex, latex_name, latex_text
 from .templates import GENERATED_MARK, render, templates_dir
@@ -52,7 +53,7 @@ def quantity_latex(expr: Basic) -> str:
 def gradient_latex(expr: Basic) -> str:
     """dL/d(expr) for a named quantity, a parameter or an unnamed subexpression."""
     if isinstance(expr, MatrixSymbol):
-        return latex(Adjoint(expr.name, *expr.shape))
+        return latex(LossGradient(expr.name, *expr.shape))
     return rf"\frac{{\partial L}}{{\partial {quantity_latex(expr)}}}"
 
 
@@ -138,7 +139,7 @@ def leaves_of(g: Derivation) -> list[MatrixSymbol]:
     found: list[MatrixSymbol] = []
     for expr in [f.definition for f in g.forward] + [root_quantity(g)]:
         for atom in topological_order(expr):
-            if isinstance(atom, MatrixSymbol) and not isinstance(atom, (Intermediate, Adjoint)) and atom not in found:
+            if isinstance(atom, MatrixSymbol) and not isinstance(atom, (Intermediate, LossGradient)) and atom not in found:
                 found.append(atom)
     for p in g.params:
         if p not in found:
@@ -153,7 +154,7 @@ def closed_names(g: Derivation) -> dict[Basic, Basic]:
     mapping: dict[Basic, Basic] = {f.symbol: f.expression for f in g.forward}
     for f in g.forward:
         try:
-            mapping[Adjoint(f.symbol.name, *f.shape)] = g.gradient_of(f.symbol)
+            mapping[LossGradient(f.symbol.name, *f.shape)] = g.gradient_of(f.symbol)
         except KeyError:  # a display name (softmax of the logits) that nothing is differentiated through
             continue
     return mapping
@@ -202,7 +203,7 @@ def figure(g: Derivation, values: Mapping | None, dims: Mapping) -> Figure:
     inputs: dict = {}
     for symbol, definition in quantities:
         used = [a for a in dict.fromkeys(topological_order(definition))
-                if isinstance(a, MatrixSymbol) and not isinstance(a, Adjoint)]
+                if isinstance(a, MatrixSymbol) and not isinstance(a, LossGradient)]
         inputs[symbol] = used
         column[symbol] = 1 + max((column[u] for u in used if u in column), default=0)
     for leaf in leaves:
