@@ -6,33 +6,14 @@ gives closed-form gradients (``g[W1]``), the backward steps (``g.steps``), index
 that they agree (``g.verify(dims)``).
 """
 
-from .checker.check import CheckResult, check
+from .checker.check import check
+from .checker.results import CheckResult
+from .core.activations import elu, exp, gelu, leaky_relu, log, relu, sigmoid, silu, softplus, tanh
 from .core.derivation import Derivation, Forward, Verification, gradients
-from .core.functions import (
-    bce,
-    cross_entropy,
-    elu,
-    gelu,
-    leaky_relu,
-    log_softmax,
-    mse,
-    relu,
-    sigmoid,
-    silu,
-    softmax,
-    softplus,
-)
-from .core.functions import (
-    exp_ as exp,
-)
-from .core.functions import (
-    log_ as log,
-)
-from .core.functions import (
-    tanh_ as tanh,
-)
 from .core.graph import Step
+from .core.losses import bce, cross_entropy, mse
 from .core.rules import supported
+from .core.softmax import log_softmax, softmax
 from .errors import (
     CodegenError,
     DeriveError,

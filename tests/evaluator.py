@@ -58,25 +58,14 @@ from sympy.matrices import MatrixBase
 from sympy.matrices.expressions.matexpr import MatrixElement
 from sympy.matrices.expressions.slice import MatrixSlice
 
+from derive.core.activations import elu, gelu, leaky_relu, relu, sigmoid, silu, softplus
+from derive.core.activations import exp as exp_
+from derive.core.activations import log as log_
+from derive.core.activations import tanh as tanh_
 from derive.core.canonical import Blocks, Entries
-from derive.core.functions import (
-    BinaryCrossEntropy,
-    Elementwise,
-    SoftmaxCrossEntropy,
-    SquaredError,
-    elu,
-    exp_,
-    gelu,
-    leaky_relu,
-    log_,
-    log_softmax,
-    relu,
-    sigmoid,
-    silu,
-    softmax,
-    softplus,
-    tanh_,
-)
+from derive.core.elementwise import Elementwise
+from derive.core.losses import BinaryCrossEntropy, SoftmaxCrossEntropy, SquaredError
+from derive.core.softmax import log_softmax, softmax
 
 # Activations with a kink at 0: finite differences across it are meaningless, so the walker records
 # how close their arguments come to 0.

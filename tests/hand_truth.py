@@ -15,10 +15,12 @@ from __future__ import annotations
 import numpy as np
 from sympy import Basic, MatrixSymbol, S, primerange
 
-from derive.checker.check import Network
-from derive.checker.grammar import HandShapeError, parse, to_sympy
-from derive.core.functions import BinaryCrossEntropy, Loss, SoftmaxCrossEntropy
+from derive.checker.formula import HandShapeError
+from derive.checker.grammar import parse
+from derive.checker.meaning import to_sympy
+from derive.checker.network import NetworkView
 from derive.core.graph import topological_order
+from derive.core.losses import BinaryCrossEntropy, Loss, SoftmaxCrossEntropy
 from derive.core.symbols import Intermediate, LossGradient
 
 from .evaluator import TorchOps, Walk, evaluate
@@ -40,7 +42,7 @@ class HandTruth:
 
     def __init__(self, loss: Basic, param: MatrixSymbol, names=None, points: int = 3, seed: int = 20):
         self.loss, self.param = loss, param
-        self.net = Network(loss, param, names, None)     # the names a text may use, nothing more
+        self.net = NetworkView(loss, param, names, None)     # the names a text may use, nothing more
         self.dims = independent_dims(loss)
         quantities = {}
         for derivation in (self.net.g, self.net.everything):

@@ -16,8 +16,9 @@ from hypothesis import strategies as st
 from sympy import Determinant, Inverse, MatrixSymbol, Symbol, Trace, isprime, lambdify, log
 
 import derive
-from derive.checker.check import DIAGNOSES, Network, choose_dims
+from derive.checker.diagnoses import DIAGNOSES
 from derive.checker.grammar import parse
+from derive.checker.network import NetworkView, choose_dims
 from derive.cli import run_check
 from derive.errors import ParseError
 from derive.examples import catalogue, get
@@ -102,7 +103,7 @@ SOME_RIGHT = [row for row in RIGHT if row[0].startswith("seed")][::3]
 def test_a_passing_hand_formula_equals_the_elementwise_truth(example, wrt, hand):
     """Independent of the deriver's closed form: the hand formula's entries against d(loss)/d(entry)."""
     ex = get(example)
-    net = Network(ex.loss, next(p for p in ex.wrt if p.name == wrt), ex.names, None)
+    net = NetworkView(ex.loss, next(p for p in ex.wrt if p.name == wrt), ex.names, None)
     truth = net.g.elementwise(wrt, net.dims).xreplace(net.constraints)
     point = net.points(1, seed=3)[0]
     entries = {k: v for k, v in _entries(net, point).items()}
@@ -111,7 +112,7 @@ def test_a_passing_hand_formula_equals_the_elementwise_truth(example, wrt, hand)
 
 
 def _entries(net, point):
-    from derive.checker.check import entries_of
+    from derive.checker.network import entries_of
     return entries_of(point, net)
 
 

@@ -28,17 +28,9 @@ from hypothesis import strategies as st
 from sympy import MatrixExpr
 
 import derive
-from derive.checker.check import Network
-from derive.checker.grammar import (
-    Node,
-    from_sympy,
-    leaf,
-    node,
-    parse,
-    replace_at,
-    to_text,
-    walk,
-)
+from derive.checker.formula import Node, from_sympy, leaf, node, replace_at, to_text, walk
+from derive.checker.grammar import parse
+from derive.checker.network import NetworkView
 from derive.errors import DeriveError, ParseError
 from derive.examples import catalogue, get
 
@@ -96,9 +88,9 @@ def example_of(network: str):
 
 
 @functools.cache
-def network(name: str, param: str) -> Network:
+def network(name: str, param: str) -> NetworkView:
     example = example_of(name)
-    return Network(example.loss, next(p for p in example.wrt if p.name == param), example.names, None)
+    return NetworkView(example.loss, next(p for p in example.wrt if p.name == param), example.names, None)
 
 
 def _compact_rows() -> list[tuple]:
@@ -134,7 +126,7 @@ def _sites(tree: Node, kinds) -> list[tuple]:
     return [(path, n) for path, n in walk(tree) if n.kind in kinds]
 
 
-def _matrix_symbols(net: Network) -> list:
+def _matrix_symbols(net: NetworkView) -> list:
     symbols = [s for s in net.scope.symbols.values() if isinstance(s, MatrixExpr)]
     return sorted(symbols, key=str) + sorted(net.scope.gradients.values(), key=str)
 

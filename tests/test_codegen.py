@@ -4,6 +4,7 @@ elementwise derivative, central finite differences; plus stability, dtype and st
 from __future__ import annotations
 
 import ast
+import dataclasses
 import functools
 import shutil
 import subprocess
@@ -39,12 +40,14 @@ from sympy import (
 from sympy.matrices.expressions.matexpr import MatrixElement
 
 import derive
-from derive.core.functions import BinaryCrossEntropy, Loss, SoftmaxCrossEntropy, sigmoid
+from derive.core.activations import sigmoid
 from derive.core.graph import topological_order
+from derive.core.losses import BinaryCrossEntropy, Loss, SoftmaxCrossEntropy
 from derive.errors import CodegenError
 from derive.examples import catalogue
 from derive.render import module as codegen
-from derive.render import printing
+from derive.render import runtime
+from derive.render.numpy import DeriveNumPyPrinter
 
 from .evaluator import evaluate, torch_gradients
 
@@ -291,7 +294,7 @@ def test_no_batch_by_batch_intermediate(name):
 def test_matrix_chain_takes_the_cheaper_association():
     N, D, H = (Symbol(s, integer=True, positive=True) for s in "NDH")
     X, W, v = MatrixSymbol("X", N, D), MatrixSymbol("W", D, H), MatrixSymbol("v", H, 1)
-    printer = printing.DeriveNumPyPrinter()
+    printer = DeriveNumPyPrinter()
     assert printer.doprint(X * W * v) == "X @ (W @ v)"
     u = MatrixSymbol("u", 1, N)
     assert printer.doprint(u * X * W) == "(u @ X) @ W"
@@ -300,7 +303,7 @@ def test_matrix_chain_takes_the_cheaper_association():
 def test_sums_over_rows_and_columns_never_build_ones():
     N, H = (Symbol(s, integer=True, positive=True) for s in "NH")
     G = MatrixSymbol("G", N, H)
-    printer = printing.DeriveNumPyPrinter()
+    printer = DeriveNumPyPrinter()
     assert printer.doprint(OneMatrix(1, N) * G) == "G.sum(axis=0, keepdims=True)"
     assert printer.doprint(G * OneMatrix(H, 1)) == "G.sum(axis=1, keepdims=True)"
 
@@ -355,11 +358,11 @@ def _check_printed(expr, seed: int = 0):
     values = {m.name: rng.standard_normal(tuple(int(d.xreplace(sizes)) for d in m.shape))
               for m in expr.atoms(MatrixSymbol)}
     truth = np.asarray(evaluate(expr, values, sizes))
-    printer = printing.DeriveNumPyPrinter()
+    printer = DeriveNumPyPrinter()
     raw, declared = printer.doprint(expr), printer.full(expr)
     namespace = {"np": np, **values, **{str(d): v for d, v in sizes.items()}}
-    for helper in printer.helpers:
-        exec(printing.NUMPY_HELPERS[helper], namespace)  # noqa: S102 - derive's own helpers
+    for helper in sorted(printer.helpers & set(runtime.HELPERS)):
+        exec(runtime.source(helper), namespace)  # noqa: S102 - derive's own helpers
     raw_value, value = (eval(code, namespace) for code in (raw, declared))
     assert np.shape(value) == truth.shape, f"{declared} has shape {np.shape(value)}, declared {truth.shape}"
     assert np.allclose(value, truth, rtol=1e-10, atol=1e-10), declared
@@ -426,9 +429,9 @@ def test_unsafe_names_are_mangled_and_never_executed():
 
 
 def test_wrong_generated_code_raises_codegen_error(monkeypatch):
-    monkeypatch.setitem(printing.ELEMENTWISE_FORMS, "relu_prime", "({a} < 0).astype({a}.dtype)")
-    monkeypatch.setitem(printing.TIMES_IN_PLACE_FORMS, "relu_prime", ("*=", "{a} < 0", None))
-    monkeypatch.setattr(printing.DeriveNumPyPrinter, "_print_HadamardProduct",
+    monkeypatch.setattr(derive.relu, "record", dataclasses.replace(
+        derive.relu.record, numpy_prime="({a} < 0).astype({a}.dtype)", numpy_in_place=("*=", "{a} < 0", None)))
+    monkeypatch.setattr(DeriveNumPyPrinter, "_print_HadamardProduct",
                         lambda self, e: " * ".join(self._wrap(a) for a in e.args))
     with pytest.raises(CodegenError, match="finite differences"):
         derive.to_numpy(EXAMPLES["mlp3_relu"].derive(), "broken")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sympy import Heaviside, Rational, Symbol, diff, exp, lambdify, tanh
 
-from derive.core.functions import Elu, Gelu, LeakyRelu, NormalCdf, Relu, Sigmoid, Silu, Softplus, Step
+from derive.core.activations import Elu, Gelu, Indicator, LeakyRelu, NormalCdf, Relu, Sigmoid, Silu, Softplus
 
 x = Symbol("x", real=True)
 
@@ -45,7 +45,7 @@ def test_derivative_matches_finite_differences(name, f):
 
 
 def test_relu_derivative_at_zero_is_zero_as_in_pytorch():
-    assert diff(Relu(x), x) == Step(x)
+    assert diff(Relu(x), x) == Indicator(x)
     assert diff(Relu(x), x).subs(x, 0) == 0
     assert diff(Relu(x), x).rewrite(Heaviside) == Heaviside(x, 0)
     assert lambdify(x, diff(Relu(x), x), "numpy")(np.array([-1.0, 0.0, 2.0])).tolist() == [0.0, 0.0, 1.0]

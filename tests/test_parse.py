@@ -12,8 +12,12 @@ import sympy
 from sympy import HadamardPower, HadamardProduct, MatrixSymbol, OneMatrix, Rational, Symbol
 from sympy.parsing import sympy_parser
 
-from derive.checker.grammar import HandShapeError, Scope, from_sympy, parse, to_sympy, to_text
-from derive.core.functions import relu, sigmoid, softmax, tanh_
+from derive.checker.formula import HandShapeError, Scope, from_sympy, to_text
+from derive.checker.grammar import parse
+from derive.checker.meaning import to_sympy
+from derive.core.activations import relu, sigmoid
+from derive.core.activations import tanh as tanh_
+from derive.core.softmax import softmax
 from derive.core.symbols import Intermediate, LossGradient
 from derive.errors import ParseError
 

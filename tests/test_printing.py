@@ -14,10 +14,13 @@ from sympy import (
 )
 from sympy.matrices.expressions.slice import MatrixSlice
 
+from derive.core.activations import elu, leaky_relu, relu, sigmoid
+from derive.core.activations import tanh as tanh_
 from derive.core.canonical import Blocks, Entries
-from derive.core.functions import bce, elu, leaky_relu, mse, relu, sigmoid, softmax, tanh_
+from derive.core.losses import bce, mse
+from derive.core.softmax import softmax
 from derive.core.symbols import Intermediate, LossGradient
-from derive.render.printing import latex, latex_name, latex_text
+from derive.render.latex import latex, latex_name, latex_text
 
 N, H = Symbol("N", integer=True, positive=True), Symbol("H", integer=True, positive=True)
 A, B = MatrixSymbol("A", N, H), MatrixSymbol("B", N, H)

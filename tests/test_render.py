@@ -13,10 +13,11 @@ from sympy import MatrixSymbol, OneMatrix, Symbol, lambdify
 from sympy.matrices.expressions.matexpr import MatrixElement
 
 import derive
+from derive.core.activations import relu, sigmoid
 from derive.core.derivation import explicit
-from derive.core.functions import mse, relu, sigmoid
+from derive.core.losses import mse
 from derive.examples import catalogue, get
-from derive.render.printing import latex
+from derive.render.latex import latex
 from derive.render.sheet import (
     GENERATED_MARK,
     closed_names,

@@ -28,23 +28,12 @@ from sympy import (
 )
 from sympy.matrices.expressions.matexpr import MatrixElement
 
-from derive.core.functions import (
-    BinaryCrossEntropy,
-    SoftmaxCrossEntropy,
-    SquaredError,
-    elu,
-    exp_,
-    gelu,
-    leaky_relu,
-    log_,
-    log_softmax,
-    relu,
-    sigmoid,
-    silu,
-    softmax,
-    softplus,
-    tanh_,
-)
+from derive.core.activations import elu, gelu, leaky_relu, relu, sigmoid, silu, softplus
+from derive.core.activations import exp as exp_
+from derive.core.activations import log as log_
+from derive.core.activations import tanh as tanh_
+from derive.core.losses import BinaryCrossEntropy, SoftmaxCrossEntropy, SquaredError
+from derive.core.softmax import log_softmax, softmax
 
 ACTIVATIONS = {
     relu: lambda a: torch.relu(a),

@@ -36,8 +36,9 @@ from sympy import log as sympy_log
 from sympy.core.cache import clear_cache
 from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 
+from ..core.activations import sigmoid
 from ..core.derivation import gradients
-from ..core.functions import bce, mse, sigmoid
+from ..core.losses import bce, mse
 
 N, H = Symbol("N", integer=True, positive=True), Symbol("H", integer=True, positive=True)
 DEPTHS = (1, 2, 4, 8, 16, 32, 64)

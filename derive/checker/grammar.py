@@ -32,178 +32,20 @@ a meaning through a backend, SymPy here and NumPy in the checker, so both read o
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any
 
-from sympy import Basic, Integer, MatrixExpr, OneMatrix, Rational, S, expand
-
-from ..core.algebra import hadamard, hadamard_power, mat_add, mat_mul, transpose
-from ..core.functions import (
-    Elementwise,
-    elu,
-    exp_,
-    gelu,
-    leaky_relu,
-    log_,
-    log_softmax,
-    relu,
-    sigmoid,
-    silu,
-    softmax,
-    softplus,
-    tanh_,
+from sympy import (
+    Basic,
+    Integer,
+    Rational,
 )
-from ..errors import ParseError, ShapeError
 
-__all__ = [
-    "FUNCTIONS",
-    "HandShapeError",
-    "Node",
-    "Scope",
-    "evaluate",
-    "from_sympy",
-    "leaf",
-    "node",
-    "parse",
-    "replace_at",
-    "to_sympy",
-    "to_text",
-    "walk",
-]
-
-
-class HandShapeError(ShapeError):
-    """Operands of a hand formula that do not fit together (names both and their shapes)."""
-
-    def __init__(self, message: str, node: Node | None = None):
-        super().__init__(message)
-        self.node = node
-
-
-# --- the tree ---------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Node:
-    """One operation of a hand formula. ``kind`` is one of KINDS; ``value`` depends on it:
-    leaf: the SymPy object; num: a Rational; pow: the exponent; call: the Function entry;
-    sum: the sign (+1/-1) of each term. ``pos`` is the column in the text it came from."""
-
-    kind: str
-    args: tuple = ()
-    value: Any = None
-    pos: int = field(default=0, compare=False)
-    text: str = field(default="", compare=False)
-
-
-KINDS = ("leaf", "num", "ones", "neg", "sum", "prod", "had", "div", "T", "pow", "call")
-
-
-def node(kind: str, *args: Node, value=None, pos: int = 0, text: str = "") -> Node:
-    """A node, with sums, products and Hadamard products flattened one level."""
-    if kind in ("prod", "had"):
-        flat = []
-        for a in args:
-            flat.extend(a.args if a.kind == kind else (a,))
-        args = tuple(flat)
-    if kind == "sum":
-        signs, flat = [], []
-        for a, s in zip(args, value):
-            inner = zip(a.args, a.value) if a.kind == "sum" else [(a, 1)]
-            for term, sign in inner:
-                flat.append(term)
-                signs.append(sign * s)
-        args, value = tuple(flat), tuple(signs)
-    return Node(kind, tuple(args), value, pos, text)
-
-
-def leaf(value: Basic, text: str | None = None, pos: int = 0) -> Node:
-    return Node("leaf", (), value, pos, text if text is not None else _name_of(value))
-
-
-def _name_of(value: Basic) -> str:
-    name = getattr(value, "name", None)
-    if name is not None and type(value).__name__ == "LossGradient":
-        return f"dL/d{name}"
-    return str(name) if name is not None else str(value)
-
-
-def walk(tree: Node, path: tuple = ()) -> Iterator[tuple[tuple, Node]]:
-    """Every node with its path (the argument indices leading to it), parents first."""
-    yield path, tree
-    for k, child in enumerate(tree.args):
-        yield from walk(child, path + (k,))
-
-
-def replace_at(tree: Node, path: tuple, new: Node) -> Node:
-    """``tree`` with the node at ``path`` replaced by ``new`` (flattening where it lands)."""
-    if not path:
-        return new
-    args = list(tree.args)
-    args[path[0]] = replace_at(args[path[0]], path[1:], new)
-    return node(tree.kind, *args, value=tree.value, pos=tree.pos, text=tree.text)
-
-
-# --- functions people write -------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Function:
-    """A function name of the grammar: an activation class, or a reduction built from ones."""
-
-    name: str
-    cls: type | None = None        # an Elementwise class, softmax or log_softmax
-    reduce: str | None = None      # "rows" (1^T G) or "cols" (G 1)
-
-
-FUNCTIONS: dict[str, Function] = {}
-for _names, _cls in (
-    (("relu", "ReLU", "Relu"), relu), (("leaky_relu", "LeakyReLU"), leaky_relu), (("elu", "ELU"), elu),
-    (("sigmoid", "sigma", "σ", "sigm", "logistic"), sigmoid), (("tanh",), tanh_), (("exp",), exp_),
-    (("log", "ln"), log_), (("gelu", "GELU"), gelu), (("silu", "SiLU", "swish"), silu),
-    (("softplus",), softplus), (("softmax",), softmax), (("log_softmax",), log_softmax),
-):
-    for _n in _names:
-        FUNCTIONS[_n] = Function(_names[0], cls=_cls)
-FUNCTIONS["sum_rows"] = Function("sum_rows", reduce="rows")
-FUNCTIONS["sum_cols"] = Function("sum_cols", reduce="cols")
-
-
-# --- the names a formula may use ----------------------------------------------------------------------
-
-def _canonical(name: str) -> str:
-    return re.sub(r"[_{}()^]", "", name)
-
-
-@dataclass
-class Scope:
-    """What a hand formula may name: symbols (matrices and dimensions) and gradients of quantities.
-
-    ``symbols`` maps a name to its SymPy object; ``gradients`` a quantity's name to the symbol that
-    stands for dL/d(quantity). Lookups also try the name without underscores and braces, so
-    ``W_1`` finds ``W1`` and ``Z1`` finds ``Z_1`` when that is unambiguous.
-    """
-
-    symbols: dict[str, Basic]
-    gradients: dict[str, Basic] = field(default_factory=dict)
-    softmax_axis: int = 1
-
-    def _find(self, table: dict, name: str):
-        if name in table:
-            return table[name]
-        matches = [v for k, v in table.items() if _canonical(k) == _canonical(name)]
-        return matches[0] if len(matches) == 1 else None
-
-    def symbol(self, name: str):
-        return self._find(self.symbols, name)
-
-    def gradient(self, name: str):
-        return self._find(self.gradients, name)
-
-    def known(self) -> str:
-        names = sorted(self.symbols, key=str) + [f"dL/d{q}" for q in sorted(self.gradients)]
-        return ", ".join(names)
-
+from ..core.activations import relu
+from ..core.elementwise import Elementwise
+from ..core.softmax import log_softmax, softmax
+from ..errors import ParseError
+from .formula import Function, Node, Scope, function_of, functions, leaf, node, to_text
 
 # --- tokens -------------------------------------------------------------------------------------------
 
@@ -278,6 +120,7 @@ class Parser:
     def __init__(self, text: str, scope: Scope):
         self.text, self.scope = text, scope
         self.tokens = tokenize(text)
+        self.functions = functions()
         self.at = 0
 
     # token helpers
@@ -447,14 +290,14 @@ class Parser:
     def _name(self) -> Node:
         token = self.advance()
         name = token.text
-        if name in FUNCTIONS and (self.is_op("(", "'") or (self.is_op("{") and name == "σ")):
-            return self._call(FUNCTIONS[name], token)
+        if name in self.functions and (self.is_op("(", "'") or (self.is_op("{") and name == "σ")):
+            return self._call(self.functions[name], token)
         found = self.scope.symbol(name)
         if found is not None:
             return leaf(found, name, token.pos)
         if name[0] == "d" and len(name) > 1 and self.scope.gradient(name[1:]) is not None:
             return self._gradient(name[1:], token)
-        if name in FUNCTIONS:
+        if name in self.functions:
             raise self.error(f"{name} is a function: write {name}(...)", token)
         raise self.error(f"unknown name {name!r}; this network knows {self.scope.known()}", token)
 
@@ -496,8 +339,8 @@ class Parser:
                 self.at += 3
                 return node("ones", value=False, pos=token.pos, text="1")
             name = self._braced_name()
-            if name in FUNCTIONS and self.is_op("(", "'"):
-                return self._call(FUNCTIONS[name], token)
+            if name in self.functions and self.is_op("(", "'"):
+                return self._call(self.functions[name], token)
             return self._resolve(name, token)
         if cmd == r"\mathbb":
             self.expect("{")
@@ -621,7 +464,7 @@ def _name_of_gradient(symbol: Basic) -> str:
 
 def _indicator(argument: Node, pos: int) -> Node:
     text = f"1[{to_text(argument)} > 0]"
-    return node("call", argument, value=(FUNCTIONS["relu"], True), pos=pos, text=text)
+    return node("call", argument, value=(function_of(relu), True), pos=pos, text=text)
 
 
 def _make_call(function: Function, prime: bool, args: list[Node], token: Token, parser: Parser) -> Node:
@@ -630,10 +473,11 @@ def _make_call(function: Function, prime: bool, args: list[Node], token: Token, 
             raise parser.error(f"{function.name} takes one matrix", token)
         return node("call", args[0], value=(function, False), pos=token.pos, text=function.name)
     cls = function.cls
-    expected = 1 + getattr(cls, "nparams", 0)
+    activation = isinstance(cls, type) and issubclass(cls, Elementwise)
+    expected = 1 + (len(cls.record.params) if activation else 0)
     if cls in (softmax, log_softmax):
         expected = 1
-    if len(args) > expected or (len(args) < expected and cls not in (leaky_relu, elu)):
+    if len(args) > expected or (len(args) < expected and not activation):
         raise parser.error(f"{function.name} takes {expected} argument(s), got {len(args)}", token)
     if prime and cls in (softmax, log_softmax):
         raise parser.error(f"{function.name}' is a full Jacobian, not an entrywise derivative; write the "
@@ -651,323 +495,3 @@ def parse(text: str, scope: Scope) -> Node:
         return Parser(text, scope).parse()
     except RecursionError:
         raise ParseError("the formula is nested too deeply to read") from None
-
-
-# --- printing a tree back as text -------------------------------------------------------------------
-
-_PRECEDENCE = {"sum": 1, "had": 2, "neg": 2, "prod": 3, "div": 4, "T": 5, "pow": 5}
-
-
-def to_text(tree: Node) -> str:
-    """The formula in the grammar's own notation (what the checker shows as a correction)."""
-    kind = tree.kind
-    if kind in ("leaf", "num"):
-        return tree.text or str(tree.value)
-    if kind == "ones":
-        return "1^T" if tree.value else "1"
-    if kind == "call":
-        function, prime = tree.value
-        if tree.text.startswith("1["):
-            return f"1[{to_text(tree.args[0])} > 0]"
-        inner = ", ".join(to_text(a) for a in tree.args)
-        return f"{function.name}{chr(39) if prime else ''}({inner})"
-    if kind == "sum":
-        parts = []
-        for k, (term, sign) in enumerate(zip(tree.args, tree.value)):
-            text = _child(term, 1, tight=sign < 0)
-            parts.append(text if k == 0 and sign > 0 else (f"- {text}" if k else f"-{text}") if sign < 0 else f"+ {text}")
-        return " ".join(parts)
-    if kind == "neg":
-        return "-" + _child(tree.args[0], 3)
-    if kind == "prod":
-        return " ".join(_child(a, 3, tight=True) for a in tree.args)
-    if kind == "had":
-        return " ⊙ ".join(_child(a, 2, tight=True) for a in tree.args)
-    if kind == "div":
-        return f"{_child(tree.args[0], 4)}/{_child(tree.args[1], 5)}"
-    if kind == "T":
-        return _child(tree.args[0], 5) + "^T"
-    if kind == "pow":
-        return f"{_child(tree.args[0], 5)}^{tree.value}"
-    raise ValueError(kind)  # pragma: no cover
-
-
-def _child(tree: Node, level: int, tight: bool = False) -> str:
-    text = to_text(tree)
-    mine = _PRECEDENCE.get(tree.kind, 6)
-    if tree.kind == "leaf" and tight and " " in text.strip():
-        return f"({text})"
-    if mine < level or (tight and mine == level and tree.kind in ("had", "sum")):
-        return f"({text})"
-    return text
-
-
-# --- meaning: one evaluator, two backends -----------------------------------------------------------
-
-class SympyBackend:
-    """Builds the SymPy matrix expression, checking every shape on the way (with the user's text)."""
-
-    def __init__(self, softmax_axis: int = 1):
-        self.softmax_axis = softmax_axis
-
-    def is_matrix(self, value) -> bool:
-        return isinstance(value, MatrixExpr)
-
-    def shape(self, value):
-        return value.shape if isinstance(value, MatrixExpr) else None
-
-    def same(self, a, b) -> bool:
-        return a == b or expand(a - b) == 0
-
-    def leaf(self, value):
-        return value
-
-    def number(self, value):
-        return value
-
-    def ones(self, rows, cols):
-        return OneMatrix(rows, cols)
-
-    def matmul(self, a, b):
-        return mat_mul(a, b)
-
-    def hadamard(self, a, b):
-        if not self.is_matrix(a) or not self.is_matrix(b):
-            return mat_mul(a, b)
-        return hadamard(a, b)
-
-    def add(self, a, b):
-        if self.is_matrix(a) != self.is_matrix(b):
-            scalar, matrix = (a, b) if self.is_matrix(b) else (b, a)
-            filled = mat_mul(scalar, OneMatrix(*matrix.shape))
-            return mat_add(filled, matrix) if self.is_matrix(b) else mat_add(matrix, filled)
-        return mat_add(a, b)
-
-    def scale(self, c, a):
-        return mat_mul(c, a)
-
-    def divide(self, a, b):
-        if not self.is_matrix(b):
-            return mat_mul(S.One / b, a) if self.is_matrix(a) else a / b
-        return self.hadamard(a, hadamard_power(b, -1)) if self.is_matrix(a) else mat_mul(a, hadamard_power(b, -1))
-
-    def transpose(self, a):
-        return transpose(a)
-
-    def power(self, a, k):
-        return hadamard_power(a, k) if self.is_matrix(a) else a ** k
-
-    def apply(self, cls, prime: bool, args):
-        if cls in (softmax, log_softmax):
-            return cls(args[0], self.softmax_axis)
-        value = cls(*args)  # fills in default parameters (leaky_relu's slope)
-        return value.prime()(value.arg, *value.params) if prime else value
-
-
-def to_sympy(tree: Node, softmax_axis: int = 1) -> Basic:
-    """The SymPy expression of a hand formula; a HandShapeError names operands that do not fit."""
-    return evaluate(tree, SympyBackend(softmax_axis))
-
-
-def _describe(tree: Node, value, backend) -> str:
-    shape = backend.shape(value)
-    shown = f"{shape[0]} x {shape[1]}" if shape is not None else "a scalar"
-    return f"{to_text(tree)} ({shown})"
-
-
-def evaluate(tree: Node, backend) -> Any:
-    """The value of ``tree`` under ``backend``; shapes are checked here, once for both backends."""
-    kind = tree.kind
-    if kind == "leaf":
-        return backend.leaf(tree.value)
-    if kind == "num":
-        return backend.number(tree.value)
-    if kind == "ones":
-        raise HandShapeError(f"cannot tell the length of the ones vector {to_text(tree)}: write it next to a "
-                             "matrix, as in 1^T G or G 1", tree)
-    if kind == "neg":
-        return backend.scale(Integer(-1), evaluate(tree.args[0], backend))
-    if kind == "sum":
-        return _sum(tree, backend)
-    if kind == "prod":
-        return _product(tree, backend)
-    if kind == "had":
-        return _hadamard(tree, backend)
-    if kind == "div":
-        return _divide(tree, backend)
-    if kind == "T":
-        value = evaluate(tree.args[0], backend)
-        return backend.transpose(value) if backend.is_matrix(value) else value  # a scalar is its own transpose
-    if kind == "pow":
-        return backend.power(evaluate(tree.args[0], backend), tree.value)
-    if kind == "call":
-        return _call_value(tree, backend)
-    raise ValueError(kind)  # pragma: no cover
-
-
-def _sum(tree: Node, backend):
-    total, first = None, None
-    for term, sign in zip(tree.args, tree.value):
-        value = evaluate(term, backend)
-        if sign < 0:
-            value = backend.scale(Integer(-1), value)
-        if total is not None and backend.is_matrix(total) and backend.is_matrix(value):
-            a, b = backend.shape(total), backend.shape(value)
-            if not (backend.same(a[0], b[0]) and backend.same(a[1], b[1])):
-                raise HandShapeError(f"sum of {_describe(first, total, backend)} and "
-                                     f"{_describe(term, value, backend)}: the shapes differ", tree)
-        total = value if total is None else backend.add(total, value)
-        first = term if first is None else tree
-    return total
-
-
-def _is_ones(tree: Node) -> bool:
-    return tree.kind == "ones" or (tree.kind == "T" and tree.args[0].kind == "ones")
-
-
-def _product(tree: Node, backend):
-    factors = list(tree.args)
-    values: list[Any] = [None if _is_ones(f) else evaluate(f, backend) for f in factors]
-    for k, f in enumerate(factors):
-        left = values[k - 1] if k else None
-        # a literal 1 right after a matrix is a ones column: dL/du 1 sums each row
-        if f.kind == "num" and f.value == 1 and k and backend.is_matrix(left):
-            values[k] = backend.ones(backend.shape(left)[1], 1)
-        elif _is_ones(f):
-            values[k] = _ones_value(f, factors, values, k, backend)
-    result, shown = values[0], factors[0]
-    for f, value in zip(factors[1:], values[1:]):
-        if backend.is_matrix(result) and backend.is_matrix(value):
-            inner_left, inner_right = backend.shape(result)[1], backend.shape(value)[0]
-            if not backend.same(inner_left, inner_right):
-                raise HandShapeError(
-                    f"matrix product of {_describe(shown, result, backend)} and {_describe(f, value, backend)}: "
-                    f"the inner dimensions {inner_left} and {inner_right} differ", tree)
-            result = backend.matmul(result, value)
-        elif backend.is_matrix(result):
-            result = backend.scale(value, result)
-        else:
-            result = backend.scale(result, value) if backend.is_matrix(value) else result * value
-        shown = node("prod", shown, f)
-    return result
-
-
-def _ones_value(f: Node, factors, values, k, backend):
-    """The ones vector at factor ``k``: a row (1^T G) as long as the next matrix has rows, a column
-    (G 1) as long as the previous matrix has columns. Scalars in between do not count."""
-    row = (f.kind == "T") != bool(f.args[0].value if f.kind == "T" else f.value)
-    others = range(k + 1, len(values)) if row else range(k - 1, -1, -1)
-    neighbour = next((values[m] for m in others if backend.is_matrix(values[m])), None)
-    if neighbour is None:
-        where = "after" if row else "before"
-        raise HandShapeError(f"cannot tell the length of {to_text(f)}: put a matrix right {where} it", f)
-    return backend.ones(1, backend.shape(neighbour)[0]) if row else backend.ones(backend.shape(neighbour)[1], 1)
-
-
-def _hadamard(tree: Node, backend):
-    result, shown = None, None
-    for f in tree.args:
-        value = evaluate(f, backend)
-        if result is None:
-            result, shown = value, f
-            continue
-        if backend.is_matrix(result) and backend.is_matrix(value):
-            a, b = backend.shape(result), backend.shape(value)
-            if not (backend.same(a[0], b[0]) and backend.same(a[1], b[1])):
-                raise HandShapeError(f"Hadamard product of {_describe(shown, result, backend)} and "
-                                     f"{_describe(f, value, backend)}: the shapes differ", tree)
-        result = backend.hadamard(result, value)
-        shown = node("had", shown, f)
-    return result
-
-
-def _divide(tree: Node, backend):
-    top, bottom = (evaluate(a, backend) for a in tree.args)
-    if backend.is_matrix(top) and backend.is_matrix(bottom):
-        a, b = backend.shape(top), backend.shape(bottom)
-        if not (backend.same(a[0], b[0]) and backend.same(a[1], b[1])):
-            raise HandShapeError(f"entrywise division of {_describe(tree.args[0], top, backend)} by "
-                                 f"{_describe(tree.args[1], bottom, backend)}: the shapes differ", tree)
-    return backend.divide(top, bottom)
-
-
-def _call_value(tree: Node, backend):
-    function, prime = tree.value
-    args = [evaluate(a, backend) for a in tree.args]
-    if not backend.is_matrix(args[0]):
-        raise HandShapeError(f"{to_text(tree)}: the argument of {function.name} must be a matrix", tree)
-    if function.reduce == "rows":
-        return backend.matmul(backend.ones(1, backend.shape(args[0])[0]), args[0])
-    if function.reduce == "cols":
-        return backend.matmul(args[0], backend.ones(backend.shape(args[0])[1], 1))
-    return backend.apply(function.cls, prime, args)
-
-
-
-# --- SymPy expressions given directly -----------------------------------------------------------------
-
-def from_sympy(expr: Basic, scope: Scope | None = None) -> Node:
-    """The tree of a SymPy matrix expression, so that a SymPy hand formula is checked (and
-    diagnosed) exactly like a text one. A plain MatrixSymbol named like a quantity of the network
-    (``MatrixSymbol("h", N, 3)``) stands for that quantity."""
-    from sympy import HadamardPower, HadamardProduct, Identity, MatAdd, MatMul, MatrixSymbol, Transpose
-    from sympy.core.numbers import Number
-
-    if isinstance(expr, MatrixSymbol):
-        found = scope.symbol(str(expr.name)) if scope is not None and type(expr) is MatrixSymbol else None
-        return leaf(found if found is not None and found.shape == expr.shape else expr)
-    if isinstance(expr, Transpose):
-        return node("T", from_sympy(expr.arg, scope))
-    if isinstance(expr, MatMul):
-        scalars = [a for a in expr.args if not isinstance(a, MatrixExpr)]
-        factors = [a for a in expr.args if isinstance(a, MatrixExpr)]
-        matrices = [_ones_or_tree(a, k, len(factors), scope) for k, a in enumerate(factors)]
-        coeff = S.One
-        for c in scalars:
-            coeff *= c
-        body = matrices[0] if len(matrices) == 1 else node("prod", *matrices)
-        if coeff == -1:
-            return node("neg", body)
-        return body if coeff == 1 else node("prod", _scalar_node(coeff), body)
-    if isinstance(expr, MatAdd):
-        terms, signs = [], []
-        for term in expr.args:
-            t = from_sympy(term, scope)
-            negative = t.kind == "neg"
-            terms.append(t.args[0] if negative else t)
-            signs.append(-1 if negative else 1)
-        order = sorted(range(len(terms)), key=lambda k: signs[k] < 0)  # p - y rather than -y + p
-        return node("sum", *(terms[k] for k in order), value=tuple(signs[k] for k in order))
-    if isinstance(expr, HadamardProduct):
-        return node("had", *(from_sympy(a, scope) for a in expr.args))
-    if isinstance(expr, HadamardPower):
-        return node("pow", from_sympy(expr.args[0], scope), value=expr.args[1])
-    if isinstance(expr, Elementwise):
-        cls = getattr(type(expr), "of", type(expr))
-        function = next(f for f in FUNCTIONS.values() if f.cls is cls)
-        params = [_scalar_node(p) for p in expr.params]
-        return node("call", from_sympy(expr.arg, scope), *params, value=(function, cls is not type(expr)))
-    if isinstance(expr, (softmax, log_softmax)):
-        return node("call", from_sympy(expr.arg, scope), value=(FUNCTIONS[type(expr).__name__], False))
-    if isinstance(expr, Number):
-        return node("num", value=expr, text=str(expr))
-    if isinstance(expr, Identity) and expr.shape == (1, 1):
-        return leaf(expr, "1")  # the grammar's 1: added to or multiplied with a 1 x 1 matrix, the same
-    return leaf(expr)  # anything else (a ones-matrix, an identity, a scalar) stands for itself
-
-
-def _ones_or_tree(factor: Basic, k: int, count: int, scope: Scope | None) -> Node:
-    """A ones vector inside a product prints as 1^T or 1 where a neighbour tells its length
-    (``1^T G``, ``G 1``); a broadcast ``1 b`` keeps its own length."""
-    if isinstance(factor, OneMatrix) and factor.shape != (1, 1):
-        if factor.rows == 1 and k + 1 < count:
-            return node("ones", value=True)
-        if factor.cols == 1 and k > 0:
-            return node("ones", value=False)
-        return leaf(factor, "1")
-    return from_sympy(factor, scope)
-
-
-def _scalar_node(value: Basic) -> Node:
-    from sympy.core.numbers import Number
-    return node("num", value=value, text=str(value)) if isinstance(value, Number) else leaf(value, str(value))

@@ -336,8 +336,7 @@ def submatrix(expr: Basic, rows: tuple, cols: tuple) -> Basic:
         return hadamard(*[submatrix(f, rows, cols) for f in expr.args])
     if isinstance(expr, HadamardPower):
         return HadamardPower(submatrix(expr.base, rows, cols), expr.exp)
-    from .functions import Elementwise  # functions imports this module
-    if isinstance(expr, Elementwise):
+    if getattr(expr, "entrywise", False):  # an activation (derive.core.elementwise) of the slice
         return type(expr)(submatrix(expr.arg, rows, cols), *expr.params)
     if isinstance(expr, MatrixSlice):
         (a, _, _), (c, _, _) = expr.rowslice, expr.colslice

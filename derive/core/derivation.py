@@ -64,7 +64,6 @@ from sympy.matrices.expressions.slice import MatrixSlice
 from ..errors import DimsError, ExpansionTooLarge, GradientMismatch, InvalidParameter, ParameterNotInLoss
 from .algebra import entry, hadamard, mat_add, mat_mul, submatrix, transpose
 from .canonical import Blocks, Entries, canonical
-from .functions import Loss
 from .graph import (
     LEAVES,
     Graph,
@@ -76,6 +75,7 @@ from .graph import (
     reverse_sweep,
     topological_order,
 )
+from .losses import Loss
 from .truth import NumericCheck, check_gradients
 
 __all__ = ["Derivation", "Forward", "Verification", "explicit", "gradients", "normalize_dims"]

@@ -50,17 +50,12 @@ from sympy.matrices.expressions.matexpr import MatrixElement
 from sympy.matrices.expressions.slice import MatrixSlice
 
 from ..errors import UnsupportedOperation
+from .activations import log as log_
 from .algebra import embed, entry, hadamard, hadamard_power, mat_add, mat_mul, one_minus, submatrix, transpose
 from .canonical import Blocks, Entries
-from .functions import (
-    BinaryCrossEntropy,
-    Elementwise,
-    SoftmaxCrossEntropy,
-    SquaredError,
-    log_,
-    log_softmax,
-    softmax,
-)
+from .elementwise import Elementwise
+from .losses import BinaryCrossEntropy, SoftmaxCrossEntropy, SquaredError
+from .softmax import log_softmax, softmax
 
 
 class Pullback(NamedTuple):

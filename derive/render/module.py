@@ -38,12 +38,14 @@ from sympy.matrices.expressions.matexpr import MatrixElement
 
 from ..core.algebra import mat_add
 from ..core.derivation import Derivation, dimension_symbols
-from ..core.functions import SoftmaxCrossEntropy
 from ..core.graph import topological_order
+from ..core.losses import SoftmaxCrossEntropy
 from ..core.symbols import Intermediate, LossGradient
 from ..core.truth import Draw, Program, domain
 from ..errors import CodegenError
-from .printing import NUMPY_HELPERS, DeriveNumPyPrinter, Identifiers, safe_comment
+from . import runtime
+from .identifiers import Identifiers, safe_comment
+from .numpy import DeriveNumPyPrinter
 from .templates import render as render_template
 
 __all__ = ["ModulePlan", "Statement", "load_module", "to_numpy", "verify_module"]
@@ -164,7 +166,7 @@ def plan_module(g: Derivation, name: str, dims: Mapping) -> ModulePlan:
         params=params, batch=batch, dims=dim_lines,
         default_dims=[(repr(str(d)), printer.doprint(d), sizes[d]) for d in dim_symbols],
         forward=forward, loss=loss, cache=cache, backward=backward, grads=grads,
-        helpers=[NUMPY_HELPERS[h] for h in sorted(printer.helpers) if h in NUMPY_HELPERS],
+        helpers=[runtime.source(h) for h in sorted(printer.helpers) if h in runtime.HELPERS],
         imports_scipy="scipy" in printer.helpers, threads="threads" in printer.helpers)
 
 

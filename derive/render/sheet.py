@@ -19,7 +19,7 @@ from ..core.derivation import Derivation, explicit, normalize_dims
 from ..core.graph import Step, topological_order
 from ..core.symbols import Intermediate, LossGradient
 from ..errors import DimsError
-from .printing import latex, latex_name, latex_text
+from .latex import latex, latex_name, latex_text
 from .templates import GENERATED_MARK, render, templates_dir
 
 __all__ = ["GENERATED_MARK", "sheet_summary_latex", "templates_dir", "to_latex"]
