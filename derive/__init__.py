@@ -6,8 +6,10 @@ gives closed-form gradients (``g[W1]``), the backward steps (``g.steps``), index
 that they agree (``g.verify(dims)``).
 """
 
+from . import testing as testing  # derive.testing.assert_gradient
 from .checker.check import check
 from .checker.results import CheckResult
+from .core import truth as truth  # derive.truth.domain: the loss's domain (README)
 from .core.activations import elu, exp, gelu, leaky_relu, log, relu, sigmoid, silu, softplus, tanh
 from .core.derivation import Derivation, Forward, Verification, gradients
 from .core.graph import Step
@@ -32,6 +34,7 @@ from .errors import (
 )
 from .render.module import to_numpy
 from .render.sheet import to_latex
+from .version import __version__ as __version__
 
 __all__ = [
     "CheckResult",
@@ -74,4 +77,3 @@ __all__ = [
     "to_latex",
     "to_numpy",
 ]
-__version__ = "0.1.0"

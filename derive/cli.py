@@ -30,10 +30,10 @@ from pathlib import Path
 
 from sympy import Basic, MatrixSymbol
 
-from . import __version__
 from .bench import step as bench
 from .errors import DeriveError, DimsError, LatexError, NetworkFileError, OutputError
 from .render.sheet import GENERATED_MARK
+from .version import __version__
 
 __all__ = ["main"]
 
@@ -199,7 +199,7 @@ def write_atomic(path: Path, data: bytes | str, force: bool) -> Path:
 
 def sheet_text(network: Network, dims: dict) -> str:
     """The sheet, written out at the given dims, else at the network's own when it has all of them."""
-    from .core.derivation import normalize_dims
+    from .core.dims import normalize_dims
     from .render.sheet import to_latex
     g = network.derive()
     merged = {**{str(k): v for k, v in network.dims.items()}, **dims}

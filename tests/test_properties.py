@@ -21,7 +21,7 @@ from sympy import Dummy, lambdify
 from sympy.matrices.expressions.matexpr import MatrixElement
 
 import derive
-from derive.core.derivation import variables
+from derive.core.explicit import variables
 from derive.errors import CodegenError
 from derive.render.module import load_module, to_numpy
 

@@ -14,15 +14,13 @@ from sympy.matrices.expressions.matexpr import MatrixElement
 
 import derive
 from derive.core.activations import relu, sigmoid
-from derive.core.derivation import explicit
+from derive.core.explicit import explicit
 from derive.core.losses import mse
 from derive.examples import catalogue, get
 from derive.render.latex import latex
 from derive.render.sheet import (
     GENERATED_MARK,
-    closed_names,
     figure,
-    fully_closed,
     gradient_latex,
     sheet_summary_latex,
     templates_dir,
@@ -69,7 +67,7 @@ def test_sheet_shows_every_step_and_forward_quantity(sheets, name):
     assert tex.count("Jacobian is diagonal") == diagonal
 
 
-# The renderer's own map from names (Z, dL/dZ) to the network's symbols, which gives the figure its
+# The derivation's map from names (Z, dL/dZ) to the network's symbols, which gives the figure its
 # numbers: the compact forms closed with it must equal the elementwise truth (the loss expanded into
 # scalars at small dims and differentiated entry by entry).
 EXPANDED = ["seed_000_bce", "seed_001_linreg_batch", "seed_001_two_linear", "seed_002_two_paths",
@@ -80,11 +78,11 @@ EXPANDED = ["seed_000_bce", "seed_001_linreg_batch", "seed_001_two_linear", "see
 def test_closed_names_give_the_elementwise_truth(name):
     example = get(name)
     g = example.derive()
-    dims = derive.core.derivation.normalize_dims(example.dims, g.loss)
-    mapping = closed_names(g)
+    dims = derive.core.dims.normalize_dims(example.dims, g.loss)
+    mapping = g.closed_names
     rng = np.random.default_rng(1)
     for p in g.params:
-        written = explicit(fully_closed(g.compact(p), mapping).subs(dims))
+        written = explicit(g.compact(p).xreplace(mapping).subs(dims))
         truth = g.elementwise(p, dims)
         unknowns = sorted(written.atoms(MatrixElement) | truth.atoms(MatrixElement), key=str)
         point = rng.uniform(0.1, 0.9, len(unknowns))

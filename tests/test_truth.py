@@ -58,11 +58,11 @@ from sympy.matrices.expressions.matexpr import MatrixElement
 
 import derive
 from derive.core import truth
-from derive.core.truth import numeric
 from derive.core.algebra import mat_mul
-from derive.core.derivation import explicit
+from derive.core.explicit import explicit
 from derive.core.losses import SoftmaxCrossEntropy
 from derive.core.rules import RULES, Pullback
+from derive.core.truth import numeric
 from derive.errors import CodegenError, DeriveError, GradientMismatch
 from derive.examples import catalogue
 from derive.render import module as codegen

@@ -15,10 +15,7 @@ from sympy import (
 )
 from sympy.matrices import MatrixBase
 
-from ..core.derivation import (
-    simplifies_to_zero,
-    variables,
-)
+from ..core.explicit import simplifies_to_zero, variables
 from ..core.softmax import log_softmax, softmax
 from ..core.symbols import Intermediate, LossGradient
 from .formula import Node, is_scalar

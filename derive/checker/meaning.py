@@ -35,9 +35,7 @@ from sympy import log as sp_log
 from sympy.matrices import MatrixBase
 
 from ..core.algebra import hadamard, hadamard_power, mat_add, mat_mul, transpose
-from ..core.derivation import (
-    explicit,
-)
+from ..core.explicit import explicit
 from ..core.softmax import log_softmax, softmax
 from ..core.symbols import Intermediate, LossGradient
 from .formula import HandShapeError, Node, node, to_text

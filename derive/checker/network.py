@@ -22,12 +22,8 @@ from sympy import (
 from sympy.matrices import MatrixBase
 from sympy.matrices.expressions.matexpr import MatrixElement
 
-from ..core.derivation import (
-    dimension_symbols,
-    expansion_cost,
-    gradients,
-    normalize_dims,
-)
+from ..core.derivation import gradients
+from ..core.dims import dimension_symbols, expansion_cost, normalize_dims
 from ..core.graph import topological_order
 from ..core.losses import Loss
 from ..core.softmax import log_softmax, softmax

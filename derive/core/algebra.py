@@ -2,8 +2,8 @@
 
 SymPy's operators (``A*B``, ``A.T``) call ``doit`` on the whole tree they build, which is both slow
 on deep networks and apt to rewrite a form into another one. The rules build their results with
-these small constructors instead, and :func:`derive.derivation.substitute` rebuilds closed forms
-with them: each flattens one level, drops identities (``I`` in a product, a ones-matrix in a
+these small constructors instead, and :func:`substitute` rebuilds closed forms with them: each
+flattens one level, drops identities (``I`` in a product, a ones-matrix in a
 Hadamard product, zeros in a sum), collects repeated terms (``R + R`` is ``2 R``) and Hadamard
 powers of equal bases, so ``(P - Y) ⊘ (P ⊙ (1 - P)) ⊙ P ⊙ (1 - P)`` comes out as ``P - Y``
 without any call to ``simplify``.
@@ -42,9 +42,10 @@ from sympy.matrices.expressions.matexpr import MatrixElement
 from sympy.matrices.expressions.slice import MatrixSlice
 
 from .canonical import Blocks, Entries
+from .symbols import LEAVES
 
 __all__ = ["embed", "entry", "hadamard", "hadamard_power", "mat_add", "mat_mul", "one_minus", "split_scalar",
-           "submatrix", "transpose"]
+           "submatrix", "substitute", "transpose"]
 
 
 def _new(cls, args) -> Basic:
@@ -419,3 +420,44 @@ def _block_entry(matrix: Blocks, i, j) -> Basic | None:
     r = max(k for k, o in enumerate(rows[:-1]) if o <= i)
     c = max(k for k, o in enumerate(cols[:-1]) if o <= j)
     return entry(matrix.grid[r][c], i - int(rows[r]), j - int(cols[c]))
+
+
+# --- rebuilding closed forms ------------------------------------------------------------------------
+
+# Closed forms are rebuilt with derive's constructors: they keep the result tidy (no identity
+# factors, repeated terms collected, slices of blocks picked) and skip SymPy's argument validation,
+# which asks each argument for its shape and so recurses down the whole adjoint chain: expanding
+# the closed forms stays linear in depth.
+_TIDY = {
+    MatMul: mat_mul,
+    MatAdd: mat_add,
+    HadamardProduct: hadamard,
+    HadamardPower: lambda base, power: Basic.__new__(HadamardPower, base, power),
+    Transpose: lambda arg: transpose(arg, deep=False),
+    MatrixElement: entry,
+    MatrixSlice: lambda parent, rows, cols: (submatrix(parent, rows[:2], cols[:2]) if rows[2] == cols[2] == 1
+                                             else MatrixSlice(parent, rows, cols)),
+}
+
+
+def substitute(expr: Basic, mapping: dict) -> Basic:
+    """``expr.xreplace(mapping)``, rebuilt tidy, for expressions whose arguments are already valid."""
+    memo: dict[Basic, Basic] = {}
+
+    def walk(node: Basic) -> Basic:
+        if node in mapping:
+            return mapping[node]
+        if node in memo:
+            return memo[node]
+        if isinstance(node, LEAVES) or not node.args:
+            return node
+        args = tuple(walk(a) for a in node.args)
+        if all(new is old for new, old in zip(args, node.args)):
+            rebuilt = node
+        else:
+            build = _TIDY.get(type(node))
+            rebuilt = build(*args) if build is not None else node.func(*args)
+        memo[node] = rebuilt
+        return rebuilt
+
+    return walk(expr)

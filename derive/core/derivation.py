@@ -1,7 +1,15 @@
-"""The result of differentiating a loss: closed forms, steps, index forms, explicit truth, ``verify``.
+"""The result of differentiating a loss: ``gradients`` and the :class:`Derivation` value.
 
-``gradients(loss, wrt)`` builds the graph, runs the reverse sweep and returns a :class:`Derivation`.
-Renderers and the checker read a derivation and nothing else. Two forms of every gradient exist:
+``gradients(loss, wrt)`` builds the graph, names its quantities, runs the reverse sweep and returns
+a :class:`Derivation`. Renderers and the checker read a derivation and nothing else, so it
+publishes what they need: the forward quantities (``g.forward``), the steps (``g.steps``, with
+``g.rule_of(step)``), every named intermediate and upstream gradient with its definition in the
+order they can be evaluated (``g.bindings``) and in the network's own symbols (``g.closed_names``),
+the network's matrices in order of use (``g.inputs``), the loss on its arguments' names
+(``g.root_compact``), the upstream gradients each parameter's gradient needs
+(``g.upstream_gradients``) and what each edge of the graph contributes (``g.edge_steps``).
+
+Two forms of every gradient exist:
 
 * compact (``g.compact(W)``): in the names of intermediate quantities and upstream gradients,
   ``X^T dL/dZ_1``, the form of the derivation sheet;
@@ -9,85 +17,45 @@ Renderers and the checker read a derivation and nothing else. Two forms of every
   ``lambdify`` work on it with plain SymPy.
 
 ``g.elementwise(W, dims)`` is the independent truth: the loss expanded into scalars at concrete
-dims and differentiated entry by entry with ``sympy.diff``; ``g.verify(dims)`` compares the two.
-
-Before ``gradients`` returns, every closed form is also checked numerically (``check=True``, the
-default): at random points of the loss's domain its directional derivatives are compared with
-central differences of the declared loss, both evaluated by :mod:`derive.truth`, which owes nothing
-to the rules or the printers (``g.check_numerically()``; its result is ``g.numeric_check``).
+dims and differentiated entry by entry with ``sympy.diff`` (:mod:`.explicit`); ``g.verify(dims)``
+compares the two. Before ``gradients`` returns, every closed form is also checked numerically
+(``check=True``, the default): at random points of the loss's domain its directional derivatives
+are compared with central differences of the declared loss, both evaluated by :mod:`.truth`, which
+owes nothing to the rules or the printers (``g.check_numerically()``; its result is
+``g.numeric_check``).
 """
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 
-import numpy as np
-from sympy import (
-    Basic,
-    BlockMatrix,
-    Determinant,
-    Dummy,
-    Eq,
-    HadamardPower,
-    HadamardProduct,
-    ImmutableMatrix,
-    Integer,
-    Inverse,
-    MatAdd,
-    MatMul,
-    MatPow,
-    Matrix,
-    MatrixExpr,
-    MatrixSymbol,
-    S,
-    Sum,
-    Symbol,
-    Trace,
-    Transpose,
-    ZeroMatrix,
-    cancel,
-    count_ops,
-    exp,
-    expand,
-    lambdify,
-    simplify,
-    sympify,
-)
+from sympy import Basic, Dummy, Eq, ImmutableMatrix, MatrixExpr, MatrixSymbol, Symbol, ZeroMatrix
 from sympy.matrices import MatrixBase
-from sympy.matrices.expressions.matexpr import MatrixElement
-from sympy.matrices.expressions.slice import MatrixSlice
 
-from ..errors import DimsError, ExpansionTooLarge, GradientMismatch, InvalidParameter, ParameterNotInLoss
-from .algebra import entry, hadamard, mat_add, mat_mul, submatrix, transpose
-from .canonical import Blocks, Entries, canonical
-from .graph import (
-    LEAVES,
-    Graph,
-    Intermediate,
-    LossGradient,
-    Step,
-    check_scalar,
-    choose_names,
-    reverse_sweep,
-    topological_order,
-)
-from .losses import Loss
+from ..errors import InvalidParameter, ParameterNotInLoss
+from .algebra import mat_add, substitute
+from .canonical import canonical
+from .dims import check_expansion_size, normalize_dims
+from .explicit import elementwise_gradient, explicit, numeric_mismatch, simplifies_to_zero, target_constraints
+from .graph import Graph, Step, check_scalar, reverse_sweep, topological_order
+from .naming import choose_names
+from .rules import Rule
+from .symbols import LEAVES, Intermediate, LossGradient
 from .truth import NumericCheck, check_gradients
 
-__all__ = ["Derivation", "Forward", "Verification", "explicit", "gradients", "normalize_dims"]
+__all__ = ["Derivation", "Forward", "Verification", "gradients", "index_statement", "set_latex_display"]
 
-# The explicit expansion is refused above this many scalar multiply-adds, or this many times the
-# number of entries to differentiate (a 3-layer MLP at dims 2 is about 1,200 and takes seconds).
-EXPANSION_LIMIT = 20_000
-DIFFERENTIATION_LIMIT = 20_000
-# Differences bigger than these many operations are left to the numeric check (cancel and
-# simplify take minutes on the rational functions an explicit 3 x 3 inverse produces).
-CANCEL_LIMIT = 2_000
-SIMPLIFY_LIMIT = 200
+# The notebook display (``_repr_latex_``) is the LaTeX renderer's: it registers itself here when it
+# loads (derive.render.sheet), so that the derivation never formats text and never imports a renderer.
+_latex_display: list[Callable] = []
+
+
+def set_latex_display(display: Callable[[Derivation], str]) -> None:
+    """Make ``display(g)`` what a notebook shows for a derivation ``g``."""
+    _latex_display[:] = [display]
 
 
 @dataclass(frozen=True)
@@ -180,17 +148,17 @@ class Derivation:
 
     def __init__(self, loss, params, graph: Graph, given_names: dict[Basic, str]):
         self.loss = loss        # as declared: the truth (elementwise, verify) expands this
-        self.root = graph.root  # the same loss in derive's nodes (derive.canonical): what renderers read
+        self.root = graph.root  # the same loss in derive's nodes (derive.core.canonical): what renderers read
         self.params = params
         self._by_name = {p.name: p for p in params}
         self.graph = graph
-        names = choose_names(graph, given_names)
-        self.names = names
-        self._sweep = reverse_sweep(graph, names, list(params))
+        self.names = choose_names(graph, given_names)
+        self._sweep = reverse_sweep(graph, self.names, list(params))
         self._aliases = self._display_aliases(given_names)
         self.steps: tuple[Step, ...] = tuple(self._named_step(s) for s in self._sweep.steps)
-        self._closed: dict[Basic, Basic] | None = None
+        self._rules = dict(zip(self.steps, self._sweep.rules))
         self.forward: tuple[Forward, ...] = self._forward()
+        self.root_compact: Basic = self._sweep.refs[graph.root]   # the loss's name, or the loss on its arguments' names
         self.numeric_check: NumericCheck | None = None
 
     # --- construction helpers -------------------------------------------------------------------
@@ -201,11 +169,13 @@ class Derivation:
         return {expr.xreplace(to_refs): Intermediate(name, *expr.shape)
                 for expr, name in given.items() if expr not in self.graph.depends}
 
+    def _aliased(self, expr: Basic) -> Basic:
+        return expr.xreplace(self._aliases) if self._aliases and isinstance(expr, Basic) else expr
+
     def _named_step(self, step: Step) -> Step:
         if not self._aliases:
             return step
-        rename = (lambda e: e.xreplace(self._aliases) if isinstance(e, Basic) else e)
-        return Step(*(rename(getattr(step, f)) for f in Step.__dataclass_fields__))
+        return Step(*(self._aliased(getattr(step, f)) for f in Step.__dataclass_fields__))
 
     def _forward(self) -> tuple[Forward, ...]:
         out = []
@@ -214,27 +184,86 @@ class Derivation:
                 symbol = self._sweep.refs[node]
                 out.append(Forward(symbol, self._sweep.definitions[node], node, node.shape))
         for compact, symbol in self._aliases.items():
-            out.append(Forward(symbol, compact, self._expand_names(compact), compact.shape))
+            out.append(Forward(symbol, compact, substitute(compact, self.closed_names), compact.shape))
         return tuple(out)
 
-    def _expand_names(self, expr: Basic) -> Basic:
-        return substitute(expr, self._closed_map())
-
-    def _closed_map(self) -> dict[Basic, Basic]:
-        """Every name (quantity or gradient) mapped to its expression in the network's symbols."""
-        if self._closed is None:
-            mapping: dict[Basic, Basic] = {self._sweep.refs[n]: n for n in self.names if n in self._sweep.refs}
-            for compact, symbol in self._aliases.items():
-                mapping[symbol] = substitute(compact, mapping)
-            for node, ref in self._sweep.adjoint_refs.items():
-                if isinstance(ref, LossGradient):
-                    mapping[ref] = substitute(self._total(node), mapping)
-            self._closed = mapping
-        return self._closed
-
     def _total(self, node: Basic) -> Basic:
-        from .algebra import mat_add
         return mat_add(*(step.result for step in self._sweep.contributions[node]))
+
+    # --- what renderers, the checker and the truth read -------------------------------------------
+
+    @cached_property
+    def closed_names(self) -> dict[Basic, Basic]:
+        """Every name (quantity, display name, upstream gradient) mapped to its expression in the
+        network's own symbols."""
+        mapping: dict[Basic, Basic] = {self._sweep.refs[n]: n for n in self.names if n in self._sweep.refs}
+        for compact, symbol in self._aliases.items():
+            mapping[symbol] = substitute(compact, mapping)
+        for node, ref in self._sweep.adjoint_refs.items():
+            if isinstance(ref, LossGradient):
+                mapping[ref] = substitute(self._total(node), mapping)
+        return mapping
+
+    @cached_property
+    def bindings(self) -> tuple[tuple[Basic, Basic], ...]:
+        """(name, compact definition) of every named quantity, display name and named upstream
+        gradient, in an order where each definition uses only earlier names (what
+        :class:`~derive.core.truth.Program` evaluates once per point)."""
+        forward = [(f.symbol, f.definition) for f in self.forward]
+        upstream = [(ref, self._aliased(self._total(node))) for node, ref in self._sweep.adjoint_refs.items()
+                    if isinstance(ref, LossGradient) and not isinstance(node, LEAVES)]
+        return tuple(forward + upstream)
+
+    @cached_property
+    def inputs(self) -> tuple[MatrixSymbol, ...]:
+        """The network's own matrices (inputs, targets, parameters) in order of first use in the forward
+        pass; a parameter the loss does not use comes last."""
+        found: list[MatrixSymbol] = []
+        for expr in [f.definition for f in self.forward] + [self.root_compact]:
+            for atom in topological_order(expr):
+                if type(atom) is MatrixSymbol and atom not in found:
+                    found.append(atom)
+        return tuple(found + [p for p in self.params if p not in found])
+
+    def rule_of(self, step: Step) -> Rule:
+        """The rule that ``step`` applied (its formula, for a sheet: ``rule_of(step).formula_of(step.node)``)."""
+        return self._rules[step]
+
+    def upstream_gradients(self, param) -> tuple[LossGradient, ...]:
+        """The named upstream gradients ``param``'s compact gradient reads, directly or through one
+        another, loss side first (each depends only on those before it)."""
+        position = {f.symbol.name: k for k, f in enumerate(self.forward)}
+        needed: dict[str, LossGradient] = {}
+        pending = [self.compact(param)]
+        while pending:
+            for gradient in pending.pop().atoms(LossGradient):
+                if gradient.name in position and gradient.name not in needed:
+                    needed[gradient.name] = gradient
+                    pending.append(self.gradient_of(gradient.name))
+        return tuple(sorted(needed.values(), key=lambda s: -position[s.name]))
+
+    def edge_steps(self, source: Basic, quantity: Basic | None) -> tuple[Step, ...]:
+        """The steps through which ``source`` (a matrix or a named quantity) receives its gradient from
+        inside the definition of ``quantity`` (a forward quantity's symbol, or None for the loss
+        itself when it has no name): what the edge from ``source`` to ``quantity`` carries."""
+        owner = self._owners
+        ref = self._sweep.refs.get(source, source)
+        return tuple(step for step, node in zip(self.steps, self._sweep.nodes)
+                     if step.target == ref and owner.get(node) == quantity)
+
+    @cached_property
+    def _owners(self) -> dict[Basic, Basic | None]:
+        """Each node that a rule was applied to -> the named quantity whose definition it is part of
+        (None: the loss, unnamed). A node left unnamed has at most one consumer (derive.core.naming)."""
+        owners: dict[Basic, Basic | None] = {}
+        for node in reversed(self.graph.order):
+            ref = self._sweep.refs[node]
+            if isinstance(ref, Intermediate):
+                owners[node] = ref
+            else:
+                users = self.graph.consumers.get(node, [])
+                owners[node] = owners.get(users[0]) if users else None
+        return owners
 
     # --- the public contract --------------------------------------------------------------------
 
@@ -249,7 +278,7 @@ class Derivation:
         param = self._param(param)
         if param not in self.graph.depends:
             return ZeroMatrix(*param.shape)
-        return substitute(self.compact(param, aliases=False), self._closed_map())
+        return substitute(self.compact(param, aliases=False), self.closed_names)
 
     def compact(self, param, aliases: bool = True) -> Basic:
         """The gradient written with names of intermediates and upstream gradients (``X^T dL/dZ``)."""
@@ -257,7 +286,7 @@ class Derivation:
         if param not in self.graph.depends:
             return ZeroMatrix(*param.shape)
         total = self._total(param)
-        return total.xreplace(self._aliases) if aliases and self._aliases else total
+        return self._aliased(total) if aliases else total
 
     def adjoint(self, param) -> LossGradient:
         """The symbol dL/dW used for ``param`` in steps and index forms."""
@@ -272,14 +301,27 @@ class Derivation:
                 if node not in self._sweep.contributions:
                     raise KeyError(f"{symbol} lies on no path from the loss to the parameters "
                                    f"{', '.join(p.name for p in self.params)}, so this derivation has no gradient for it")
-                total = self._total(node)
-                return total.xreplace(self._aliases) if self._aliases else total
+                return self._aliased(self._total(node))
         raise KeyError(f"{symbol} is neither a named quantity nor a parameter of this derivation")
 
     def paths(self, target: Basic) -> tuple[Step, ...]:
         """The steps that contribute to ``target``'s gradient (more than one: the paths add up)."""
         ref = self._sweep.refs.get(target, target)
         return tuple(step for step in self.steps if step.target == ref)
+
+    def sums_over_paths(self) -> tuple[tuple[Basic, tuple[Step, ...], Basic], ...]:
+        """(target, its steps, their total) for every quantity or parameter whose gradient is a sum over
+        several paths, in the order the sweep reached them."""
+        out, seen = [], set()
+        for step in self.steps:
+            if step.target in seen:
+                continue
+            seen.add(step.target)
+            paths = self.paths(step.target)
+            if len(paths) > 1:
+                total = self.compact(step.target) if step.target in self.params else self.gradient_of(step.target)
+                out.append((step.target, paths, total))
+        return tuple(out)
 
     def __iter__(self):
         return iter(self.params)
@@ -293,22 +335,17 @@ class Derivation:
         return "\n".join(lines)
 
     def _repr_latex_(self):
-        from ..render.sheet import sheet_summary_latex
-        return sheet_summary_latex(self)
+        return _latex_display[0](self) if _latex_display else None
 
     def check_numerically(self, *, seed: int = 0) -> NumericCheck:
         """Compare every closed form with central differences of the loss along random directions.
 
-        Both sides are evaluated by :mod:`derive.truth`: the loss as declared, the gradients from their
-        compact forms with each named intermediate and upstream gradient evaluated once. A mismatch
-        raises :class:`GradientMismatch` naming the parameter and both directional derivatives.
+        Both sides are evaluated by :mod:`derive.core.truth`: the loss as declared, the gradients from
+        their compact forms with each binding (named intermediate, upstream gradient) evaluated once.
+        A mismatch raises :class:`GradientMismatch` naming the parameter and both directional derivatives.
         """
-        sweep = self._sweep
-        forward = [(sweep.refs[node], definition) for node, definition in sweep.definitions.items()]
-        upstream = [(ref, self._total(node)) for node, ref in sweep.adjoint_refs.items()
-                    if isinstance(ref, LossGradient) and not isinstance(node, LEAVES)]
-        closed = {p: self.compact(p, aliases=False) for p in self.params}
-        self.numeric_check = check_gradients(self.loss, self.params, closed, forward + upstream, seed=seed)
+        closed = {p: self.compact(p) for p in self.params}
+        self.numeric_check = check_gradients(self.loss, self.params, closed, self.bindings, seed=seed)
         return self.numeric_check
 
     # --- index forms ----------------------------------------------------------------------------
@@ -333,13 +370,7 @@ class Derivation:
         rows, cols = param.subs(dims).shape
         # counted from the shape: writing out a huge parameter would itself take the time refused here
         check_expansion_size(self.root, dims, int(rows * cols))
-        entries = param.subs(dims).as_explicit()
-        # xreplace, not subs: SymPy's subs leaves a dim unreplaced inside a nested index Sum
-        scalar_loss = explicit(self.loss.xreplace({d: Integer(v) for d, v in dims.items()}))
-        if isinstance(scalar_loss, MatrixBase):
-            scalar_loss = scalar_loss[0, 0]  # a 1 x 1 loss
-        return ImmutableMatrix(entries.shape[0], entries.shape[1],
-                               lambda i, j: scalar_loss.diff(entries[i, j]))
+        return elementwise_gradient(self.loss, param, dims)
 
     def explicit_gradient(self, param, dims: Mapping) -> ImmutableMatrix:
         """The closed form ``g[param]`` expanded into an explicit matrix at ``dims``."""
@@ -356,17 +387,8 @@ class Derivation:
         :class:`GradientMismatch` naming the parameter, the entry and both values.
         """
         dims = normalize_dims(dims, self.root)
-        constraints = self._target_constraints(dims)
+        constraints = target_constraints(self.graph.order, dims)
         return tuple(self._verify_one(p, dims, constraints, points, seed, symbolic, tolerance) for p in self.params)
-
-    def _target_constraints(self, dims) -> dict:
-        subs = {}
-        for node in self.graph.order:
-            if isinstance(node, Loss):
-                constraints = node.target_constraints(explicit(node.target.subs(dims)))
-                # Only a target made of free entries (Y, Y^T) can be constrained by substitution.
-                subs.update({k: v for k, v in constraints.items() if isinstance(k, MatrixElement)})
-        return subs
 
     def _verify_one(self, param, dims, constraints, points, seed, symbolic, tolerance) -> Verification:
         closed = self.explicit_gradient(param, dims).xreplace(constraints)
@@ -380,47 +402,6 @@ class Derivation:
                 if isinstance(s, MatrixSymbol) and s.shape[0] == s.shape[1] and s.shape != (1, 1)}
 
 
-# --- helpers shared with the renderers and the checker --------------------------------------------
-
-# Closed forms are rebuilt with derive's constructors: they keep the result tidy (no identity
-# factors, repeated terms collected, slices of blocks picked) and skip SymPy's argument validation,
-# which asks each argument for its shape and so recurses down the whole adjoint chain: expanding
-# the closed forms stays linear in depth.
-_TIDY = {
-    MatMul: mat_mul,
-    MatAdd: mat_add,
-    HadamardProduct: hadamard,
-    HadamardPower: lambda base, power: Basic.__new__(HadamardPower, base, power),
-    Transpose: lambda arg: transpose(arg, deep=False),
-    MatrixElement: entry,
-    MatrixSlice: lambda parent, rows, cols: (submatrix(parent, rows[:2], cols[:2]) if rows[2] == cols[2] == 1
-                                             else MatrixSlice(parent, rows, cols)),
-}
-
-
-def substitute(expr: Basic, mapping: dict) -> Basic:
-    """``expr.xreplace(mapping)``, rebuilt tidy, for expressions whose arguments are already valid."""
-    memo: dict[Basic, Basic] = {}
-
-    def walk(node: Basic) -> Basic:
-        if node in mapping:
-            return mapping[node]
-        if node in memo:
-            return memo[node]
-        if isinstance(node, LEAVES) or not node.args:
-            return node
-        args = tuple(walk(a) for a in node.args)
-        if all(new is old for new, old in zip(args, node.args)):
-            rebuilt = node
-        else:
-            build = _TIDY.get(type(node))
-            rebuilt = build(*args) if build is not None else node.func(*args)
-        memo[node] = rebuilt
-        return rebuilt
-
-    return walk(expr)
-
-
 def index_statement(lhs_matrix: MatrixExpr, rhs_matrix: Basic) -> Eq:
     """``lhs_ij = rhs_ij`` with SymPy's own entry expansion and readable summation indices."""
     i, j = Symbol("i", integer=True), Symbol("j", integer=True)
@@ -430,266 +411,3 @@ def index_statement(lhs_matrix: MatrixExpr, rhs_matrix: Basic) -> Eq:
     letters = (c for c in "klmnpqrstuvabcdefgh" if c not in taken)
     rhs = rhs.xreplace({d: Symbol(next(letters), integer=True) for d in dummies})
     return Eq(lhs_matrix[i, j], rhs, evaluate=False)
-
-
-def normalize_dims(dims: Mapping, expr: Basic) -> dict[Symbol, int]:
-    """``{N: 2, "D": 3}`` -> ``{N: 2, D: 3}``, checked: positive integers, every dimension given."""
-    needed = dimension_symbols(expr)
-    by_name = {str(s): s for s in needed}
-    out: dict[Symbol, int] = {}
-    for key, value in dict(dims).items():
-        symbol = by_name.get(str(key))
-        if symbol is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, (numbers.Integral, Integer)) or int(value) < 1:
-            raise DimsError(f"dimension {key} must be a positive integer, got {value!r}")
-        out[symbol] = int(value)
-    missing = sorted(str(s) for s in needed if s not in out)
-    if missing:
-        raise DimsError(f"concrete dims are missing for {', '.join(missing)}")
-    return out
-
-
-def dimension_symbols(expr: Basic) -> set[Symbol]:
-    """The symbols that appear in the shapes of the matrices in ``expr``."""
-    found = set()
-    for node in topological_order(expr):
-        if isinstance(node, MatrixExpr) and isinstance(node, LEAVES):
-            for d in node.shape:
-                found |= sympify(d).free_symbols
-        elif isinstance(node, Loss):
-            found |= node.scale.free_symbols
-    return found
-
-
-def expansion_cost(expr: Basic, dims: Mapping) -> int:
-    """Scalar multiply-adds the explicit expansion takes (products count their inner dimension)."""
-    cost = 0
-    for node in topological_order(expr):
-        if not isinstance(node, MatrixExpr) or isinstance(node, LEAVES):
-            continue
-        rows, cols = (int(sympify(d).subs(dims)) for d in node.shape)
-        inner = 1
-        if isinstance(node, MatMul):
-            inner = max((int(sympify(a.cols).subs(dims)) for a in node.args if isinstance(a, MatrixExpr)), default=1)
-        elif isinstance(node, (Inverse, Determinant)):
-            inner = math.factorial(min(rows, 10))
-        cost += rows * cols * inner
-    return cost
-
-
-def check_expansion_size(expr: Basic, dims: Mapping, entries: int = 1) -> None:
-    """Refuse, before starting, an expansion that would take minutes: say how big it would be."""
-    cost = expansion_cost(expr, dims)
-    if cost > EXPANSION_LIMIT or cost * entries > DIFFERENTIATION_LIMIT:
-        shown = ", ".join(f"{k}={v}" for k, v in sorted(dims.items(), key=lambda kv: str(kv[0])))
-        raise ExpansionTooLarge(
-            f"expanding at {shown} takes about {cost:,} scalar operations, differentiated for {entries:,} "
-            f"entries ({cost * entries:,} in all; the limit is {DIFFERENTIATION_LIMIT:,}); use smaller dims, "
-            "for example 2 or 3 for each")
-
-
-def explicit(expr: Basic, values: dict | None = None) -> Basic:
-    """``expr`` (dims already substituted) with every matrix written out entry by entry.
-
-    Works bottom-up over the DAG, so each node is expanded once from its arguments' explicit values.
-    Products and sums are multiplied out directly: SymPy's ``MatMul._entry`` builds a ``Sum`` and
-    substitutes into it, which takes seconds on a small network. SymPy's own spellings of a declared
-    loss (``BlockMatrix``, an explicit ``Matrix`` of parameters' entries, an index ``Sum``) are
-    expanded as SymPy defines them, never through their rewriting in :mod:`derive.canonical`.
-    """
-    values = {} if values is None else values
-    for node in _expansion_order(expr, values):
-        if node not in values:
-            values[node] = _explicit_node(node, values)
-    return values[expr]
-
-
-def _expansion_order(root: Basic, done: dict) -> list[Basic]:
-    """Post-order over what the expansion reads: the blocks of a BlockMatrix, the entries of an
-    explicit matrix, and nothing under an index Sum (expanded term by term when it is met)."""
-    order: list[Basic] = []
-    seen: set[Basic] = set()
-    stack: list[tuple[Basic, bool]] = [(root, False)]
-    while stack:
-        node, expanded = stack.pop()
-        if expanded:
-            order.append(node)
-            continue
-        if node in seen or node in done:
-            continue
-        seen.add(node)
-        stack.append((node, True))
-        if isinstance(node, BlockMatrix):
-            children = list(node.blocks)
-        elif isinstance(node, MatrixBase):
-            children = list(node) if any(e.atoms(MatrixSymbol) for e in node) else []
-        elif isinstance(node, (Sum, *LEAVES)):
-            children = []
-        else:
-            children = node.args
-        stack.extend((child, False) for child in reversed(children) if child not in seen)
-    return order
-
-
-def _explicit_node(node: Basic, values: dict) -> Basic:
-    if isinstance(node, MatrixBase):
-        if any(e.atoms(MatrixSymbol) for e in node):
-            return ImmutableMatrix(node.rows, node.cols, [values[e] for e in node])
-        return ImmutableMatrix(node)
-    if isinstance(node, LEAVES):
-        return node.as_explicit() if isinstance(node, MatrixExpr) else node
-    if isinstance(node, BlockMatrix):
-        return _assembled([[values[b] for b in row] for row in node.blocks.tolist()])
-    if isinstance(node, Sum):
-        return _expanded_sum(node, values)
-    args = [values[a] for a in node.args]
-    direct = _DIRECT.get(type(node))
-    if direct is not None:
-        return direct(args)
-    if isinstance(node, Blocks):
-        columns = node.columns
-        return _assembled([args[1 + k:1 + k + columns] for k in range(0, len(args) - 1, columns)])
-    if isinstance(node, Entries):
-        return ImmutableMatrix(len(args[1:]) // node.columns, node.columns, args[1:])
-    if isinstance(node, MatrixSlice):
-        (r0, r1, _), (c0, c1, _) = node.args[1], node.args[2]
-        return ImmutableMatrix(args[0][int(r0):int(r1), int(c0):int(c1)])
-    if isinstance(node, MatrixElement):
-        return args[0][int(args[1]), int(args[2])]
-    if isinstance(node, MatrixExpr):
-        return ImmutableMatrix(node.func(*args).as_explicit())
-    if isinstance(node, (Trace, Determinant, Loss)):
-        return node.func(*args).doit()
-    return node.func(*args)
-
-
-def _assembled(grid: list[list]) -> ImmutableMatrix:
-    return ImmutableMatrix(Matrix.vstack(*[Matrix.hstack(*row) for row in grid]))
-
-
-def _expanded_sum(node: Sum, values: dict) -> Basic:
-    """An index sum at concrete limits: its body with every index value put in, term by term."""
-    assignments: list[dict] = [{}]
-    for index, low, high in node.limits:
-        assignments = [{**a, index: Integer(k)} for a in assignments for k in range(int(low), int(high) + 1)]
-    total = S.Zero
-    for assignment in assignments:
-        total += explicit(node.function.xreplace(assignment), values)
-    return total
-
-
-def _product(args):
-    result = args[0]
-    for factor in args[1:]:
-        result = result * factor
-    return ImmutableMatrix(result)
-
-
-def _hadamard(args):
-    result = args[0]
-    for factor in args[1:]:
-        result = result.multiply_elementwise(factor)
-    return ImmutableMatrix(result)
-
-
-def _matrix_power(args):
-    base, power = args
-    return _product([base] * int(power)) if int(power) >= 1 else ImmutableMatrix(base ** int(power))
-
-
-_DIRECT = {
-    MatMul: _product,
-    # repeated products: SymPy's own power simplifies every intermediate product (dotprodsimp)
-    MatPow: _matrix_power,
-    MatAdd: lambda args: ImmutableMatrix(sum(args[1:], args[0])),
-    Transpose: lambda args: ImmutableMatrix(args[0].T),
-    HadamardProduct: _hadamard,
-    HadamardPower: lambda args: ImmutableMatrix(args[0].applyfunc(lambda e: e ** args[1])),
-    # Cofactors, without the cancellations SymPy's elimination runs once per entry.
-    Inverse: lambda args: ImmutableMatrix(args[0].adjugate(method="berkowitz") / args[0].det(method="berkowitz")),
-    Determinant: lambda args: args[0].det(method="berkowitz"),
-}
-
-
-def simplifies_to_zero(difference: Basic) -> bool:
-    """Cheap tests first: most differences vanish on expansion; costlier ones only for small terms."""
-    if difference == 0:
-        return True
-    expanded = expand(difference)
-    if expanded == 0:
-        return True
-    size = count_ops(expanded)
-    if size <= CANCEL_LIMIT and cancel(expanded) == 0:
-        return True
-    return size <= SIMPLIFY_LIMIT and simplify(expanded.rewrite(exp)) == 0
-
-
-def _random_point(symbols, rng, square: set, positive: bool) -> dict:
-    point = {}
-    for s in symbols:
-        low = 0.1 if positive else -1.0
-        value = rng.uniform(low, 1.0)
-        if isinstance(s, MatrixElement) and s.args[0] in square and s.args[1] == s.args[2]:
-            value += float(s.args[0].shape[0])  # diagonally dominant: inverse and log-det are well defined
-        point[s] = value
-    return point
-
-
-def numeric_mismatch(param, closed: ImmutableMatrix, truth: ImmutableMatrix, points: int, seed: int,
-                     tolerance: float, square: set) -> float:
-    """Largest relative error between two explicit matrices at random points; raises on a mismatch."""
-    symbols = sorted(variables(closed) | variables(truth), key=str)
-    # lambdify takes plain symbols: stand-ins for the matrix entries X[0, 1] ...
-    # (Symbols with plain names: lambdify re-substitutes Dummy arguments into the whole expression.)
-    plain = {s: Symbol(f"_v{k}") for k, s in enumerate(symbols)}
-    f_closed = lambdify(list(plain.values()), closed.xreplace(plain), "numpy")
-    f_truth = lambdify(list(plain.values()), truth.xreplace(plain), "numpy")
-    rng = np.random.default_rng(seed)
-    worst, compared = 0.0, 0
-    for _ in range(points):
-        for positive in (False, True):
-            point = _random_point(symbols, rng, square, positive)
-            values = [point[s] for s in symbols]
-            with np.errstate(all="ignore"):
-                c = np.asarray(f_closed(*values), dtype=complex)
-                t = np.asarray(f_truth(*values), dtype=complex)
-            if _real_and_finite(t):
-                break
-        else:
-            continue
-        compared += 1
-        closed_ok = _real_and_finite(c)  # a closed form that is complex or infinite where the truth is not: wrong
-        c, t = c.real, t.real
-        # Gradients that are exactly 0 come out of the expansion as rounding noise (1e-16): measure
-        # errors against a scale of at least 1e-3, so that noise is not a relative error of 1.
-        scale = max(np.max(np.abs(t)), np.max(np.abs(np.nan_to_num(c))), 1e-3)
-        error = float(np.max(np.abs(c - t)) / scale) if closed_ok else float("inf")
-        if not error <= tolerance:
-            r, q = np.unravel_index(int(np.argmax(np.abs(c - t))), t.shape)
-            raise GradientMismatch(
-                f"dL/d{param.name}[{r}, {q}]: closed form gives {float(c[r, q])!r} but the elementwise derivative "
-                f"gives {float(t[r, q])!r} (relative error {error:.2e}) at {_describe(point)}")
-        worst = max(worst, error)
-    if compared == 0:
-        raise GradientMismatch(
-            f"dL/d{param.name}: the elementwise derivative is not real and finite at any of {2 * points} random "
-            "points (a log or a power of a negative quantity?), so nothing could be compared")
-    return worst
-
-
-def _real_and_finite(values: np.ndarray) -> bool:
-    return bool(np.all(np.isfinite(values)) and np.all(np.abs(values.imag) <= 1e-12 * (1 + np.abs(values.real))))
-
-
-def variables(expr: Basic) -> set:
-    """The scalar unknowns of an explicit expression: matrix entries ``X[0, 1]`` and plain symbols."""
-    return expr.atoms(MatrixElement) | {s for s in expr.free_symbols if not isinstance(s, MatrixExpr)}
-
-
-def _describe(point: dict) -> str:
-    items = list(point.items())
-    shown = ", ".join(f"{k}={v:.4g}" for k, v in items[:6])
-    return shown + (f" and {len(items) - 6} more" if len(items) > 6 else "")
-
-

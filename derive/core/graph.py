@@ -14,80 +14,16 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from itertools import pairwise
 
-from sympy import (
-    Basic,
-    Determinant,
-    Expr,
-    HadamardProduct,
-    Identity,
-    Integer,
-    Inverse,
-    MatAdd,
-    MatMul,
-    MatrixExpr,
-    MatrixSymbol,
-    S,
-    Trace,
-    Transpose,
-    expand,
-    preorder_traversal,
-)
+from sympy import Basic, Expr, Identity, Integer, MatrixExpr, MatrixSymbol, S, preorder_traversal
 from sympy.core.operations import AssocOp
 
-from ..errors import DeriveError, InvalidParameter, NonScalarLoss, ShapeError, UnsupportedOperation
+from ..errors import DeriveError, InvalidParameter, NonScalarLoss, UnsupportedOperation
 from .algebra import mat_add
-from .canonical import Blocks
-from .rules import Pullback, rule_for
+from .rules import LOSS_ITSELF, Pullback, Rule, find_rule, rule_for
 from .symbols import LEAVES, Intermediate, LossGradient, shape_text
 
-LINEAR = (MatMul, MatAdd, Transpose)
-
-
-def _same(a, b) -> bool:
-    return a == b or expand(a - b) == 0
-
-
-def _dims_differ(a, b) -> str:
-    """Why two dimensions differ, in words: two symbols may share a name but not their assumptions."""
-    if str(a) == str(b):
-        def described(d):
-            facts = ", ".join(f"{k}={v}" for k, v in sorted(d.assumptions0.items())
-                              if k in ("integer", "positive", "nonnegative")) if d.is_Symbol else ""
-            return facts or "no assumptions"
-        return (f"the inner dimensions are two different symbols both named {a} ({described(a)} vs {described(b)}); "
-                "declare each dimension once, e.g. Symbol('N', integer=True, positive=True), and reuse it")
-    return f"the inner dimensions {a} and {b} differ"
-
-
-def check_shapes(node: Basic) -> None:
-    """Raise a ShapeError naming the operands when ``node``'s arguments do not fit together."""
-    if isinstance(node, MatMul):
-        matrices = [a for a in node.args if isinstance(a, MatrixExpr)]
-        for left, right in pairwise(matrices):
-            if not _same(left.cols, right.rows):
-                raise ShapeError(
-                    f"matrix product {node}: {left} is {shape_text(left)} and {right} is {shape_text(right)}; "
-                    f"{_dims_differ(left.cols, right.rows)}")
-    elif isinstance(node, (MatAdd, HadamardProduct)):
-        first = node.args[0]
-        for other in node.args[1:]:
-            if not (_same(first.rows, other.rows) and _same(first.cols, other.cols)):
-                what = "sum" if isinstance(node, MatAdd) else "Hadamard product"
-                hint = " (a 1 x H bias is added to every row as 1 b, with OneMatrix(N, 1))" if 1 in other.shape else ""
-                raise ShapeError(f"{what} {node}: {first} is {shape_text(first)} but {other} is "
-                                 f"{shape_text(other)}{hint}")
-    elif isinstance(node, (Inverse, Determinant, Trace)):
-        arg = node.args[0]
-        if not _same(arg.rows, arg.cols):
-            raise ShapeError(f"{type(node).__name__} of {arg}, which is {shape_text(arg)}, not square")
-    elif isinstance(node, Blocks):
-        for r, row in enumerate(node.grid):
-            for c, block in enumerate(row):
-                if not (_same(block.rows, node.row_sizes[r]) and _same(block.cols, node.col_sizes[c])):
-                    raise ShapeError(f"block matrix {node}: block {block} is {shape_text(block)}, but its block row "
-                                     f"has {node.row_sizes[r]} rows and its block column {node.col_sizes[c]} columns")
+__all__ = ["Graph", "Step", "Sweep", "check_scalar", "reverse_sweep", "topological_order", "tree_size"]
 
 
 def topological_order(root: Basic) -> list[Basic]:
@@ -127,7 +63,9 @@ class Graph:
         for node in order:
             leaf = isinstance(node, LEAVES)
             if not leaf:
-                check_shapes(node)
+                rule = find_rule(node)
+                if rule is not None and rule.shapes is not None:
+                    rule.shapes(node)   # the operation's own check, registered with its rule
                 for arg in node.args:
                     consumers[arg].append(node)
             depends[node] = node in params or (not leaf and any(depends[a] for a in node.args))
@@ -155,41 +93,6 @@ def check_scalar(loss: Basic) -> None:
         raise NonScalarLoss(f"the loss {loss!r} is a {type(loss).__name__}, not a SymPy scalar expression")
 
 
-# --- naming ---------------------------------------------------------------------------------------
-
-def _is_named_kind(node: Basic, graph: Graph) -> str | None:
-    """Prefix of an automatic name for ``node``, or None when it stays inline."""
-    if isinstance(node, LEAVES) or not isinstance(node, MatrixExpr) or not graph.depends[node]:
-        return None
-    if not isinstance(node, LINEAR):
-        return "H"
-    users = graph.consumers.get(node, [])
-    if any(not isinstance(user, LINEAR) for user in users):
-        return "Z"
-    if len(users) > 1:
-        return "U"
-    return None
-
-
-def choose_names(graph: Graph, given: dict[Basic, str]) -> dict[Basic, str]:
-    """A name for every node worth naming: the caller's first, then ``Z_k``/``H_k``/``U_k``."""
-    taken = {str(s.name) for s in graph.order if isinstance(s, MatrixSymbol)} | set(given.values())
-    names = {node: name for node, name in given.items() if node in graph.depends}
-    counters: dict[str, int] = defaultdict(int)
-    for node in graph.order:
-        prefix = None if node in names else _is_named_kind(node, graph)
-        if prefix is None:
-            continue
-        while True:
-            counters[prefix] += 1
-            candidate = f"{prefix}_{counters[prefix]}"
-            if candidate not in taken:
-                break
-        names[node] = candidate
-        taken.add(candidate)
-    return names
-
-
 # --- the reverse sweep ----------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -200,8 +103,7 @@ class Step:
     output: Basic        # its name, or the compact node when it has none
     target: Basic        # the argument differentiated towards, by name
     shape: tuple         # the target's shape
-    rule: str
-    formula: str
+    rule: str            # the rule's name (Derivation.rule_of(step) gives the rule itself)
     diagonal: bool       # the local Jacobian is diagonal: applied as a Hadamard product, never built
     upstream: Basic      # dL/d(node)
     local: Basic | None  # the local factor (None: identity, or no single factor)
@@ -215,6 +117,8 @@ class Sweep:
     refs: dict[Basic, Basic]                  # node -> its name, or its compact definition
     definitions: dict[Basic, Basic]           # named node -> compact definition
     steps: list[Step] = field(default_factory=list)
+    rules: list[Rule] = field(default_factory=list)          # the rule each step applied
+    nodes: list[Basic] = field(default_factory=list)         # the node each step applied it to
     contributions: dict[Basic, list[Step]] = field(default_factory=lambda: defaultdict(list))
     adjoint_refs: dict[Basic, Basic] = field(default_factory=dict)   # node -> LossGradient symbol or inline sum
 
@@ -253,9 +157,8 @@ def reverse_sweep(graph: Graph, names: dict[Basic, str], params: list[Basic]) ->
     param_set = set(params)
     if graph.root in param_set:  # the loss is a (1 x 1) parameter itself: dL/dL = 1
         root = graph.root
-        step = Step(root, root, root, root.shape, "the loss itself", r"dL/dL = 1", False, seed, None, seed)
-        sweep.steps.append(step)
-        sweep.contributions[root].append(step)
+        _record(sweep, root, root, Step(root, root, root, root.shape, LOSS_ITSELF.name, False, seed, None, seed),
+                LOSS_ITSELF)
     for node in reversed(graph.order):
         if node is graph.root:
             upstream = seed
@@ -318,6 +221,13 @@ def _apply_rule(node, upstream, graph: Graph, sweep: Sweep) -> None:
                 "on a parameter")
         result, local = grad if isinstance(grad, Pullback) else (grad, None)
         step = Step(compact, sweep.refs[node], sweep.refs[arg], getattr(arg, "shape", (Integer(1), Integer(1))),
-                    rule.name, rule.formula_of(compact), rule.diagonal, upstream, local, result)
-        sweep.steps.append(step)
-        sweep.contributions[arg].append(step)
+                    rule.name, rule.diagonal, upstream, local, result)
+        _record(sweep, node, arg, step, rule)
+
+
+def _record(sweep: Sweep, node: Basic, arg: Basic, step: Step, rule: Rule) -> None:
+    """One step of the sweep: ``rule`` applied to ``node``, its contribution to ``arg``'s gradient."""
+    sweep.steps.append(step)
+    sweep.rules.append(rule)
+    sweep.nodes.append(node)
+    sweep.contributions[arg].append(step)

@@ -53,8 +53,9 @@ from ..errors import UnsupportedOperation
 from .activations import log as log_
 from .algebra import embed, entry, hadamard, hadamard_power, mat_add, mat_mul, one_minus, submatrix, transpose
 from .canonical import Blocks, Entries
-from .elementwise import Elementwise
+from .elementwise import Elementwise, activations
 from .losses import BinaryCrossEntropy, SoftmaxCrossEntropy, SquaredError
+from .shapes import blocks_fit, equal_shapes, inner_dims_match, square
 from .softmax import log_softmax, softmax
 
 
@@ -67,37 +68,56 @@ class Pullback(NamedTuple):
 
 @dataclass(frozen=True)
 class Rule:
-    """A registered rule: the function, what it is in words and as a user writes it, the formula it
-    applies (for sheets; ``formula_for`` picks one by node where a rule has several forms)."""
+    """A registered rule and every fact about its operation: the function, what it is in words and as
+    a user writes it, the formula it applies (LaTeX for sheets, data: ``formula_for`` picks one by
+    node where a rule has several forms), its shape check, and whether it is linear (a product, sum
+    or transpose, which the naming of intermediates treats as bookkeeping)."""
 
     apply: Callable
     name: str
-    spelling: str
+    spelling: str | Callable[[], str]
     formula: str
     diagonal: bool = False  # the local Jacobian is diagonal: applied as a Hadamard product
     formula_for: Callable | None = None
+    shapes: Callable[[Basic], None] | None = None   # raises a ShapeError where the arguments do not fit
+    linear: bool = False
 
     def formula_of(self, node: Basic) -> str:
         return self.formula if self.formula_for is None else self.formula_for(node)
 
     @property
     def described(self) -> str:
-        return f"{self.name} {self.spelling}"
+        spelling = self.spelling() if callable(self.spelling) else self.spelling
+        return f"{self.name} {spelling}"
 
 
 RULES: dict[type, Rule] = {}
 
+# The step that starts the sweep when the loss is a (1 x 1) parameter itself.
+LOSS_ITSELF = Rule(apply=None, name="the loss itself", spelling="", formula=r"dL/dL = 1")
 
-def register(*types: type, name: str, spelling: str, formula: str, diagonal: bool = False,
-             formula_for: Callable | None = None):
+
+def register(*types: type, name: str, spelling: str | Callable[[], str], formula: str, diagonal: bool = False,
+             formula_for: Callable | None = None, shapes: Callable | None = None, linear: bool = False):
     """Add the decorated function to the table for each of ``types``."""
 
     def add(apply: Callable) -> Callable:
         for cls in types:
-            RULES[cls] = Rule(apply, name, spelling, formula, diagonal, formula_for)
+            RULES[cls] = Rule(apply, name, spelling, formula, diagonal, formula_for, shapes, linear)
         return apply
 
     return add
+
+
+def find_rule(node: Basic) -> Rule | None:
+    """The rule for ``node``, or None where there is none (or the operation is refused): the graph
+    asks it of nodes that may never need differentiating (a constant part of the loss)."""
+    for cls in type(node).__mro__:
+        if cls in REFUSED:
+            return None
+        if cls in RULES:
+            return RULES[cls]
+    return None
 
 
 def rule_for(node: Basic) -> Rule:
@@ -152,7 +172,7 @@ def _inner(upstream: Basic, matrix: Basic) -> Basic:
 # --- matrix algebra ---------------------------------------------------------------------------
 
 @register(MatMul, name="matrix product", spelling="A*B (with scalar factors, c*A)",
-          formula=r"dA = G B^T,\quad dB = A^T G")
+          formula=r"dA = G B^T,\quad dB = A^T G", shapes=inner_dims_match, linear=True)
 def matmul(node, out, upstream):
     scalars = [a for a in node.args if not isinstance(a, MatrixExpr)]
     matrices = [a for a in node.args if isinstance(a, MatrixExpr)]
@@ -174,7 +194,8 @@ def matmul(node, out, upstream):
     return grads
 
 
-@register(MatAdd, name="sum", spelling="A + B", formula=r"dA = G,\quad dB = G")
+@register(MatAdd, name="sum", spelling="A + B", formula=r"dA = G,\quad dB = G", shapes=equal_shapes("sum"),
+          linear=True)
 def matadd(node, out, upstream):
     return [upstream] * len(node.args)
 
@@ -184,13 +205,13 @@ def add(node, out, upstream):
     return [upstream] * len(node.args)
 
 
-@register(Transpose, name="transpose", spelling="A.T", formula=r"dA = G^T")
+@register(Transpose, name="transpose", spelling="A.T", formula=r"dA = G^T", linear=True)
 def transpose_rule(node, out, upstream):
     return [transpose(upstream)]
 
 
 @register(HadamardProduct, name="Hadamard product", spelling="HadamardProduct(A, B)", formula=r"dA = G \odot B",
-          diagonal=True)
+          diagonal=True, shapes=equal_shapes("Hadamard product"))
 def hadamard_rule(node, out, upstream):
     grads = []
     for k in range(len(node.args)):
@@ -221,18 +242,19 @@ def matpow(node, out, upstream):
     return [mat_add(*terms), None]
 
 
-@register(Inverse, name="inverse", spelling="Inverse(A)", formula=r"dA = -A^{-T} G A^{-T}")
+@register(Inverse, name="inverse", spelling="Inverse(A)", formula=r"dA = -A^{-T} G A^{-T}", shapes=square)
 def inverse(node, out, upstream):
     out_t = transpose(out)
     return [mat_mul(S.NegativeOne, out_t, upstream, out_t)]
 
 
-@register(Trace, name="trace", spelling="Trace(A)", formula=r"dA = g I")
+@register(Trace, name="trace", spelling="Trace(A)", formula=r"dA = g I", shapes=square)
 def trace(node, out, upstream):
     return [Pullback(mat_mul(upstream, Identity(node.arg.rows)), Identity(node.arg.rows))]
 
 
-@register(Determinant, name="determinant", spelling="Determinant(A)", formula=r"dA = g \det(A) A^{-T}")
+@register(Determinant, name="determinant", spelling="Determinant(A)", formula=r"dA = g \det(A) A^{-T}",
+          shapes=square)
 def determinant(node, out, upstream):
     local = mat_mul(out, transpose(Inverse(node.arg)))
     return [Pullback(mat_mul(upstream, local), local)]
@@ -252,7 +274,7 @@ def matrix_element(node, out, upstream):
 # --- blocks, slices and explicit matrices (derive.canonical writes SymPy's forms as these) ---------
 
 @register(Blocks, name="block matrix", spelling="BlockMatrix([[A, B], [C, D]])",
-          formula=r"dA = G_{[A]}\ \text{(the block of } G \text{ where } A \text{ sits)}")
+          formula=r"dA = G_{[A]}\ \text{(the block of } G \text{ where } A \text{ sits)}", shapes=blocks_fit)
 def blocks(node, out, upstream):
     return [None] + [submatrix(upstream, rows, cols) for rows, cols in node.spans()]
 
@@ -300,8 +322,11 @@ def _partial(node, k: int, upstream):
 
 # --- elementwise functions and softmax --------------------------------------------------------
 
-@register(Elementwise, name="elementwise function",
-          spelling="relu(A), leaky_relu(A), elu(A), sigmoid(A), tanh(A), gelu(A), silu(A), softplus(A), exp(A), log(A)",
+def _activations_spelled() -> str:
+    return ", ".join(f"{name}(A)" for name in activations())   # every registered activation's record
+
+
+@register(Elementwise, name="elementwise function", spelling=_activations_spelled,
           formula=r"dA = G \odot f'(A)", diagonal=True)
 def elementwise(node, out, upstream):
     local = node.derivative(out)

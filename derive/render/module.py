@@ -37,10 +37,11 @@ from sympy import (
 from sympy.matrices.expressions.matexpr import MatrixElement
 
 from ..core.algebra import mat_add
-from ..core.derivation import Derivation, dimension_symbols
+from ..core.derivation import Derivation
+from ..core.dims import dimension_symbols
 from ..core.graph import topological_order
 from ..core.losses import SoftmaxCrossEntropy
-from ..core.symbols import Intermediate, LossGradient
+from ..core.symbols import LossGradient
 from ..core.truth import Draw, Program, domain
 from ..errors import CodegenError
 from . import runtime
@@ -136,7 +137,7 @@ def to_numpy(g: Derivation, name: str, *, dims: Mapping | None = None, verify: b
 
 def plan_module(g: Derivation, name: str, dims: Mapping) -> ModulePlan:
     ids = Identifiers()
-    inputs = _inputs(g)
+    inputs = list(g.inputs)
     for symbol in inputs:
         ids("value", symbol.name)
     for entry in g.forward:
@@ -174,19 +175,6 @@ def safe_docstring(text: str) -> str:
     """``text`` as one line inside the module's docstring: a user's name holding triple quotes would
     otherwise close the docstring and run as code when the module is imported (and to_numpy imports it)."""
     return safe_comment(text).replace("\\", "\\\\").replace('"', '\\"')
-
-
-def _inputs(g: Derivation) -> list[MatrixSymbol]:
-    """The matrices the loss is made of (parameters and batch), in the order the loss uses them."""
-    found, names = [], set()
-    for node in topological_order(g.root):
-        if isinstance(node, MatrixSymbol) and not isinstance(node, (Intermediate, LossGradient)) and node.name not in names:
-            found.append(node)
-            names.add(node.name)
-    for param in g.params:
-        if param.name not in names:
-            found.append(param)
-    return found
 
 
 def _default_sizes(dim_symbols, dims: Mapping) -> dict:
@@ -233,7 +221,7 @@ def _bind_dim(dim, inputs, printer) -> Statement:
 
 
 def _loss_statement(g: Derivation, printer) -> Statement:
-    compact = g.root.xreplace({f.expression: f.symbol for f in g.forward})
+    compact = g.root_compact
     if isinstance(compact, MatrixExpr):
         compact = MatrixElement(compact, 0, 0)  # a 1 x 1 loss, read as a scalar
     return Statement("loss", printer.doprint(compact), "scalar")
@@ -248,20 +236,13 @@ def _backward(g: Derivation, printer, ids) -> tuple[list[Statement], list[tuple[
     """
     position = {f.symbol.name: k for k, f in enumerate(g.forward)}
     symbols = {f.symbol.name: f.symbol for f in g.forward}
-    needed: dict[str, Basic] = {}
-    pending = [g.compact(p) for p in g.params]
-    while pending:
-        for adjoint in pending.pop().atoms(LossGradient):
-            if adjoint.name not in needed:
-                if adjoint.name not in symbols:
-                    raise CodegenError(f"the gradient uses dL/d{adjoint.name}, which names no forward quantity")
-                needed[adjoint.name] = g.gradient_of(symbols[adjoint.name])
-                pending.append(needed[adjoint.name])
+    upstream = {p: g.upstream_gradients(p) for p in g.params}
+    needed = {s.name: g.gradient_of(s.name) for p in g.params for s in upstream[p]}
     order = sorted(needed, key=lambda n: -position[n])
     grads_at: dict[int, list] = {}
     for param in g.params:
-        reads = [position[a.name] for a in g.compact(param).atoms(LossGradient)]
-        grads_at.setdefault(min(reads, default=len(g.forward)), []).append(param)
+        # right after the last upstream gradient it needs (the one nearest the parameter)
+        grads_at.setdefault(min((position[s.name] for s in upstream[param]), default=len(g.forward)), []).append(param)
     reusable = _reusable(needed, [g.compact(p) for p in g.params], printer)
     statements, grads = [], []
 

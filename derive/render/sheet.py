@@ -15,10 +15,13 @@ from dataclasses import dataclass, field
 from sympy import Basic, ImmutableMatrix, MatMul, MatrixSymbol, OneMatrix, S, sympify
 from sympy.matrices.expressions.matexpr import MatrixElement
 
-from ..core.derivation import Derivation, explicit, normalize_dims
+from ..core.derivation import Derivation, set_latex_display
+from ..core.dims import normalize_dims
+from ..core.explicit import explicit
 from ..core.graph import Step, topological_order
 from ..core.symbols import Intermediate, LossGradient
 from ..errors import DimsError
+from ..version import __version__
 from .latex import latex, latex_name, latex_text
 from .templates import GENERATED_MARK, render, templates_dir
 
@@ -96,20 +99,14 @@ class Figure:
     output: dict | None = None
 
 
-def root_quantity(g: Derivation) -> Basic:
-    """The loss in compact form: its name when the root is a named quantity, else its expression."""
-    first = g.steps[0]
-    return first.output if isinstance(first.output, Intermediate) else first.node
-
-
 def step_view(g: Derivation, k: int, step: Step) -> StepView:
     equation = g.index_form(step)
-    root = root_quantity(g)
+    root = g.root_compact
     output = "L" if step.output == root and not isinstance(root, Intermediate) else quantity_latex(step.output)
     lhs = (latex(equation.lhs) if isinstance(step.target, MatrixSymbol)
            else rf"\frac{{\partial L}}{{\partial {quantity_latex(step.target)}_{{ij}}}}")
     return StepView(
-        index=k, rule=latex_text(step.rule), formula=step.formula,
+        index=k, rule=latex_text(step.rule), formula=g.rule_of(step).formula_of(step.node),
         output=output, argument=quantity_latex(step.target), target=gradient_latex(step.target),
         shape=shape_latex(step.shape),
         upstream=latex(step.upstream), local=None if step.local is None else latex(step.local),
@@ -120,59 +117,17 @@ def step_view(g: Derivation, k: int, step: Step) -> StepView:
 
 def path_sums(g: Derivation) -> list[dict]:
     """Quantities reached along several paths: each path's contribution and their total."""
-    sums, seen = [], set()
-    for step in g.steps:
-        if step.target in seen:
-            continue
-        seen.add(step.target)
-        paths = g.paths(step.target)
-        if len(paths) < 2:
-            continue
-        total = g.compact(step.target) if step.target in g.params else g.gradient_of(step.target)
-        sums.append({"gradient": gradient_latex(step.target),
-                     "terms": [latex(p.result) for p in paths], "total": latex(total)})
-    return sums
-
-
-def leaves_of(g: Derivation) -> list[MatrixSymbol]:
-    """The network's own matrices (inputs, targets, parameters) in order of first use."""
-    found: list[MatrixSymbol] = []
-    for expr in [f.definition for f in g.forward] + [root_quantity(g)]:
-        for atom in topological_order(expr):
-            if isinstance(atom, MatrixSymbol) and not isinstance(atom, (Intermediate, LossGradient)) and atom not in found:
-                found.append(atom)
-    for p in g.params:
-        if p not in found:
-            found.append(p)
-    return found
+    return [{"gradient": gradient_latex(target), "terms": [latex(p.result) for p in paths], "total": latex(total)}
+            for target, paths, total in g.sums_over_paths()]
 
 
 # --- numbers for a worked example -----------------------------------------------------------------
 
-def closed_names(g: Derivation) -> dict[Basic, Basic]:
-    """Each quantity's name and each named gradient mapped to expressions in the network's symbols."""
-    mapping: dict[Basic, Basic] = {f.symbol: f.expression for f in g.forward}
-    for f in g.forward:
-        try:
-            mapping[LossGradient(f.symbol.name, *f.shape)] = g.gradient_of(f.symbol)
-        except KeyError:  # a display name (softmax of the logits) that nothing is differentiated through
-            continue
-    return mapping
-
-
-def fully_closed(expr: Basic, mapping: dict) -> Basic:
-    for _ in range(len(mapping) + 1):
-        replaced = expr.xreplace(mapping)
-        if replaced == expr:
-            return expr
-        expr = replaced
-    return expr
-
-
 def evaluate(expr: Basic, mapping: dict, values: Mapping, dims: Mapping) -> float:
-    """The number a 1 x 1 (or scalar) expression takes at ``values`` (keyed by symbol or name)."""
+    """The number a 1 x 1 (or scalar) expression takes at ``values`` (keyed by symbol or name); the
+    names in ``expr`` are written in the network's symbols with ``mapping`` (``g.closed_names``)."""
     by_name = {str(getattr(k, "name", k)): v for k, v in values.items()}
-    closed = fully_closed(expr, mapping)
+    closed = expr.xreplace(mapping)
     if hasattr(closed, "shape"):
         closed = explicit(closed.subs(dims))[0, 0]
     entries = {}
@@ -185,7 +140,7 @@ def evaluate(expr: Basic, mapping: dict, values: Mapping, dims: Mapping) -> floa
 def numbers_apply(g: Derivation, values: Mapping) -> bool:
     """Numbers make sense on the figure when every quantity is a 1 x 1 matrix with a given value."""
     names = {str(getattr(k, "name", k)) for k in values}
-    leaves = leaves_of(g)
+    leaves = g.inputs
     return bool(values) and all(s.name in names for s in leaves) and \
         all(tuple(f.shape) == (1, 1) for f in g.forward) and all(tuple(s.shape) == (1, 1) for s in leaves)
 
@@ -194,11 +149,11 @@ def numbers_apply(g: Derivation, values: Mapping) -> bool:
 
 def figure(g: Derivation, values: Mapping | None, dims: Mapping) -> Figure:
     """Nodes in columns by depth, an edge from every symbol a quantity's definition uses."""
-    root = root_quantity(g)
+    root = g.root_compact
     quantities = [(f.symbol, f.definition) for f in g.forward]
     if not isinstance(root, Intermediate):
         quantities.append((None, root))     # the loss itself, drawn as L
-    leaves = leaves_of(g)
+    leaves = list(g.inputs)
     column: dict = {}
     inputs: dict = {}
     for symbol, definition in quantities:
@@ -222,13 +177,14 @@ def figure(g: Derivation, values: Mapping | None, dims: Mapping) -> Figure:
             "label": "L" if node is None else latex(node),
             "kind": "param" if node in g.params else "leaf" if node in leaves else "quantity"})
     numeric = values is not None and numbers_apply(g, values)
-    mapping = closed_names(g) if numeric else {}
-    for symbol, definition in quantities:
+    mapping = g.closed_names if numeric else {}
+    for symbol, _ in quantities:
         for used in inputs[symbol]:
             edge = {"source": ids[used], "target": ids[symbol], "value": None, "gradient": None}
             if numeric:
                 edge["value"] = number(evaluate(used, mapping, values, dims))
-                edge["gradient"] = number(edge_gradient(g, used, symbol, definition, mapping, values, dims))
+                carried = [evaluate(step.result, mapping, values, dims) for step in g.edge_steps(used, symbol)]
+                edge["gradient"] = number(sum(carried, 0.0))
             fig.edges.append(edge)
     out = {"source": ids[None if not isinstance(root, Intermediate) else root], "value": None, "gradient": None}
     if numeric:
@@ -237,17 +193,6 @@ def figure(g: Derivation, values: Mapping | None, dims: Mapping) -> Figure:
         out["gradient"] = number(1)
     fig.output = out
     return fig
-
-
-def edge_gradient(g: Derivation, source, consumer, definition, mapping, values, dims) -> float:
-    """What ``source`` receives through ``consumer``: the steps towards it from inside its definition."""
-    total = 0.0
-    for step in g.paths(source):
-        inside = step.output == consumer or (not isinstance(step.output, Intermediate) and
-                                             (step.output == definition or definition.has(step.output)))
-        if inside:
-            total += evaluate(step.result, mapping, values, dims)
-    return total
 
 
 # --- explicit expansion ---------------------------------------------------------------------------
@@ -268,9 +213,8 @@ def explicit_rows(g: Derivation, dims: Mapping) -> list[dict]:
 # --- the public functions -------------------------------------------------------------------------
 
 def sheet_context(g: Derivation, *, title=None, dims=None, values=None, source=None) -> dict:
-    from .. import __version__  # here, not at the top: the package imports this module while it loads
     concrete = normalize_dims(dims, g.root) if dims is not None else None
-    leaves = leaves_of(g)
+    leaves = g.inputs
     finals = []
     for p in g.params:
         closed = latex(g[p])
@@ -281,8 +225,7 @@ def sheet_context(g: Derivation, *, title=None, dims=None, values=None, source=N
     numeric = any(e["gradient"] is not None for e in fig.edges)
     value_list = [rf"{latex_name(getattr(k, 'name', k))} = {latex(S(v)) if not hasattr(v, '__len__') else latex(ImmutableMatrix(v))}"
                   for k, v in (values or {}).items()]
-    mapping = closed_names(g) if numeric else {}
-    numbers = [{"gradient": gradient_latex(p), "value": number(evaluate(g.adjoint(p), {g.adjoint(p): g[p]} | mapping,
+    numbers = [{"gradient": gradient_latex(p), "value": number(evaluate(g.adjoint(p), {g.adjoint(p): g[p]},
                                                                          values, concrete or {}))}
                for p in g.params] if numeric else []
     return {
@@ -293,8 +236,8 @@ def sheet_context(g: Derivation, *, title=None, dims=None, values=None, source=N
         "params": [with_shape(latex(p), p.shape) for p in g.params],
         "others": [with_shape(latex(s), s.shape) for s in leaves if s not in g.params],
         "forward": [{"lhs": with_shape(latex(f.symbol), f.shape), "rhs": latex(f.definition)} for f in g.forward],
-        "loss": latex(root_quantity(g)),
-        "loss_definition": latex(g.steps[0].node) if isinstance(root_quantity(g), Intermediate) else None,
+        "loss": latex(g.root_compact),
+        "loss_definition": latex(dict(g.bindings)[g.root_compact]) if isinstance(g.root_compact, Intermediate) else None,
         "steps": [step_view(g, k, s) for k, s in enumerate(g.steps, start=1)],
         "paths": path_sums(g),
         "finals": finals,
@@ -325,3 +268,6 @@ def sheet_summary_latex(g: Derivation) -> str:
     """The final gradients as one display block, for notebooks (``Derivation._repr_latex_``)."""
     lines = [rf"{gradient_latex(p)} &= {latex(g.compact(p))}" for p in g.params]
     return "$$\\begin{aligned}" + r" \\ ".join(lines) + "\\end{aligned}$$"
+
+
+set_latex_display(sheet_summary_latex)   # what a notebook shows for a derivation
