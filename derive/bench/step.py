@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.elementwise import activations
 from ..errors import DeriveError
 from ..examples import get
 from ..render.module import load_module, to_numpy
@@ -61,6 +62,9 @@ class BenchConfig:
     torch: bool = True
     jax: bool = True                                                # when JAX is installed
 
+
+# The activations whose records name the PyTorch and JAX functions to compare with (and a built-in mlp3).
+BENCHED = [name for name, cls in activations().items() if cls.record.torch and cls.record.jax]
 
 QUICK = {"n": 512, "widths": (256, 256, 256, 10), "repeats": 7, "warmup": 1}
 
@@ -114,9 +118,8 @@ def floor_step(params: dict, batch: dict) -> Callable[[], None]:
 def torch_step(params: dict, batch: dict, activation: str):
     """The same network in PyTorch eager mode (forward, loss, backward), on the same arrays."""
     import torch
-    import torch.nn.functional as F
 
-    act = {"relu": torch.relu, "gelu": F.gelu, "sigmoid": torch.sigmoid, "tanh": torch.tanh, "silu": F.silu}[activation]
+    act = activations()[activation].record.torch(torch)
     weights = {k: torch.from_numpy(v).requires_grad_() for k, v in params.items()}
     X, Y = torch.from_numpy(batch["X"]), torch.from_numpy(batch["Y"])
 
@@ -137,8 +140,7 @@ def jax_step(params: dict, batch: dict, activation: str):
     import jax
     import jax.numpy as jnp
 
-    act = {"relu": jax.nn.relu, "gelu": lambda z: jax.nn.gelu(z, approximate=False), "sigmoid": jax.nn.sigmoid,
-           "tanh": jnp.tanh, "silu": jax.nn.silu}[activation]
+    act = activations()[activation].record.jax(jax)
 
     def loss(w, X, Y):
         h1 = act(X @ w["W1"] + w["b1"])
@@ -411,7 +413,7 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n", type=int, help="batch size (default 4096)")
     parser.add_argument("--widths", type=int, nargs=4, metavar=("D", "H1", "H2", "C"),
                         help="layer widths (default 1024 1024 1024 10)")
-    parser.add_argument("--activations", nargs="+", choices=["relu", "gelu", "sigmoid", "tanh", "silu"],
+    parser.add_argument("--activations", nargs="+", choices=BENCHED,
                         help="activations to measure (default relu gelu)")
     parser.add_argument("--dtypes", nargs="+", choices=["float32", "float64"], help="default: both")
     parser.add_argument("--repeats", type=int, help="timed runs per measurement, median taken (default 7)")
