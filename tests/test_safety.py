@@ -56,6 +56,7 @@ CALLS_GENERATED_CODE_MAY_NOT_MAKE = {"eval", "exec", "open", "compile", "__impor
 
 @pytest.mark.parametrize("names", list(HOSTILE.values()), ids=list(HOSTILE))
 def test_hostile_names_give_safe_code_that_runs_and_is_right(names, tmp_path):
+    pytest.importorskip("torch", reason="torch autograd is the truth the generated code is checked against")
     marker = tmp_path / "pwned"
     loss, wrt = hostile_network(names, marker)
     # the network's name goes into the module's header and docstring; verify=True imports the module

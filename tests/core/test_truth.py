@@ -67,7 +67,7 @@ from derive.errors import CodegenError, DeriveError, GradientMismatch
 from derive.examples import catalogue
 from derive.render import module as codegen
 
-from .evaluator import torch_gradients
+from ..evaluator import torch_gradients
 
 N, D = Symbol("N", integer=True, positive=True), Symbol("D", integer=True, positive=True)
 X, W, V = MatrixSymbol("X", N, D), MatrixSymbol("W", D, 2), MatrixSymbol("V", N, 2)
@@ -344,6 +344,7 @@ def test_to_numpy_catches_a_wrong_forward_with_a_consistent_backward(monkeypatch
 
 
 def test_to_numpy_of_a_log_determinant_works_and_matches_autograd():
+    pytest.importorskip("torch", reason="autograd is the truth here")
     loss = log(Determinant(A))
     g = derive.gradients(loss, [A])
     module = codegen.load_module(derive.to_numpy(g, "log det"))

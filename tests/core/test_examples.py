@@ -6,7 +6,7 @@ from sympy import Float, MatMul, MatrixSymbol, OneMatrix, Rational, Symbol, expa
 from derive.core.symbols import Intermediate, LossGradient
 from derive.examples import catalogue, get
 
-from .conftest import EXAMPLES
+from ..conftest import EXAMPLES
 
 
 def same(a, b, dims):

@@ -31,7 +31,7 @@ from sympy import (
 
 import derive
 
-from .evaluator import evaluate
+from ..evaluator import evaluate
 
 n, m = Symbol("n", integer=True, positive=True), Symbol("m", integer=True, positive=True)
 X, A, B, C = (MatrixSymbol(s, n, n) for s in "XABC")

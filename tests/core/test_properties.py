@@ -25,10 +25,8 @@ from derive.core.explicit import variables
 from derive.errors import CodegenError
 from derive.render.module import load_module, to_numpy
 
-from .evaluator import central_differences, evaluate, numpy_walk, torch_gradients
-from .networks import networks
-
-torch = pytest.importorskip("torch", reason="torch is one of the independent truths")
+from ..evaluator import central_differences, evaluate, numpy_walk, torch_gradients
+from ..networks import networks
 
 # Relative tolerances: autograd and the elementwise truth are exact up to rounding; central
 # differences with a step of 1e-6 carry about 1e-9 of the loss's size in rounding error.
@@ -65,6 +63,7 @@ def closed_values(g, values, dims) -> dict:
 
 @given(net=networks())
 def test_closed_form_equals_autograd_and_finite_differences(net):
+    pytest.importorskip("torch", reason="torch is one of the independent truths")
     namespace, g, dims, values = derive_network(net)
     loss = namespace["loss"]
     closed = closed_values(g, values, dims)

@@ -24,7 +24,7 @@ from derive.errors import ParseError
 from derive.examples import catalogue, get
 from derive.testing import assert_gradient
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def check_example(name: str, wrt: str, hand, **options):
@@ -276,7 +276,7 @@ _TRUTHS: dict = {}
 
 def independent_verdict(name: str, wrt: str | None, hand) -> str:
     pytest.importorskip("torch", reason="autograd gives the independent truth's gradients")
-    from .hand_truth import HandTruth
+    from ..hand_truth import HandTruth
     if (name, wrt) not in _TRUTHS:
         loss, param, names = case(name, wrt)
         _TRUTHS[name, wrt] = HandTruth(loss, param, names)

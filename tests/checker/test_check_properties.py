@@ -34,10 +34,8 @@ from derive.checker.network import NetworkView
 from derive.errors import DeriveError, ParseError
 from derive.examples import catalogue, get
 
-from .hand_truth import HandTruth
+from ..hand_truth import HandTruth
 from .test_check import RIGHT
-
-torch = pytest.importorskip("torch", reason="autograd gives the named gradients' values")
 
 # The derivative of each activation as a student writes it, for the 3-layer MLPs.
 SLOPES = {"relu": "1[{Z} > 0]", "leaky_relu": "leaky_relu'({Z}, 0.1)", "elu": "elu'({Z})",
@@ -189,6 +187,7 @@ def mutations(draw, row: tuple) -> tuple[str, str]:
 
 @pytest.mark.parametrize("row", ROWS, ids=[f"{r[0]}:{r[1]}:{r[2]}:{r[3]}" for r in ROWS])
 def test_every_right_answer_is_right_by_the_independent_evaluation(row):
+    pytest.importorskip("torch", reason="autograd gives the named gradients' values")
     """The table's own check: the unmutated answers (both sources) equal autograd's gradient."""
     _, name, param, text = row
     assert independent_verdict(name, param, text) == "right"
@@ -197,6 +196,7 @@ def test_every_right_answer_is_right_by_the_independent_evaluation(row):
 @settings(max_examples=max(10, settings().max_examples // 5))
 @given(data=st.data())
 def test_a_mutated_right_answer_gets_the_verdict_of_the_independent_evaluation(data):
+    pytest.importorskip("torch", reason="autograd gives the named gradients' values")
     row = data.draw(st.sampled_from(ROWS), label="right answer")
     kind, text = data.draw(mutations(row), label="mutation")
     _, name, param, _ = row

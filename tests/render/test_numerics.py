@@ -13,9 +13,6 @@ from sympy import MatrixSymbol, OneMatrix, Symbol
 import derive
 from derive.render import module as codegen
 
-torch = pytest.importorskip("torch", reason="PyTorch's stable losses are the truth here")
-F = torch.nn.functional
-
 N = Symbol("N", integer=True, positive=True)
 SIZES = {"N": 4, "D": 3, "C": 3}
 
@@ -55,6 +52,8 @@ def huge_inputs(loss: str, rows: bool, dtype, scale: float):
 
 
 def torch_truth(loss: str, rows: bool, params: dict, batch: dict):
+    torch = pytest.importorskip("torch", reason="PyTorch's stable losses are the truth here")
+    F = torch.nn.functional
     t = {k: torch.tensor(v, requires_grad=k in params) for k, v in {**params, **batch}.items()}
     z = t["X"] @ t["W"] + t["b"] if rows else t["W"] @ t["X"] + t["b"]
     if not rows:
@@ -163,6 +162,8 @@ def test_gelu_helpers_take_strided_arrays_whole(gelu_module, monkeypatch):
 
 
 def test_float32_gelu_is_as_close_to_the_truth_as_pytorchs(gelu_module):
+    torch = pytest.importorskip("torch", reason="PyTorch's GELU is the comparison")
+    F = torch.nn.functional
     x = GELU_POINTS[np.abs(GELU_POINTS) <= 12].astype(np.float32).reshape(-1, 1)
     value, slope = gelu_truth(x.astype(np.float64))
     ours = np.max(np.abs(gelu_module.gelu(x) - value))

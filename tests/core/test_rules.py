@@ -45,7 +45,7 @@ from derive import (
 )
 from derive.core.rules import RULES, supported
 
-from .evaluator import evaluate
+from ..evaluator import evaluate
 from .test_cookbook import assert_tidy
 
 N, D, H = (Symbol(n, integer=True, positive=True) for n in ("N", "D", "H"))
