@@ -1,4 +1,5 @@
-"""The scalar activations: derivative, NumPy code and elementary rewrite agree with each other."""
+"""The activations: each scalar function's derivative, reference formula (what lambdify and the truth
+evaluate) and elementary rewrite agree, and one record is all a new activation takes."""
 
 import numpy as np
 import pytest
@@ -71,3 +72,39 @@ def test_numpy_code_of_a_sum_argument_matches_evalf(name, f):
     for point in POINTS:
         truth = float(g.subs({x: point, y: 0.5}).evalf(30))
         assert float(numeric(point, 0.5)) == pytest.approx(truth, rel=1e-12, abs=1e-14)
+
+
+# --- one record is all an activation takes ------------------------------------------------------------
+
+@pytest.fixture
+def cubic(monkeypatch):
+    """A toy activation x^3/3 + x, registered in one record for this test only."""
+    from derive.core import elementwise
+    monkeypatch.setattr(elementwise, "_REGISTRY", dict(elementwise._REGISTRY))
+    monkeypatch.setattr(elementwise, "_CLASSES", dict(elementwise._CLASSES))
+    return elementwise.activation(elementwise.Activation(
+        "cubic", lambda x: x**3 / 3 + x, r"\operatorname{cubic}", aliases=("Cubic",),
+        numpy="({a} ** 3 / 3 + {a})", numpy_prime="({a} ** 2 + 1)"))
+
+
+def test_a_toy_activation_in_one_record_is_derived_printed_parsed_and_evaluated(cubic):
+    from sympy import MatrixSymbol
+
+    import derive
+    from derive.core import truth
+    from derive.render.latex import latex
+
+    N = Symbol("N", integer=True, positive=True)
+    X, W, Y = MatrixSymbol("X", N, 2), MatrixSymbol("W", 2, 3), MatrixSymbol("Y", N, 3)
+    loss = derive.mse(cubic(X * W), Y)
+    g = derive.gradients(loss, [W], names={"Z": X * W})        # the built-in numeric check passes
+    assert all(c.max_relative_error < 1e-10 for c in g.verify({N: 2}, points=2))
+    assert latex(cubic(X * W)) == r"\operatorname{cubic}\left(X W\right)"
+    assert r"\operatorname{cubic}'\left(Z\right)" in latex(g.gradient_of("Z"))
+    source = derive.to_numpy(g, "cubic")                       # verified against differences and the truth
+    assert "** 2 + 1" in source
+    assert derive.check("2/N X^T ((Cubic(Z) - Y) ⊙ cubic'(Z))", loss, W, names={"Z": X * W})
+    assert not derive.check("2/N X^T (Cubic(Z) - Y)", loss, W, names={"Z": X * W})
+    a = np.array([[-1.5, 0.5], [2.0, 0.0]])
+    np.testing.assert_allclose(truth.evaluate(cubic(MatrixSymbol("A", 2, 2)), {"A": a}), a**3 / 3 + a, rtol=1e-15)
+    assert "cubic(A)" in " ".join(derive.supported())

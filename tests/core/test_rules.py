@@ -276,3 +276,10 @@ def test_a_name_given_for_a_sympy_spelling_names_its_node(named, loss, wrt):
     assert [f.symbol.name for f in g.forward if f.symbol.name == "F"] == ["F"]
     assert any(getattr(step.output, "name", None) == "F" for step in g.steps)  # the gradient flows through F
     assert g.verify(DIMS, points=1)[0].max_relative_error < 1e-10
+
+
+def test_every_rule_in_the_table_has_a_row():
+    """Each rule of the table is applied in some row of CASES (the rows above are the rule's test)."""
+    applied = {step.rule for _, loss, wrt in CASES for step in derive.gradients(loss, wrt, check=False).steps}
+    missing = sorted({rule.name for rule in RULES.values()} - applied)
+    assert not missing, f"rules without a row in CASES: {missing}"
