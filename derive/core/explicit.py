@@ -10,6 +10,8 @@ are expanded as SymPy defines them, never through their rewriting in :mod:`deriv
 
 from __future__ import annotations
 
+import builtins
+import keyword
 from collections.abc import Mapping
 
 import numpy as np
@@ -17,6 +19,7 @@ from sympy import (
     Basic,
     BlockMatrix,
     Determinant,
+    Function,
     HadamardPower,
     HadamardProduct,
     ImmutableMatrix,
@@ -35,9 +38,11 @@ from sympy import (
     Transpose,
     cancel,
     count_ops,
+    cse,
     exp,
     expand,
     lambdify,
+    numbered_symbols,
     simplify,
 )
 from sympy.matrices import MatrixBase
@@ -46,6 +51,7 @@ from sympy.matrices.expressions.slice import MatrixSlice
 
 from ..errors import GradientMismatch
 from .canonical import Blocks, Entries
+from .identity import vanishes
 from .losses import Loss
 from .symbols import LEAVES
 
@@ -181,8 +187,10 @@ _DIRECT = {
 
 
 def simplifies_to_zero(difference: Basic) -> bool:
-    """Cheap tests first: most differences vanish on expansion; costlier ones only for small terms."""
-    if difference == 0:
+    """Cheap tests first: most differences vanish as rational functions of their unknowns and their
+    function applications (:func:`derive.core.identity.vanishes`, exact, one pass over the DAG); the
+    others on SymPy's expansion; costlier ones only for small terms."""
+    if difference == 0 or vanishes(difference):
         return True
     expanded = expand(difference)
     if expanded == 0:
@@ -208,20 +216,15 @@ def numeric_mismatch(param, closed: ImmutableMatrix, truth: ImmutableMatrix, poi
                      tolerance: float, square: set) -> float:
     """Largest relative error between two explicit matrices at random points; raises on a mismatch."""
     symbols = sorted(variables(closed) | variables(truth), key=str)
-    # lambdify takes plain symbols: stand-ins for the matrix entries X[0, 1] ...
-    # (Symbols with plain names: lambdify re-substitutes Dummy arguments into the whole expression.)
-    plain = {s: Symbol(f"_v{k}") for k, s in enumerate(symbols)}
-    f_closed = lambdify(list(plain.values()), closed.xreplace(plain), "numpy")
-    f_truth = lambdify(list(plain.values()), truth.xreplace(plain), "numpy")
+    f_closed, f_truth = _numeric_function(closed, symbols), _numeric_function(truth, symbols)
     rng = np.random.default_rng(seed)
     worst, compared = 0.0, 0
     for _ in range(points):
         for positive in (False, True):
             point = _random_point(symbols, rng, square, positive)
-            values = [point[s] for s in symbols]
             with np.errstate(all="ignore"):
-                c = np.asarray(f_closed(*values), dtype=complex)
-                t = np.asarray(f_truth(*values), dtype=complex)
+                c = np.asarray(f_closed(point), dtype=complex)
+                t = np.asarray(f_truth(point), dtype=complex)
             if _real_and_finite(t):
                 break
         else:
@@ -246,13 +249,78 @@ def numeric_mismatch(param, closed: ImmutableMatrix, truth: ImmutableMatrix, poi
     return worst
 
 
+def _numeric_function(expr: Basic, symbols: list):
+    """``expr`` compiled with lambdify, called with a point ``{entry X[i, j] or symbol: value}``.
+
+    The matrices themselves are lambdify's arguments, their entries read off arrays, so nothing is
+    substituted into the expression first: rebuilding a big expression costs more than compiling it
+    (each Min in it compares its arguments again). Names lambdify could not take as they are (not an
+    identifier, or one of NumPy's) get plain stand-ins for every entry instead."""
+    matrices = sorted({s.args[0] for s in symbols if isinstance(s, MatrixElement)}, key=str)
+    scalars = [s for s in symbols if not isinstance(s, MatrixElement)]
+    names = [str(getattr(a, "name", "")) for a in [*matrices, *scalars]]
+    functions = {type(n) for n in _nodes(expr) if isinstance(n, Function)}
+    # derive's scalar functions by their NumPy implementations (_imp_), found here in one pass over
+    # the DAG: lambdify's own search walks the tree
+    modules = [{f.__name__: f._imp_ for f in functions if hasattr(f, "_imp_")}, "numpy"]
+    called = {f.__name__ for f in functions} | _MODULES
+    if all(isinstance(m, MatrixSymbol) for m in matrices) and all(_plain(n) and n not in called for n in names) \
+            and len(set(names)) == len(names):
+        # shared subexpressions computed once (printing the tree repeats them), named apart from the arguments
+        function = lambdify([*matrices, *scalars], expr, modules, use_imps=False, dummify=False, cse=_shared)
+
+        def call(point: dict):
+            arrays = {m: np.zeros(tuple(int(d) for d in m.shape)) for m in matrices}
+            for s, value in point.items():
+                if isinstance(s, MatrixElement):
+                    arrays[s.args[0]][int(s.args[1]), int(s.args[2])] = value
+            return function(*arrays.values(), *(point[s] for s in scalars))
+        return call
+    # lambdify takes plain symbols: stand-ins for the matrix entries X[0, 1] ...
+    # (Symbols with plain names: lambdify re-substitutes Dummy arguments into the whole expression.)
+    plain = {s: Symbol(f"_v{k}") for k, s in enumerate(symbols)}
+    function = lambdify(list(plain.values()), expr.xreplace(plain), modules, use_imps=False)
+    return lambda point: function(*(point[s] for s in symbols))
+
+
+def _shared(exprs):
+    return cse(exprs, symbols=numbered_symbols("_s"))
+
+
+def _plain(name: str) -> bool:
+    """A name the generated function can use as an argument without shadowing what it calls."""
+    return (name.isidentifier() and name.isascii() and not keyword.iskeyword(name) and not name.startswith("_")
+            and not hasattr(np, name) and not hasattr(builtins, name))
+
+
+# What lambdify's NumPy code refers to besides NumPy's functions and the expression's own functions.
+_MODULES = {"scipy", "numpy", "math", "builtins", "range"}
+
+
 def _real_and_finite(values: np.ndarray) -> bool:
     return bool(np.all(np.isfinite(values)) and np.all(np.abs(values.imag) <= 1e-12 * (1 + np.abs(values.real))))
 
 
 def variables(expr: Basic) -> set:
     """The scalar unknowns of an explicit expression: matrix entries ``X[0, 1]`` and plain symbols."""
-    return expr.atoms(MatrixElement) | {s for s in expr.free_symbols if not isinstance(s, MatrixExpr)}
+    return {n for n in _nodes(expr) if isinstance(n, MatrixElement)
+            or (isinstance(n, Symbol) and not isinstance(n, MatrixExpr))}
+
+
+def _nodes(expr: Basic) -> set:
+    """Every node of ``expr`` once: a walk over the DAG (SymPy's ``atoms`` walks the tree, which repeats
+    every shared subexpression, exponentially often in a deep expansion), not into matrix entries'
+    indices."""
+    seen: set = set()
+    stack = list(expr) if isinstance(expr, MatrixBase) else [expr]
+    while stack:
+        node = stack.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        if not isinstance(node, MatrixElement):
+            stack.extend(a for a in node.args if isinstance(a, Basic) and a not in seen)
+    return seen
 
 
 def _describe(point: dict) -> str:

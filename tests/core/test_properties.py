@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from hypothesis import event, given, note, settings
-from sympy import Dummy, lambdify
+from sympy import lambdify
 from sympy.matrices.expressions.matexpr import MatrixElement
 
 import derive
@@ -110,12 +110,14 @@ def check_generated_code(g, values: dict, closed: dict, loss_value: float) -> No
 
 def elementwise_values(truth, values: dict) -> np.ndarray:
     """An explicit matrix of scalar expressions in entries ``X[i, j]``, evaluated at ``values``."""
+    # the matrices are lambdify's arguments: substituting stand-ins for their entries first would
+    # rebuild the whole expression (each Min in it comparing its arguments again), which takes longer
     entries = sorted(variables(truth), key=str)
-    plain = {e: Dummy(f"v{k}") for k, e in enumerate(entries)}
-    numbers = [values[e.args[0].name][int(e.args[1]), int(e.args[2])] if isinstance(e, MatrixElement)
-               else None for e in entries]
-    f = lambdify(list(plain.values()), truth.xreplace(plain), modules=["numpy", "scipy"])
-    return np.asarray(f(*numbers), dtype=float)
+    assert all(isinstance(e, MatrixElement) for e in entries), entries
+    matrices = sorted({e.args[0] for e in entries}, key=str)
+    f = lambdify(matrices, truth, modules=["numpy", "scipy"], dummify=False,
+                 cse=lambda exprs: cse(exprs, symbols=numbered_symbols("_s")))   # shared parts printed once
+    return np.asarray(f(*(values[m.name] for m in matrices)), dtype=float)
 
 
 # The explicit expansion grows fast with width and depth (a 3 x 3 symbolic inverse alone takes
