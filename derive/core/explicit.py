@@ -283,8 +283,9 @@ def _numeric_function(expr: Basic, symbols: list):
     return lambda point: function(*(point[s] for s in symbols))
 
 
-def _shared(exprs):
-    return cse(exprs, symbols=numbered_symbols("_s"))
+def _shared(expr):
+    # list=False: lambdify hands over the expression itself, and a list back would wrap the result
+    return cse(expr, symbols=numbered_symbols("_s"), list=False)
 
 
 def _plain(name: str) -> bool:

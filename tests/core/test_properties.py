@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from hypothesis import event, given, note, settings
-from sympy import lambdify
+from sympy import cse, lambdify, numbered_symbols
 from sympy.matrices.expressions.matexpr import MatrixElement
 
 import derive
@@ -116,7 +116,7 @@ def elementwise_values(truth, values: dict) -> np.ndarray:
     assert all(isinstance(e, MatrixElement) for e in entries), entries
     matrices = sorted({e.args[0] for e in entries}, key=str)
     f = lambdify(matrices, truth, modules=["numpy", "scipy"], dummify=False,
-                 cse=lambda exprs: cse(exprs, symbols=numbered_symbols("_s")))   # shared parts printed once
+                 cse=lambda expr: cse(expr, symbols=numbered_symbols("_s"), list=False))   # shared parts printed once
     return np.asarray(f(*(values[m.name] for m in matrices)), dtype=float)
 
 
