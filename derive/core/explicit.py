@@ -13,6 +13,7 @@ from __future__ import annotations
 import builtins
 import keyword
 from collections.abc import Mapping
+from functools import lru_cache
 
 import numpy as np
 from sympy import (
@@ -333,12 +334,24 @@ def _describe(point: dict) -> str:
 def elementwise_gradient(loss: Basic, param: MatrixSymbol, dims: Mapping) -> ImmutableMatrix:
     """The explicit matrix of dL/d(param_ij): ``loss`` as declared, written out into scalars at ``dims``
     and differentiated entry by entry with ``sympy.diff``."""
-    entries = param.subs(dims).as_explicit()
-    # xreplace, not subs: SymPy's subs leaves a dim unreplaced inside a nested index Sum
-    scalar_loss = explicit(loss.xreplace({d: Integer(v) for d, v in dims.items()}))
-    if isinstance(scalar_loss, MatrixBase):
-        scalar_loss = scalar_loss[0, 0]  # a 1 x 1 loss
+    return _elementwise_gradient(loss, param, tuple(sorted(((d, int(v)) for d, v in dims.items()), key=str)))
+
+
+# The expansion and SymPy's differentiation take seconds on a 3-layer network; the same truth is
+# asked for again (verify, then a renderer's or a test's own comparison), and the value is immutable.
+@lru_cache(maxsize=64)
+def _elementwise_gradient(loss: Basic, param: MatrixSymbol, dims: tuple) -> ImmutableMatrix:
+    entries = param.subs(dict(dims)).as_explicit()
+    scalar_loss = _scalar_loss(loss, dims)
     return ImmutableMatrix(entries.shape[0], entries.shape[1], lambda i, j: scalar_loss.diff(entries[i, j]))
+
+
+@lru_cache(maxsize=16)
+def _scalar_loss(loss: Basic, dims: tuple) -> Basic:
+    """The loss written out at ``dims``, once for all its parameters."""
+    # xreplace, not subs: SymPy's subs leaves a dim unreplaced inside a nested index Sum
+    scalar_loss = explicit(loss.xreplace({d: Integer(v) for d, v in dims}))
+    return scalar_loss[0, 0] if isinstance(scalar_loss, MatrixBase) else scalar_loss  # a 1 x 1 loss
 
 
 def target_constraints(nodes, dims: Mapping) -> dict:
