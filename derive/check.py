@@ -132,6 +132,7 @@ class CheckResult:
     counterexample: Counterexample | None = None
     diagnosis: Diagnosis | None = None
     definitions: tuple = field(default=())   # (name, formula) of the gradients the hand or derived use
+    equal_only_at: dict | None = None        # the first dims, where a formula wrong at ``dims`` happened to agree
 
     def __bool__(self) -> bool:
         return self.ok
@@ -1059,6 +1060,15 @@ def check(hand, loss: Basic, wrt, *, names: Mapping | None = None, dims: Mapping
         return _notify(CheckResult(False, method="symbolic", shape_problem=problem,
                                    diagnosis=diagnose(net, tree, sample), **base))
     comparison = compare(net, tree, net.truth_tree, sample)
+    if comparison.equal and dims is None and net.sibling is not None:
+        # Equal at one set of sizes can be their luck (2/5 X^T r is 2/N X^T r at N = 5, D - 1 is 2 at
+        # D = 3): a formula is right when it is right at a second set of sizes too.
+        second, points_there = net.sibling, net.sibling.points(max(points, SCREEN_POINTS), seed + 1)
+        there = compare(second, tree, second.truth_tree, points_there, symbolic=False)
+        if not there.equal:
+            return _notify(CheckResult(False, method=there.method, counterexample=there.counterexample,
+                                       diagnosis=diagnose(second, tree, points_there), equal_only_at=dict(net.dims),
+                                       **{**base, "dims": dict(second.dims)}))
     diagnosis = None if comparison.equal else diagnose(net, tree, sample)
     return _notify(CheckResult(comparison.equal, method=comparison.method,
                                counterexample=comparison.counterexample, diagnosis=diagnosis, **base))
@@ -1138,6 +1148,9 @@ def _report(r: CheckResult) -> str:
                if r.method == "symbolic" else "numerically (SymPy could not reduce the difference to 0)")
         lines.append(f"  equal at {_dims_text(r.dims)}, shown {how} at {r.points} random points")
         return "\n".join(lines + _caution(r.dims))
+    if r.equal_only_at:
+        lines.append(f"  equal at {_dims_text(r.equal_only_at)} only: there the sizes make it agree, "
+                     f"at {_dims_text(r.dims)} it differs")
     if r.shape_problem:
         lines.append(f"  shape:    {r.shape_problem}")
         lines.append(f"  corrections tried at {_dims_text(r.dims)}")

@@ -310,6 +310,10 @@ HIDDEN_FACTORS = [
     ("seed_001_linreg_batch", "w", "X^T (yhat - y)", False),
     ("seed_004_sigmoid_231", "W2", "((z - t) ⊙ z ⊙ (1 - z)) h^T / 2", False),
     ("seed_004_sigmoid_231", "W2", "((z - t)/N ⊙ z ⊙ (1 - z)) h^T", True),
+    # right at the checker's own dims only (N = 5, D = 3): once passed, the second set of dims refuses them
+    ("mean square, X N x 3", None, "2/5 X^T (X w - y)", False),
+    ("mean square, X N x D", None, "(D - 1)/N X^T (X w - y)", False),
+    ("mean square, X N x D", None, "2/N X^T (X w - y) (N - 4)", False),
 ]
 
 
@@ -318,6 +322,12 @@ def test_no_default_dimension_hides_a_constant_factor(name, wrt, hand, right):
     result = assert_verdict_is_the_truth(name, wrt, hand)
     assert bool(result) is right
     assert "note:" not in result.report()      # the default dims warn of nothing
+
+
+def test_a_formula_right_at_the_checkers_dims_only_is_wrong_and_the_report_says_where():
+    result = assert_verdict_is_the_truth("mean square, X N x 3", None, "2/5 X^T (X w - y)")
+    assert not result and result.equal_only_at == {N_: 5} and result.dims[N_] != 5
+    assert "equal at N=5 only" in result.report() and result.counterexample is not None
 
 
 @pytest.mark.parametrize(("dims", "hidden"), [({"N": 2}, True), ({"N": 4}, False), ({"N": 3}, False)])
