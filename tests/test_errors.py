@@ -37,6 +37,7 @@ from derive.errors import (
     DeriveError,
     DimsError,
     ExpansionTooLarge,
+    InvalidArgument,
     InvalidParameter,
     NetworkFileError,
     NonScalarLoss,
@@ -116,9 +117,20 @@ BAD_CALLS = [
      "at D=1000, H=1000, N=1000 takes about 2,002,000,000 scalar operations"),
     ("hand formula with an unknown name", lambda: check_hand("X^T (dL/dZ_1 + G", LOSS, W), ParseError,
      "unknown name 'G'; this network knows"),
+    ("hand formula with names run together", lambda: check_hand("X^T (XW - Y)", LOSS, W), ParseError,
+     "unknown name 'XW' (for the product X W, put spaces between the factors)"),
     ("hand formula cut short", lambda: check_hand("X^T (dL/dZ_1", LOSS, W), ParseError, "at column"),
     ("hand formula that is Python", lambda: check_hand("__import__('os').system('true')", LOSS, W), ParseError,
      "at column"),
+    # found in review: the numeric check called the declared gradient of 2 Y derive's mistake, and a name
+    # for an expression of a matrix the loss does not use made to_numpy fail with a NameError
+    ("targets_sum_to_one declared on 2 Y", lambda: derive.cross_entropy(X * W, 2 * Y, targets_sum_to_one=True),
+     InvalidArgument, "the target 2*Y is not a matrix of targets (Y, or Y.T with examples in columns)"),
+    ("targets_sum_to_one on a softmax over the other axis",
+     lambda: derive.cross_entropy((X * W).T, derive.softmax(X * W), examples="columns", targets_sum_to_one=True),
+     InvalidArgument, "nor a softmax over each example"),
+    ("a name for an expression of a matrix not in the loss", lambda: derive.gradients(LOSS, [W], names={"Q": X * A * W}),
+     InvalidParameter, "names: 'Q' names X*A*W, which uses A: not a matrix of the loss"),
     ("closed form expansion too large", lambda: dense().explicit_gradient(W, {"N": 500, "D": 500, "H": 500}),
      ExpansionTooLarge, "expanding at D=500, H=500, N=500 takes about 250,500,000 scalar operations"),
 ]
