@@ -133,6 +133,7 @@ class CheckResult:
     diagnosis: Diagnosis | None = None
     definitions: tuple = field(default=())   # (name, formula) of the gradients the hand or derived use
     equal_only_at: dict | None = None        # the first dims, where a formula wrong at ``dims`` happened to agree
+    notes: tuple = field(default=())         # how the grammar read a part the hand may have meant otherwise
 
     def __bool__(self) -> bool:
         return self.ok
@@ -702,7 +703,10 @@ def _scalar(n: Node) -> bool:
         return True
     if n.kind == "leaf":
         return not isinstance(n.value, MatrixExpr)
-    return n.kind not in ("ones", "call") and all(_scalar(a) for a in n.args)
+    if n.kind == "call":  # an activation of a scalar, exp(0), is a scalar; a reduction or softmax of one is refused
+        function = n.value[0]
+        return not function.reduce and function.cls not in (softmax, log_softmax) and _scalar(n.args[0])
+    return n.kind != "ones" and all(_scalar(a) for a in n.args)
 
 
 def propose_factor(tree: Node, net: Network, screen) -> Iterator[Proposal]:
@@ -1070,8 +1074,23 @@ def check(hand, loss: Basic, wrt, *, names: Mapping | None = None, dims: Mapping
                                        diagnosis=diagnose(second, tree, points_there), equal_only_at=dict(net.dims),
                                        **{**base, "dims": dict(second.dims)}))
     diagnosis = None if comparison.equal else diagnose(net, tree, sample)
+    notes = () if comparison.equal else _entrywise_inverses(tree, net.scope.softmax_axis)
     return _notify(CheckResult(comparison.equal, method=comparison.method,
-                               counterexample=comparison.counterexample, diagnosis=diagnosis, **base))
+                               counterexample=comparison.counterexample, diagnosis=diagnosis, notes=notes, **base))
+
+
+def _entrywise_inverses(tree: Node, axis: int) -> tuple[str, ...]:
+    """A written negative power of a square matrix, A^-1, is read entry by entry, as A^2 is; the hand
+    most likely meant the inverse, which the grammar does not have: say so rather than only 'wrong'."""
+    notes = []
+    for _, n in walk(tree):
+        if n.kind == "pow" and n.text == "^" and n.value < 0:
+            shape = getattr(to_sympy(n.args[0], axis), "shape", (1, 1))
+            if shape != (1, 1) and expand(shape[0] - shape[1]) == 0:
+                notes.append(f"{to_text(n)} is read entry by entry (1 ⊘ {to_text(n.args[0])}), as A^2 squares each "
+                             "entry; the grammar has no matrix inverse: give the hand formula as a SymPy "
+                             "expression for that (Inverse(A).T)")
+    return tuple(dict.fromkeys(notes))
 
 
 def _shape_problem(value: Basic, param: MatrixSymbol) -> str | None:
@@ -1171,6 +1190,7 @@ def _report(r: CheckResult) -> str:
             lines.append(f"    right:  {d.corrected}")
     else:
         lines.append("  diagnosis: no simple slip explains the difference")
+    lines += [f"  note: {note}" for note in r.notes]
     return "\n".join(lines + _caution(r.dims))
 
 
