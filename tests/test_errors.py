@@ -111,6 +111,8 @@ BAD_CALLS = [
      "dimension N must be a positive integer, got 'two'"),
     ("two symbols named H", lambda: derive.gradients(Trace(X * W * MatrixSymbol("U", Symbol("H"), N)), [W]),
      ShapeError, "two different symbols both named H"),
+    ("dims given twice", lambda: dense().verify({N: 2, "N": 3, D: 1, H: 1}), DimsError,
+     "dimension N is given twice, as 2 and 3"),
     ("dims boolean", lambda: dense().verify({N: True, D: 1, H: 1}), DimsError, "got True"),
     ("verify without dims", lambda: dense().verify({}), DimsError, "missing for D, H, N"),
     ("expansion too large", lambda: dense().elementwise(W, {N: 1000, D: 1000, H: 1000}), ExpansionTooLarge,
