@@ -692,6 +692,6 @@ def _require_normalizable(target: Basic, axis: int) -> None:
                               f"has examples that do not sum to 1 (their sums: {list(sums)})")
     raise InvalidArgument(
         f"cross_entropy(..., targets_sum_to_one=True): the target {target} is not a matrix of targets (Y, or Y.T "
-        "with examples in columns) nor a softmax over each example, so derive can neither check that each example's sums to 1 nor "
-        "draw targets that do; declare it on the matrix of targets, or leave targets_sum_to_one out (the gradient "
-        "for any target is then right)")
+        "with examples in columns) nor a softmax over each example, so derive can neither check that each "
+        "example's sums to 1 nor draw targets that do; declare it on the matrix of targets, or leave "
+        "targets_sum_to_one out (the gradient for any target is then right)")
