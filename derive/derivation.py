@@ -88,6 +88,9 @@ DIFFERENTIATION_LIMIT = 20_000
 # simplify take minutes on the rational functions an explicit 3 x 3 inverse produces).
 CANCEL_LIMIT = 2_000
 SIMPLIFY_LIMIT = 200
+# A difference bigger than this is not even expanded (the entries of a power of an explicit inverse
+# of a 3 x 3 product have 10,000 operations and expand for over ten minutes); the numbers decide.
+EXPAND_LIMIT = 5_000
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,7 @@ def gradients(loss: Basic, wrt: Iterable[MatrixSymbol] | MatrixSymbol, *,
     closed form is compared with central differences of the loss at random points before it is
     returned (:meth:`Derivation.check_numerically`): a mismatch raises GradientMismatch.
     """
+    loss = ImmutableMatrix(loss) if isinstance(loss, MatrixBase) else loss  # Matrix([[...]]) is mutable
     check_scalar(loss)
     params = _check_params(loss, wrt)
     memo: dict = {}
@@ -155,7 +159,8 @@ def _check_params(loss: Basic, wrt) -> list[MatrixSymbol]:
 def _named_nodes(names: Mapping, graph: Graph, memo: dict) -> dict[Basic, str]:
     """Normalise ``{name: expr}`` (or ``{expr: name}``) to ``{expr: name}``, each expression written as
     the graph's node is (the canonical form, with the loss's memo)."""
-    taken = {node.name for node in graph.order if isinstance(node, MatrixSymbol)}
+    matrices = {node for node in graph.order if isinstance(node, MatrixSymbol)}
+    taken = {node.name for node in matrices}
     pairs: dict[Basic, str] = {}
     for key, value in names.items():
         name, expr = (key, value) if isinstance(key, str) else (value, key)
@@ -167,6 +172,11 @@ def _named_nodes(names: Mapping, graph: Graph, memo: dict) -> dict[Basic, str]:
                                    f"not {expr!r}")
         if name in taken:
             raise InvalidParameter(f"names: {name!r} is already the name of a matrix of the network")
+        foreign = sorted(m.name for m in expr.atoms(MatrixSymbol) - matrices)
+        if foreign:
+            # the generated code would compute it from a matrix it is never given
+            raise InvalidParameter(f"names: {name!r} names {expr}, which uses {', '.join(foreign)}: not a matrix "
+                                   "of the loss")
         if name in pairs.values():
             raise InvalidParameter(f"names: {name!r} names two different expressions")
         if expr in pairs:
@@ -443,6 +453,8 @@ def normalize_dims(dims: Mapping, expr: Basic) -> dict[Symbol, int]:
             continue
         if isinstance(value, bool) or not isinstance(value, (numbers.Integral, Integer)) or int(value) < 1:
             raise DimsError(f"dimension {key} must be a positive integer, got {value!r}")
+        if out.get(symbol, int(value)) != int(value):  # {N: 2, "N": 3}: which one was meant?
+            raise DimsError(f"dimension {key} is given twice, as {out[symbol]} and {int(value)}")
         out[symbol] = int(value)
     missing = sorted(str(s) for s in needed if s not in out)
     if missing:
@@ -537,6 +549,9 @@ def _explicit_node(node: Basic, values: dict) -> Basic:
         if any(e.atoms(MatrixSymbol) for e in node):
             return ImmutableMatrix(node.rows, node.cols, [values[e] for e in node])
         return ImmutableMatrix(node)
+    if isinstance(node, ZeroMatrix):
+        # SymPy writes a 0 x m ZeroMatrix out as 0 x 0 (the empty block below an entry in the last row)
+        return ImmutableMatrix.zeros(*node.shape)
     if isinstance(node, LEAVES):
         return node.as_explicit() if isinstance(node, MatrixExpr) else node
     if isinstance(node, BlockMatrix):
@@ -595,7 +610,11 @@ def _hadamard(args):
 
 def _matrix_power(args):
     base, power = args
-    return _product([base] * int(power)) if int(power) >= 1 else ImmutableMatrix(base ** int(power))
+    if int(power) >= 0:
+        return _product([base] * int(power)) if int(power) else ImmutableMatrix.eye(base.rows)
+    # A**-k as the k-th power of the cofactor inverse: SymPy's own runs an elimination with
+    # dotprodsimp, which takes minutes on the inverse of a 3 x 3 product
+    return _product([_DIRECT[Inverse]([base])] * -int(power))
 
 
 _DIRECT = {
@@ -616,6 +635,8 @@ def simplifies_to_zero(difference: Basic) -> bool:
     """Cheap tests first: most differences vanish on expansion; costlier ones only for small terms."""
     if difference == 0:
         return True
+    if count_ops(difference) > EXPAND_LIMIT:
+        return False
     expanded = expand(difference)
     if expanded == 0:
         return True

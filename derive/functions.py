@@ -24,21 +24,26 @@ from sympy import (
     Heaviside,
     Integer,
     Lambda,
+    MatrixBase,
     MatrixExpr,
+    MatrixSymbol,
     Min,
     Piecewise,
     Rational,
     S,
     Sum,
+    Transpose,
     erf,
     exp,
     log,
+    ones,
     pi,
     sqrt,
     sympify,
     tanh,
 )
 from sympy.core.function import ArgumentIndexError
+from sympy.matrices.expressions.matexpr import MatrixElement
 
 from .algebra import hadamard, one_minus
 from .errors import InvalidArgument, ShapeError
@@ -292,7 +297,24 @@ def _require_matrix(value, what: str) -> MatrixExpr:
     return value
 
 
-class Elementwise(MatrixExpr):
+class _KeepsEntries(MatrixExpr):
+    """``M[i, j]`` of a matrix of symbolic shape stays the entry node ``MatrixElement(M, i, j)``.
+
+    SymPy's indexing writes the entry out at once: for a softmax, with an index Sum over the
+    symbolic axis inside a log, which cannot be turned back into matrix form (derive.canonical); the
+    entry rule differentiates the node itself. At concrete shapes the entry is written out as before.
+    """
+
+    def __getitem__(self, key):
+        if (isinstance(key, tuple) and len(key) == 2 and not any(isinstance(k, slice) for k in key)
+                and not all(isinstance(d, (int, Integer)) for d in self.shape)):
+            i, j = (sympify(k) for k in key)
+            if self.valid_index(i, j) is not False:
+                return MatrixElement(self, i, j)
+        return super().__getitem__(key)
+
+
+class Elementwise(_KeepsEntries):
     """``f`` applied to every entry of a matrix: ``relu(X W)``. Args are the matrix, then parameters.
 
     Subclasses set ``scalar`` (the scalar function) and may override :meth:`derivative` to express
@@ -441,7 +463,7 @@ def examples_axis(examples: str) -> int:
     return 0 if examples == "rows" else 1
 
 
-class _Normalized(MatrixExpr):
+class _Normalized(_KeepsEntries):
     """Common part of softmax and log_softmax: args ``(Z, axis)``, axis the one normalised over."""
 
     def __new__(cls, arg, axis=1):
@@ -648,4 +670,28 @@ def cross_entropy(logits, target, *, reduction: str = "mean", examples: str = "r
     if not isinstance(targets_sum_to_one, bool):
         raise InvalidArgument(f"targets_sum_to_one must be True or False, got {targets_sum_to_one!r}")
     scale = _scale(logits, reduction, examples)
-    return SoftmaxCrossEntropy(logits, target, scale, Integer(1 - examples_axis(examples)), targets_sum_to_one)
+    axis = 1 - examples_axis(examples)
+    if targets_sum_to_one:
+        _require_normalizable(sympify(target), axis)
+    return SoftmaxCrossEntropy(logits, target, scale, Integer(axis), targets_sum_to_one)
+
+
+def _require_normalizable(target: Basic, axis: int) -> None:
+    """A declared target must be one whose examples the checks can make sum to 1: a matrix of targets
+    (Y, or Y.T in the other convention; drawn on the simplex), a softmax over the same axis (it sums
+    to 1 by itself) or constant entries that do. Of 2 Y, say, they can do neither, and the numeric
+    check would report the declared gradient s (softmax(Z) - 2 Y) as derive's mistake."""
+    inner, along = (target.arg, 1 - axis) if isinstance(target, Transpose) else (target, axis)
+    if type(inner) is MatrixSymbol or (isinstance(inner, softmax) and inner.axis == along):
+        return
+    if isinstance(target, MatrixBase) and not target.free_symbols:
+        sums = target * ones(target.cols, 1) if axis == 1 else ones(1, target.rows) * target
+        if all(total == 1 for total in sums):
+            return
+        raise InvalidArgument(f"cross_entropy(..., targets_sum_to_one=True): the constant target {target.tolist()} "
+                              f"has examples that do not sum to 1 (their sums: {list(sums)})")
+    raise InvalidArgument(
+        f"cross_entropy(..., targets_sum_to_one=True): the target {target} is not a matrix of targets (Y, or Y.T "
+        "with examples in columns) nor a softmax over each example, so derive can neither check that each "
+        "example's sums to 1 nor draw targets that do; declare it on the matrix of targets, or leave "
+        "targets_sum_to_one out (the gradient for any target is then right)")

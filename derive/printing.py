@@ -158,7 +158,9 @@ class DeriveLatexPrinter(LatexPrinter):
 
     def _print_Transpose(self, expr):
         base = self.parenthesize(expr.arg, PRECEDENCE["Pow"], strict=True)
-        if "^" in base and not base.startswith(r"\left("):
+        # a base with its own superscript (A^{-1}, and (A B)^{-1}, which starts with a parenthesis
+        # too) is wrapped: TeX refuses a double superscript
+        if "^" in base and not (base.startswith(r"\left(") and base.endswith(r"\right)")):
             base = rf"\left({base}\right)"
         return rf"{base}^{{\top}}"
 

@@ -20,6 +20,7 @@ from sympy import (
     HadamardPower,
     HadamardProduct,
     Identity,
+    Integer,
     Inverse,
     MatAdd,
     MatMul,
@@ -734,6 +735,9 @@ STRUCTURED = [
      [_WH]),
     ("cross-entropy, any target, columns", derive.cross_entropy(_WH.T * _XD.T, _YC, examples="columns"), [_WH]),
     ("cross-entropy declared", derive.cross_entropy(_XD * _WH, _YH, targets_sum_to_one=True), [_WH]),
+    # found in review: a right module was refused (its differences round to 1e-3 at a loss of 1e8)
+    ("a loss of 1e8", Trace(_S.T * _S) + Integer(10) ** 8, [_S]),
+    ("entry of a softmax", derive.log(derive.softmax(_XD * _WH)[0, 1]) + derive.mse(_XD * _WH, _YH), [_WH]),
 ]
 
 

@@ -5,6 +5,7 @@ from sympy import (
     HadamardPower,
     HadamardProduct,
     Identity,
+    Inverse,
     MatrixSymbol,
     OneMatrix,
     Rational,
@@ -47,6 +48,9 @@ NOTATION = [
     ("ones of size 1 x 1", OneMatrix(1, 1), "1"),
     ("transpose", Transpose(A), r"A^{\top}"),
     ("transpose of a product", Transpose(A * Transpose(B)), r"\left(A B^{\top}\right)^{\top}"),
+    # found in review: the sheet of Trace((A B)**-2) printed (A B)^{-1}^{\top}, which TeX refuses
+    ("transpose of a product's inverse", Transpose(Inverse(A * Transpose(B))),
+     r"\left(\left(A B^{\top}\right)^{-1}\right)^{\top}"),
     ("entries are 1-based", A[0, 1], "{A}_{12}"),
     ("symbolic entries", A[k, 1], "{A}_{k2}"),
     ("long indices get a comma", A[k + 1, 1], "{A}_{k + 1,2}"),
