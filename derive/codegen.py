@@ -53,6 +53,9 @@ DEFAULT_SIZES = (4, 3, 5, 2, 6, 7, 8)
 # The verification's tolerance on the relative error against central differences (float64).
 TOLERANCE = 1e-6
 FD_STEP = 1e-5
+# Central differences of a loss L carry about eps |L| / FD_STEP of rounding: a gradient entry smaller
+# than that (an exactly zero one, a bias before a batch centring) is compared with that much slack.
+ROUNDING = 16
 # ... and of the generated forward's loss against derive.truth's evaluation of the declared loss: the
 # stable forms (logaddexp, tanh for sigmoid) and the textbook ones agree to rounding.
 LOSS_TOLERANCE = 1e-9
@@ -431,7 +434,9 @@ def _check_point(module, name: str, params: dict, batch: dict) -> float:
             raise CodegenError(f"the generated gradient of {key} in {name} has shape {grad.shape}, but {key} "
                                f"has shape {value.shape}")
         numeric = central_differences(lambda: float(module.forward(params, batch)[0]), value)
-        scale = max(float(np.max(np.abs(numeric), initial=0)), float(np.max(np.abs(grad), initial=0)), 1e-8)
+        noise = ROUNDING * np.finfo(float).eps * abs(float(loss)) / FD_STEP
+        scale = max(float(np.max(np.abs(numeric), initial=0)), float(np.max(np.abs(grad), initial=0)),
+                    noise / TOLERANCE, 1e-8)
         error = float(np.max(np.abs(numeric - grad), initial=0)) / scale
         if not error < TOLERANCE:
             at = np.unravel_index(int(np.argmax(np.abs(numeric - grad))), grad.shape)
