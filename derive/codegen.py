@@ -43,7 +43,7 @@ from .derivation import Derivation, dimension_symbols
 from .errors import CodegenError
 from .functions import SoftmaxCrossEntropy
 from .graph import Adjoint, Intermediate, topological_order
-from .printing import NUMPY_HELPERS, DeriveNumPyPrinter, Identifiers, safe_comment
+from .printing import NUMPY_HELPERS, DeriveNumPyPrinter, Identifiers, safe_comment, text
 from .truth import Draw, Program, domain
 
 __all__ = ["ModulePlan", "Statement", "load_module", "to_numpy", "verify_module"]
@@ -163,7 +163,7 @@ def plan_module(g: Derivation, name: str, dims: Mapping) -> ModulePlan:
                                    "the parameters' dtype"))
     cache = _cache(g, backward, [*dim_symbols, *inputs], printer)
     return ModulePlan(
-        name=safe_comment(name), title=safe_docstring(name), loss_text=safe_docstring(str(g.loss)),
+        name=safe_comment(name), title=safe_docstring(name), loss_text=safe_docstring(text(g.loss)),
         params=params, batch=batch, dims=dim_lines,
         default_dims=[(repr(str(d)), printer.doprint(d), sizes[d]) for d in dim_symbols],
         forward=forward, loss=loss, cache=cache, backward=backward, grads=grads,

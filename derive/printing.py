@@ -49,7 +49,8 @@ from sympy.matrices.expressions.matexpr import MatrixElement
 from sympy.matrices.expressions.slice import MatrixSlice
 from sympy.printing.latex import LatexPrinter
 from sympy.printing.numpy import NumPyPrinter
-from sympy.printing.precedence import PRECEDENCE, precedence_traditional
+from sympy.printing.precedence import PRECEDENCE, precedence, precedence_traditional
+from sympy.printing.str import StrPrinter
 
 from . import functions as fn
 from .canonical import Blocks, Entries
@@ -66,9 +67,66 @@ from .functions import (
 from .graph import Adjoint
 
 __all__ = [
-    "NUMPY_HELPERS", "DeriveLatexPrinter", "DeriveNumPyPrinter", "Identifiers", "Layout", "latex", "latex_name",
-    "latex_text", "safe_comment",
+    "NUMPY_HELPERS", "DeriveLatexPrinter", "DeriveNumPyPrinter", "DeriveStrPrinter", "Identifiers", "Layout", "latex",
+    "latex_name", "latex_text", "safe_comment", "text",
 ]
+
+
+# =================================================================================================
+# Products: their sign and precedence read off the coefficient
+# =================================================================================================
+#
+# SymPy's printers ask a product ``could_extract_minus_sign`` (for its sign and its precedence), which
+# negates it, and negating a MatMul is a deep ``doit`` of its whole subtree; the printers ask again at
+# every level of the printed tree, so a deep network's loss or closed form took seconds to print as
+# text and minutes as LaTeX. A matrix product's sign is its leading numeric coefficient's.
+
+def _negative_coefficient(product: MatMul) -> bool:
+    first = product.args[0]
+    return bool(first.is_Number and first.is_extended_negative)
+
+
+def _precedence(item, of=precedence_traditional) -> int:
+    if isinstance(item, MatMul):
+        return PRECEDENCE["Add"] if _negative_coefficient(item) else PRECEDENCE["Mul"]
+    return of(item)
+
+
+class DeriveStrPrinter(StrPrinter):
+    """SymPy's ``str``, with a matrix product's sign and precedence read off its coefficient."""
+
+    def parenthesize(self, item, level, strict=False):
+        prec = _precedence(item, precedence)
+        if prec < level or (not strict and prec <= level):
+            return f"({self._print(item)})"
+        return self._print(item)
+
+    def _print_Add(self, expr, order=None):
+        # SymPy's (a MatAdd prints here too), with each term's precedence from _precedence
+        level, out = _precedence(expr, precedence), []
+        for term in self._as_ordered_terms(expr, order=order):
+            printed = self._print(term)
+            sign = "-" if printed.startswith("-") and not term.is_Add else "+"
+            printed = printed[1:] if sign == "-" else printed
+            if _precedence(term, precedence) < level or term.is_Add:
+                printed = f"({printed})"
+            out.extend([sign, printed])
+        return ("" if out[0] == "+" else "-") + " ".join(out[1:])
+
+    def _print_MatMul(self, expr):
+        args = list(expr.args)
+        sign = ""
+        if _negative_coefficient(expr):
+            sign, args[0] = "-", -args[0]
+            if args[0] == 1:
+                args = args[1:]
+        level = PRECEDENCE["Mul"]
+        return sign + "*".join(self.parenthesize(arg, level) for arg in args)
+
+
+def text(expr) -> str:
+    """``str(expr)``, in the time its size takes (see :class:`DeriveStrPrinter`)."""
+    return DeriveStrPrinter().doprint(expr)
 
 
 # =================================================================================================
@@ -178,7 +236,7 @@ class DeriveLatexPrinter(LatexPrinter):
             over.append(r"\sum_{\text{cols}}")
             args = args[:-1]
         if not over:
-            return super()._print_MatMul(expr)
+            return self._print_product(expr)
         inner = args[0] if len(args) == 1 else MatMul(*args)
         printed = self._print(inner)
         if not _is_atomic(inner):
@@ -188,6 +246,28 @@ class DeriveLatexPrinter(LatexPrinter):
         if factor not in (1, -1) and precedence_traditional(factor) < PRECEDENCE["Mul"]:
             coeff = rf"\left({coeff.strip()}\right) "
         return coeff + " ".join(over) + " " + printed
+
+    def _print_product(self, expr):
+        # SymPy's _print_MatMul, with the sign read off the coefficient
+        level = _precedence(expr)
+
+        def factor(arg):
+            if isinstance(arg, Mul) and not isinstance(arg, MatMul):
+                return self._print(arg)
+            return self.parenthesize(arg, level, False)
+        args = list(expr.args)
+        if not _negative_coefficient(expr):
+            return " ".join(map(factor, args))
+        args = args[1:] if args[0] == -1 else [-args[0], *args[1:]]
+        return "- " + " ".join(map(factor, args))
+
+    def parenthesize(self, item, level, is_neg=False, strict=False) -> str:
+        if not isinstance(item, MatMul):
+            return super().parenthesize(item, level, is_neg, strict)
+        prec = _precedence(item)
+        if (is_neg and strict) or prec < level or (not strict and prec <= level):
+            return self._add_parens(self._print(item))
+        return self._print(item)
 
     def _print_MatAdd(self, expr):
         # Terms with a plus sign first, a broadcast bias 1 b last: X W + 1 b, 1 - p.

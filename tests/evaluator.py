@@ -9,7 +9,8 @@ explicit ``Matrix`` from its entries, an index ``Sum`` term by term), never thro
 derive's ``Blocks``, ``Entries`` and slices are evaluated only where a closed form holds them.
 
 Activations in the torch backend are PyTorch's own (``F.gelu``, ``F.softplus``, ``F.log_softmax``,
-``F.binary_cross_entropy``): the stable implementations a user would compare against.
+``F.binary_cross_entropy``, ``F.binary_cross_entropy_with_logits`` for a BCE of a sigmoid): the
+stable implementations a user would compare against.
 """
 
 from __future__ import annotations
@@ -154,6 +155,10 @@ class NumpyOps:
         return -np.sum(y * np.log(p) + (1 - y) * np.log1p(-p))
 
     @staticmethod
+    def bce_logits(z, y):
+        return np.sum(y * np.logaddexp(0.0, -z) + (1 - y) * np.logaddexp(0.0, z))
+
+    @staticmethod
     def matrix_power(a, k: int):
         return np.linalg.matrix_power(a, k)
 
@@ -231,6 +236,9 @@ class TorchOps:
 
     def bce(self, p, y):
         return self.F.binary_cross_entropy(p, y, reduction="sum")
+
+    def bce_logits(self, z, y):
+        return self.F.binary_cross_entropy_with_logits(z, y, reduction="sum")
 
     def matrix_power(self, a, k):
         return self.torch.linalg.matrix_power(a, k)
@@ -313,7 +321,16 @@ def _children(node: Basic) -> list:
         return []
     if isinstance(node, MatrixSlice):
         return [node.parent]  # the bounds are read off the node
+    if _of_logits(node):
+        return [node.args[0].args[0], *node.args[1:]]
     return list(node.args)
+
+
+def _of_logits(node: Basic) -> bool:
+    """A binary cross-entropy of a sigmoid, evaluated from the logits as PyTorch's
+    ``binary_cross_entropy_with_logits`` does: from the probabilities, a saturated sigmoid rounds
+    1 - p (and torch clamps the gradient of ``binary_cross_entropy`` where p (1 - p) < 1e-12)."""
+    return isinstance(node, BinaryCrossEntropy) and isinstance(node.args[0], sigmoid)
 
 
 def _order(root: Basic, done: dict) -> list:
@@ -407,7 +424,7 @@ def _squared_error(walk, node, args):
 
 def _bce(walk, node, args):
     p, y, scale = args
-    return scale * walk.ops.bce(p, y)
+    return scale * (walk.ops.bce_logits(p, y) if _of_logits(node) else walk.ops.bce(p, y))
 
 
 def _cross_entropy(walk, node, args):
