@@ -26,10 +26,11 @@ def layer(dims):
 EXAMPLES = catalogue()
 
 # Property tests (tests/test_properties.py) draw random networks. HYPOTHESIS_PROFILE picks how many:
-#   ci    (the default) 1000 networks against autograd and finite differences, 40 (smaller ones)
-#         against the elementwise derivative: about 2 to 3 minutes on 2 cores
-#   long  20000 and 800: about an hour, before a release or after touching the rules
-#   dev   100 and 10, for a quick look while editing
+#   ci    (the default) 500 networks against autograd, finite differences and the generated code
+#         (half the profile's count: tests/test_properties.py), 20 smaller ones against the
+#         elementwise derivative
+#   long  10000 and 400: hours, before a release or after touching the rules
+#   dev   50 and 10, for a quick look while editing
 # SymPy takes a variable time per network, so there is no per-example deadline.
 _PROFILE = {"deadline": None, "print_blob": True,
             "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large]}

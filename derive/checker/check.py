@@ -112,9 +112,33 @@ def check(hand, loss: Basic, wrt, *, names: Mapping | None = None, dims: Mapping
         return _notify(CheckResult(False, method="symbolic", shape_problem=problem,
                                    diagnosis=diagnose(net, tree, sample), **base))
     comparison = compare(net, tree, net.truth_tree, sample)
+    if comparison.equal and dims is None and net.sibling is not None:
+        # Equal at one set of sizes can be their luck (2/5 X^T r is 2/N X^T r at N = 5, D - 1 is 2 at
+        # D = 3): a formula is right when it is right at a second set of sizes too.
+        second, points_there = net.sibling, net.sibling.points(max(points, SCREEN_POINTS), seed + 1)
+        there = compare(second, tree, second.truth_tree, points_there, symbolic=False)
+        if not there.equal:
+            return _notify(CheckResult(False, method=there.method, counterexample=there.counterexample,
+                                       diagnosis=diagnose(second, tree, points_there), equal_only_at=dict(net.dims),
+                                       **{**base, "dims": dict(second.dims)}))
     diagnosis = None if comparison.equal else diagnose(net, tree, sample)
+    notes = () if comparison.equal else _entrywise_inverses(tree, net.scope.softmax_axis)
     return _notify(CheckResult(comparison.equal, method=comparison.method,
-                               counterexample=comparison.counterexample, diagnosis=diagnosis, **base))
+                               counterexample=comparison.counterexample, diagnosis=diagnosis, notes=notes, **base))
+
+
+def _entrywise_inverses(tree: Node, axis: int) -> tuple[str, ...]:
+    """A written negative power of a square matrix, A^-1, is read entry by entry, as A^2 is; the hand
+    most likely meant the inverse, which the grammar does not have: say so rather than only 'wrong'."""
+    notes = []
+    for _, n in walk(tree):
+        if n.kind == "pow" and n.text == "^" and n.value < 0:
+            shape = getattr(to_sympy(n.args[0], axis), "shape", (1, 1))
+            if shape != (1, 1) and expand(shape[0] - shape[1]) == 0:
+                notes.append(f"{to_text(n)} is read entry by entry (1 ⊘ {to_text(n.args[0])}), as A^2 squares each "
+                             "entry; the grammar has no matrix inverse: give the hand formula as a SymPy "
+                             "expression for that (Inverse(A).T)")
+    return tuple(dict.fromkeys(notes))
 
 
 def _shape_problem(value: Basic, param: MatrixSymbol) -> str | None:

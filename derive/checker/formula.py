@@ -134,7 +134,10 @@ def is_scalar(n: Node) -> bool:
         return True
     if n.kind == "leaf":
         return not isinstance(n.value, MatrixExpr)
-    return n.kind not in ("ones", "call") and all(is_scalar(a) for a in n.args)
+    if n.kind == "call":  # an activation of a scalar, exp(0), is a scalar; a reduction or softmax of one is refused
+        function = n.value[0]
+        return not function.reduce and function.cls not in (softmax, log_softmax) and is_scalar(n.args[0])
+    return n.kind != "ones" and all(is_scalar(a) for a in n.args)
 
 
 # --- the names a formula may use ----------------------------------------------------------------------

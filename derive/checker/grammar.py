@@ -47,6 +47,17 @@ from ..core.softmax import log_softmax, softmax
 from ..errors import ParseError
 from .formula import Function, Node, Scope, function_of, functions, leaf, node, to_text
 
+
+def _split_into(name: str, known) -> list[str] | None:
+    """``name`` as a run of known names, the fewest pieces first; None when there is none."""
+    best: dict[int, list[str]] = {0: []}
+    for end in range(1, len(name) + 1):
+        options = [best[start] + [name[start:end]] for start in range(end) if start in best and known(name[start:end])]
+        if options:
+            best[end] = min(options, key=len)
+    return best.get(len(name))
+
+
 # --- tokens -------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -239,7 +250,7 @@ class Parser:
             if token.text == "-":
                 sign, token = -1, self.advance()
             exponent = sign * _number(token.text)
-            result = node("pow", operand, value=exponent, pos=operand.pos)
+            result = node("pow", operand, value=exponent, pos=operand.pos, text="^")  # written, not a ⊘
         elif token.kind == "op" and token.text == "'":
             raise _error(self.text, token.pos, "a prime belongs right after a function name, as in sigmoid'(Z)")
         else:
@@ -299,7 +310,15 @@ class Parser:
             return self._gradient(name[1:], token)
         if name in self.functions:
             raise self.error(f"{name} is a function: write {name}(...)", token)
-        raise self.error(f"unknown name {name!r}; this network knows {self.scope.known()}", token)
+        raise self.error(f"unknown name {name!r}{self._split_hint(name)}; this network knows {self.scope.known()}",
+                         token)
+
+    def _split_hint(self, name: str) -> str:
+        """'Xw' is read as one name, as 'W1' must be: when it is the network's names run together, say so."""
+        parts = _split_into(name, lambda part: self.scope.symbol(part) is not None)
+        if parts is None or len(parts) < 2:
+            return ""
+        return f" (for the product {' '.join(parts)}, put spaces between the factors)"
 
     def _gradient(self, quantity: str, token: Token) -> Node:
         found = self.scope.gradient(quantity)

@@ -237,7 +237,11 @@ def _call_value(tree: Node, backend):
     function, prime = tree.value
     args = [evaluate(a, backend) for a in tree.args]
     if not backend.is_matrix(args[0]):
-        raise HandShapeError(f"{to_text(tree)}: the argument of {function.name} must be a matrix", tree)
+        if function.reduce or function.cls in (softmax, log_softmax):
+            raise HandShapeError(f"{to_text(tree)}: the argument of {function.name} must be a matrix", tree)
+        # a function of a scalar (exp(0), log(N)) is a scalar: its value on the 1 x 1 matrix of it
+        one_by_one = backend.scale(args[0], backend.ones(1, 1))
+        return backend.apply(function.cls, prime, [one_by_one, *args[1:]])[0, 0]
     if function.reduce == "rows":
         return backend.matmul(backend.ones(1, backend.shape(args[0])[0]), args[0])
     if function.reduce == "cols":

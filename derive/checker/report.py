@@ -35,6 +35,9 @@ def report(r) -> str:
                if r.method == "symbolic" else "numerically (SymPy could not reduce the difference to 0)")
         lines.append(f"  equal at {_dims_text(r.dims)}, shown {how} at {r.points} random points")
         return "\n".join(lines + _caution(r.dims))
+    if r.equal_only_at:
+        lines.append(f"  equal at {_dims_text(r.equal_only_at)} only: there the sizes make it agree, "
+                     f"at {_dims_text(r.dims)} it differs")
     if r.shape_problem:
         lines.append(f"  shape:    {r.shape_problem}")
         lines.append(f"  corrections tried at {_dims_text(r.dims)}")
@@ -55,6 +58,7 @@ def report(r) -> str:
             lines.append(f"    right:  {d.corrected}")
     else:
         lines.append("  diagnosis: no simple slip explains the difference")
+    lines += [f"  note: {note}" for note in r.notes]
     return "\n".join(lines + _caution(r.dims))
 
 

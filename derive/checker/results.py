@@ -54,6 +54,8 @@ class CheckResult:
     counterexample: Counterexample | None = None
     diagnosis: Diagnosis | None = None
     definitions: tuple = field(default=())   # (name, formula) of the gradients the hand or derived use
+    equal_only_at: dict | None = None        # the first dims, where a formula wrong at ``dims`` happened to agree
+    notes: tuple = field(default=())         # how the grammar read a part the hand may have meant otherwise
 
     def __bool__(self) -> bool:
         return self.ok

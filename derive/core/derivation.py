@@ -88,6 +88,7 @@ def gradients(loss: Basic, wrt: Iterable[MatrixSymbol] | MatrixSymbol, *,
     closed form is compared with central differences of the loss at random points before it is
     returned (:meth:`Derivation.check_numerically`): a mismatch raises GradientMismatch.
     """
+    loss = ImmutableMatrix(loss) if isinstance(loss, MatrixBase) else loss  # Matrix([[...]]) is mutable
     check_scalar(loss)
     params = _check_params(loss, wrt)
     memo: dict = {}
@@ -123,7 +124,8 @@ def _check_params(loss: Basic, wrt) -> list[MatrixSymbol]:
 def _named_nodes(names: Mapping, graph: Graph, memo: dict) -> dict[Basic, str]:
     """Normalise ``{name: expr}`` (or ``{expr: name}``) to ``{expr: name}``, each expression written as
     the graph's node is (the canonical form, with the loss's memo)."""
-    taken = {node.name for node in graph.order if isinstance(node, MatrixSymbol)}
+    matrices = {node for node in graph.order if isinstance(node, MatrixSymbol)}
+    taken = {node.name for node in matrices}
     pairs: dict[Basic, str] = {}
     for key, value in names.items():
         name, expr = (key, value) if isinstance(key, str) else (value, key)
@@ -135,6 +137,11 @@ def _named_nodes(names: Mapping, graph: Graph, memo: dict) -> dict[Basic, str]:
                                    f"not {expr!r}")
         if name in taken:
             raise InvalidParameter(f"names: {name!r} is already the name of a matrix of the network")
+        foreign = sorted(m.name for m in expr.atoms(MatrixSymbol) - matrices)
+        if foreign:
+            # the generated code would compute it from a matrix it is never given
+            raise InvalidParameter(f"names: {name!r} names {expr}, which uses {', '.join(foreign)}: not a matrix "
+                                   "of the loss")
         if name in pairs.values():
             raise InvalidParameter(f"names: {name!r} names two different expressions")
         if expr in pairs:

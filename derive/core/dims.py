@@ -44,6 +44,8 @@ def normalize_dims(dims: Mapping, expr: Basic) -> dict[Symbol, int]:
             continue
         if isinstance(value, bool) or not isinstance(value, (numbers.Integral, Integer)) or int(value) < 1:
             raise DimsError(f"dimension {key} must be a positive integer, got {value!r}")
+        if out.get(symbol, int(value)) != int(value):  # {N: 2, "N": 3}: which one was meant?
+            raise DimsError(f"dimension {key} is given twice, as {out[symbol]} and {int(value)}")
         out[symbol] = int(value)
     missing = sorted(str(s) for s in needed if s not in out)
     if missing:

@@ -19,7 +19,8 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sympy import Basic, Dummy, Lambda, MatrixExpr, sympify
+from sympy import Basic, Dummy, Integer, Lambda, MatrixExpr, sympify
+from sympy.matrices.expressions.matexpr import MatrixElement
 
 from ..errors import InvalidArgument
 
@@ -109,7 +110,24 @@ def _require_matrix(value, what: str) -> MatrixExpr:
     return value
 
 
-class Elementwise(MatrixExpr):
+class _KeepsEntries(MatrixExpr):
+    """``M[i, j]`` of a matrix of symbolic shape stays the entry node ``MatrixElement(M, i, j)``.
+
+    SymPy's indexing writes the entry out at once: for a softmax, with an index Sum over the
+    symbolic axis inside a log, which cannot be turned back into matrix form (derive.core.canonical);
+    the entry rule differentiates the node itself. At concrete shapes the entry is written out as before.
+    """
+
+    def __getitem__(self, key):
+        if (isinstance(key, tuple) and len(key) == 2 and not any(isinstance(k, slice) for k in key)
+                and not all(isinstance(d, (int, Integer)) for d in self.shape)):
+            i, j = (sympify(k) for k in key)
+            if self.valid_index(i, j) is not False:
+                return MatrixElement(self, i, j)
+        return super().__getitem__(key)
+
+
+class Elementwise(_KeepsEntries):
     """``f`` applied to every entry of a matrix: ``relu(X W)``. Args are the matrix, then parameters.
 
     Each subclass carries its :class:`Activation` as ``record``. Called on a scalar it returns the

@@ -37,6 +37,7 @@ from sympy import (
     Symbol,
     Trace,
     Transpose,
+    ZeroMatrix,
     cancel,
     count_ops,
     cse,
@@ -62,6 +63,9 @@ __all__ = ["elementwise_gradient", "explicit", "numeric_mismatch", "simplifies_t
 # simplify take minutes on the rational functions an explicit 3 x 3 inverse produces).
 CANCEL_LIMIT = 2_000
 SIMPLIFY_LIMIT = 200
+# A difference bigger than this is not even expanded (the entries of a power of an explicit inverse
+# of a 3 x 3 product have 10,000 operations and expand for over ten minutes); the numbers decide.
+EXPAND_LIMIT = 5_000
 
 
 def explicit(expr: Basic, values: dict | None = None) -> Basic:
@@ -112,6 +116,9 @@ def _explicit_node(node: Basic, values: dict) -> Basic:
         if any(e.atoms(MatrixSymbol) for e in node):
             return ImmutableMatrix(node.rows, node.cols, [values[e] for e in node])
         return ImmutableMatrix(node)
+    if isinstance(node, ZeroMatrix):
+        # SymPy writes a 0 x m ZeroMatrix out as 0 x 0 (the empty block below an entry in the last row)
+        return ImmutableMatrix.zeros(*node.shape)
     if isinstance(node, LEAVES):
         return node.as_explicit() if isinstance(node, MatrixExpr) else node
     if isinstance(node, BlockMatrix):
@@ -170,7 +177,11 @@ def _hadamard(args):
 
 def _matrix_power(args):
     base, power = args
-    return _product([base] * int(power)) if int(power) >= 1 else ImmutableMatrix(base ** int(power))
+    if int(power) >= 0:
+        return _product([base] * int(power)) if int(power) else ImmutableMatrix.eye(base.rows)
+    # A**-k as the k-th power of the cofactor inverse: SymPy's own runs an elimination with
+    # dotprodsimp, which takes minutes on the inverse of a 3 x 3 product
+    return _product([_DIRECT[Inverse]([base])] * -int(power))
 
 
 _DIRECT = {
@@ -193,6 +204,8 @@ def simplifies_to_zero(difference: Basic) -> bool:
     others on SymPy's expansion; costlier ones only for small terms."""
     if difference == 0 or vanishes(difference):
         return True
+    if count_ops(difference) > EXPAND_LIMIT:
+        return False
     expanded = expand(difference)
     if expanded == 0:
         return True

@@ -5,7 +5,7 @@ plain sum) in one scale factor.
 
 from __future__ import annotations
 
-from sympy import Expr, Integer, MatrixExpr, S, log, sympify
+from sympy import Basic, Expr, Integer, MatrixBase, MatrixExpr, MatrixSymbol, S, Transpose, log, ones, sympify
 
 from ..errors import InvalidArgument, ShapeError
 from .elementwise import _require_matrix
@@ -157,4 +157,28 @@ def cross_entropy(logits, target, *, reduction: str = "mean", examples: str = "r
     if not isinstance(targets_sum_to_one, bool):
         raise InvalidArgument(f"targets_sum_to_one must be True or False, got {targets_sum_to_one!r}")
     scale = _scale(logits, reduction, examples)
-    return SoftmaxCrossEntropy(logits, target, scale, Integer(1 - examples_axis(examples)), targets_sum_to_one)
+    axis = 1 - examples_axis(examples)
+    if targets_sum_to_one:
+        _require_normalizable(sympify(target), axis)
+    return SoftmaxCrossEntropy(logits, target, scale, Integer(axis), targets_sum_to_one)
+
+
+def _require_normalizable(target: Basic, axis: int) -> None:
+    """A declared target must be one whose examples the checks can make sum to 1: a matrix of targets
+    (Y, or Y.T in the other convention; drawn on the simplex), a softmax over the same axis (it sums
+    to 1 by itself) or constant entries that do. Of 2 Y, say, they can do neither, and the numeric
+    check would report the declared gradient s (softmax(Z) - 2 Y) as derive's mistake."""
+    inner, along = (target.arg, 1 - axis) if isinstance(target, Transpose) else (target, axis)
+    if type(inner) is MatrixSymbol or (isinstance(inner, softmax) and inner.axis == along):
+        return
+    if isinstance(target, MatrixBase) and not target.free_symbols:
+        sums = target * ones(target.cols, 1) if axis == 1 else ones(1, target.rows) * target
+        if all(total == 1 for total in sums):
+            return
+        raise InvalidArgument(f"cross_entropy(..., targets_sum_to_one=True): the constant target {target.tolist()} "
+                              f"has examples that do not sum to 1 (their sums: {list(sums)})")
+    raise InvalidArgument(
+        f"cross_entropy(..., targets_sum_to_one=True): the target {target} is not a matrix of targets (Y, or Y.T "
+        "with examples in columns) nor a softmax over each example, so derive can neither check that each "
+        "example's sums to 1 nor draw targets that do; declare it on the matrix of targets, or leave "
+        "targets_sum_to_one out (the gradient for any target is then right)")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from sympy import Dummy, Integer, MatrixExpr, S, Sum, exp, log
 
 from ..errors import InvalidArgument
-from .elementwise import _require_matrix
+from .elementwise import _KeepsEntries, _require_matrix
 
 __all__ = ["examples_axis", "log_softmax", "softmax"]
 
@@ -21,7 +21,7 @@ def examples_axis(examples: str) -> int:
     return 0 if examples == "rows" else 1
 
 
-class _Normalized(MatrixExpr):
+class _Normalized(_KeepsEntries):
     """Common part of softmax and log_softmax: args ``(Z, axis)``, axis the one normalised over."""
 
     def __new__(cls, arg, axis=1):

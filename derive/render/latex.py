@@ -23,6 +23,7 @@ from sympy.printing.precedence import PRECEDENCE, precedence_traditional
 from ..core.activations import NormalCdf
 from ..core.elementwise import Elementwise, record_of, scalar_record
 from ..core.symbols import LossGradient
+from .text import negative_coefficient, product_precedence
 
 __all__ = ["DeriveLatexPrinter", "latex", "latex_name", "latex_text"]
 
@@ -100,7 +101,9 @@ class DeriveLatexPrinter(LatexPrinter):
 
     def _print_Transpose(self, expr):
         base = self.parenthesize(expr.arg, PRECEDENCE["Pow"], strict=True)
-        if "^" in base and not base.startswith(r"\left("):
+        # a base with its own superscript (A^{-1}, and (A B)^{-1}, which starts with a parenthesis
+        # too) is wrapped: TeX refuses a double superscript
+        if "^" in base and not (base.startswith(r"\left(") and base.endswith(r"\right)")):
             base = rf"\left({base}\right)"
         return rf"{base}^{{\top}}"
 
@@ -118,7 +121,7 @@ class DeriveLatexPrinter(LatexPrinter):
             over.append(r"\sum_{\text{cols}}")
             args = args[:-1]
         if not over:
-            return super()._print_MatMul(expr)
+            return self._print_product(expr)
         inner = args[0] if len(args) == 1 else MatMul(*args)
         printed = self._print(inner)
         if not _is_atomic(inner):
@@ -128,6 +131,28 @@ class DeriveLatexPrinter(LatexPrinter):
         if factor not in (1, -1) and precedence_traditional(factor) < PRECEDENCE["Mul"]:
             coeff = rf"\left({coeff.strip()}\right) "
         return coeff + " ".join(over) + " " + printed
+
+    def _print_product(self, expr):
+        # SymPy's _print_MatMul, with the sign read off the coefficient (derive.render.text)
+        level = product_precedence(expr)
+
+        def factor(arg):
+            if isinstance(arg, Mul) and not isinstance(arg, MatMul):
+                return self._print(arg)
+            return self.parenthesize(arg, level, False)
+        args = list(expr.args)
+        if not negative_coefficient(expr):
+            return " ".join(map(factor, args))
+        args = args[1:] if args[0] == -1 else [-args[0], *args[1:]]
+        return "- " + " ".join(map(factor, args))
+
+    def parenthesize(self, item, level, is_neg=False, strict=False) -> str:
+        if not isinstance(item, MatMul):
+            return super().parenthesize(item, level, is_neg, strict)
+        prec = product_precedence(item)
+        if (is_neg and strict) or prec < level or (not strict and prec <= level):
+            return self._add_parens(self._print(item))
+        return self._print(item)
 
     def _print_MatAdd(self, expr):
         # Terms with a plus sign first, a broadcast bias 1 b last: X W + 1 b, 1 - p.

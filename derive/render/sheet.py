@@ -212,14 +212,33 @@ def explicit_rows(g: Derivation, dims: Mapping) -> list[dict]:
 
 # --- the public functions -------------------------------------------------------------------------
 
+def _tree_leaves(expr: Basic) -> int:
+    """How many leaves ``expr`` prints (each at least one character), counted over its DAG: a deep
+    network's closed form repeats its shared parts so often that printing it to measure it took minutes."""
+    count: dict = {}
+    stack = [expr]
+    while stack:
+        node = stack[-1]
+        if node in count:
+            stack.pop()
+            continue
+        pending = [a for a in node.args if a not in count]
+        if pending:
+            stack.extend(pending)
+            continue
+        stack.pop()
+        count[node] = sum(count[a] for a in node.args) if node.args else 1
+    return count[expr]
+
+
 def sheet_context(g: Derivation, *, title=None, dims=None, values=None, source=None) -> dict:
     concrete = normalize_dims(dims, g.root) if dims is not None else None
     leaves = g.inputs
     finals = []
     for p in g.params:
-        closed = latex(g[p])
+        closed = latex(g[p]) if _tree_leaves(g[p]) <= CLOSED_FORM_MAX_CHARS else None
         finals.append({"gradient": with_shape(gradient_latex(p), p.shape), "compact": latex(g.compact(p)),
-                       "closed": closed if len(closed) <= CLOSED_FORM_MAX_CHARS else None,
+                       "closed": closed if closed and len(closed) <= CLOSED_FORM_MAX_CHARS else None,
                        "batch_sum": is_batch_sum(g.compact(p))})
     fig = figure(g, values, concrete or {})
     numeric = any(e["gradient"] is not None for e in fig.edges)

@@ -243,6 +243,8 @@ CASES = {
     "quadratic form": (Trace(x_.T * A_ * x_), x_, {}),
     "tied weights": (Trace(TIED.T * TIED), W_, {}),
     "tied weights, R named": (Trace(TIED.T * TIED), W_, {"R": TIED}),
+    "cross-entropy, any target": (derive.cross_entropy(XD * W_, MatrixSymbol("Y", N_, H_)), W_,
+                                  {"Z": XD * W_, "P": derive.softmax(XD * W_)}),
 }
 
 
@@ -312,6 +314,10 @@ HIDDEN_FACTORS = [
     ("seed_001_linreg_batch", "w", "X^T (yhat - y)", False),
     ("seed_004_sigmoid_231", "W2", "((z - t) ⊙ z ⊙ (1 - z)) h^T / 2", False),
     ("seed_004_sigmoid_231", "W2", "((z - t)/N ⊙ z ⊙ (1 - z)) h^T", True),
+    # right at the checker's own dims only (N = 5, D = 3): once passed, the second set of dims refuses them
+    ("mean square, X N x 3", None, "2/5 X^T (X w - y)", False),
+    ("mean square, X N x D", None, "(D - 1)/N X^T (X w - y)", False),
+    ("mean square, X N x D", None, "2/N X^T (X w - y) (N - 4)", False),
 ]
 
 
@@ -320,6 +326,12 @@ def test_no_default_dimension_hides_a_constant_factor(name, wrt, hand, right):
     result = assert_verdict_is_the_truth(name, wrt, hand)
     assert bool(result) is right
     assert "note:" not in result.report()      # the default dims warn of nothing
+
+
+def test_a_formula_right_at_the_checkers_dims_only_is_wrong_and_the_report_says_where():
+    result = assert_verdict_is_the_truth("mean square, X N x 3", None, "2/5 X^T (X w - y)")
+    assert not result and result.equal_only_at == {N_: 5} and result.dims[N_] != 5
+    assert "equal at N=5 only" in result.report() and result.counterexample is not None
 
 
 @pytest.mark.parametrize(("dims", "hidden"), [({"N": 2}, True), ({"N": 4}, False), ({"N": 3}, False)])
@@ -366,12 +378,48 @@ EDGES = [
     ("seed_000_bce", "w2", "w2 - w2"),
     ("seed_000_bce", "w2", "- - h^T (p - y)/N"),
     ("seed_000_bce", "w2", "(1/N)^T h^T (p - y)"),
+    ("log det", None, "(X^{-1})^T"),       # an entrywise power by the grammar, though meant as the inverse
+    # functions of scalars: once 'WRONG' with "the argument of exp must be a matrix"
+    ("mean square, X N x D", None, "exp(0) 2/N X^T (X w - y)"),
+    ("mean square, X N x D", None, "log(exp(2))/N X^T (X w - y)"),
+    ("mean square, X N x D", None, "log(N)/N X^T (X w - y)"),
 ]
 
 
 @pytest.mark.parametrize(("name", "wrt", "hand"), EDGES, ids=ids(EDGES))
 def test_a_formula_at_the_edges_gets_a_verdict(name, wrt, hand):
     assert_verdict_is_the_truth(name, wrt, hand)
+
+
+# The derived form a report shows, its named gradients written in, read back by the grammar: it must be
+# the derived gradient, or a student who copies it is told it is wrong.
+DERIVED_READ_BACK = [
+    ("seed_000_bce", "w1"),
+    ("seed_002_two_paths", "x"),
+    ("seed_003_mlp_column", "W1"),
+    pytest.param("tied weights, R named", None, marks=pytest.mark.xfail(
+        strict=True, reason="the gradient of the trace's argument is shown as 'dL/dZ_1 = I': the grammar has no I")),
+    pytest.param("cross-entropy, any target", None, marks=pytest.mark.xfail(
+        strict=True, reason="the ones-matrix 1 1^T of softmax(Z) ⊙ (Y 1 1^T) prints as '1', which the grammar "
+                            "reads as a ones column (P ⊙ Y 1: a shape error), and '1 1^T' has no length it can read")),
+]
+
+
+@pytest.mark.parametrize(("name", "wrt"), DERIVED_READ_BACK)
+def test_the_derived_form_a_report_shows_reads_back_as_right(name, wrt):
+    loss, param, names = case(name, wrt)
+    shown = derive.check("0", loss, param, names=names)
+    text = shown.derived
+    for _ in shown.definitions:   # a definition may use another gradient: write them in until none is left
+        for left, right in shown.definitions:
+            text = re.sub(re.escape(left) + r"(?!\w)", lambda _, written=f"({right})": written, text)
+    assert "dL/d" not in text and derive.check(text, loss, param, names=names), text
+
+
+def test_a_negative_power_of_a_square_matrix_is_read_entry_by_entry_and_the_report_says_so():
+    result = assert_verdict_is_the_truth("log det", None, "(X^{-1})^T")
+    assert "X^-1 is read entry by entry (1 ⊘ X)" in result.report() and "no matrix inverse" in result.report()
+    assert not assert_verdict_is_the_truth("log det", None, "X^T").notes    # a transpose alone is no power
 
 
 # A SymPy hand may use the network's symbols, by object or by name; any other symbol is bad input.

@@ -1,15 +1,23 @@
 """Property tests: for random networks, every independent answer agrees for every parameter.
 
-For each drawn network (tests/networks.py) the closed form ``g[W]``, evaluated numerically, must equal
+For each drawn network (tests/networks.py) ``derive.gradients`` runs with its built-in numeric check,
+and the closed form ``g[W]``, evaluated numerically, must equal
 * PyTorch autograd of the same SymPy loss evaluated with torch ops (tests/evaluator.py),
-* the generated NumPy module (``derive.codegen.to_numpy``), loss and gradients,
+* the generated NumPy module (``derive.codegen.to_numpy``), loss and gradients, in float64 (and in
+  float32 it stays float32),
 * central finite differences of the loss evaluated with NumPy,
 * and, on smaller networks whose explicit expansion is quick, the explicit elementwise derivative
   ``g.elementwise(W, dims)`` (the loss expanded into scalars and differentiated by SymPy).
 
+Most networks use at least one of the spellings SymPy hides from a graph walk (blocks, explicit
+matrices of parameter entries, 1 x 1 parameters as scalars, ones-matrix reductions, cross-entropy
+targets not summing to 1, negative powers, index sums): hypothesis's statistics count them as
+"uses a new shape" (``--hypothesis-show-statistics``), and a test asserts their share of the draws.
+
 How many networks are drawn is the hypothesis profile's business (tests/conftest.py): ``ci`` (the
-default) draws at least 300, ``HYPOTHESIS_PROFILE=long`` thousands. A failure shrinks to a minimal
-network and prints its declaration, a network file that ``derive sheet`` accepts.
+default) 500 against autograd (of which at least 300 use a new shape) and 20 against the elementwise
+derivative, ``HYPOTHESIS_PROFILE=long`` 10000 and 400. A failure shrinks to a minimal network and prints
+its declaration, a network file that ``derive sheet`` accepts (tested on a sample of networks).
 """
 
 from __future__ import annotations
@@ -24,9 +32,16 @@ import derive
 from derive.core.explicit import variables
 from derive.errors import CodegenError
 from derive.render.module import load_module, to_numpy
+from derive.render.text import text
 
 from ..evaluator import central_differences, evaluate, numpy_walk, torch_gradients
 from ..networks import networks
+
+# How many networks the test against autograd draws: half the profile's count (a drawn network with the
+# new shapes costs about twice an old one). At least this share of them uses one of the new shapes
+# (blocks, entries, scalars ...): at the ci profile's 500 networks, 300 of them.
+DRAWN = max(10, settings().max_examples // 2)
+NEW_SHAPES_SHARE = 0.6
 
 # Relative tolerances: autograd and the elementwise truth are exact up to rounding; central
 # differences with a step of 1e-6 carry about 1e-9 of the loss's size in rounding error.
@@ -61,6 +76,7 @@ def closed_values(g, values, dims) -> dict:
     return {p.name: np.asarray(evaluate(g[p], values, dims), dtype=float) for p in g.params}
 
 
+@settings(max_examples=DRAWN)
 @given(net=networks())
 def test_closed_form_equals_autograd_and_finite_differences(net):
     pytest.importorskip("torch", reason="torch is one of the independent truths")
@@ -121,8 +137,9 @@ def elementwise_values(truth, values: dict) -> np.ndarray:
 
 
 # The explicit expansion grows fast with width and depth (a 3 x 3 symbolic inverse alone takes
-# seconds), so this truth is drawn on networks of up to 3 layers, 2 wide, with N and D up to 2.
-@settings(max_examples=max(10, settings().max_examples // 25))
+# seconds, a block or an explicit matrix of entries tens of seconds), so this truth is drawn on
+# networks of up to 3 layers, 2 wide, with N and D up to 2, and fewer of them.
+@settings(max_examples=max(10, settings().max_examples // 50))
 @given(net=networks(most=3, widest=2, batch=2))
 def test_closed_form_equals_the_elementwise_derivative(net):
     _, g, dims, values = derive_network(net)
@@ -130,3 +147,34 @@ def test_closed_form_equals_the_elementwise_derivative(net):
     for p in g.params:
         truth = elementwise_values(g.elementwise(p, net.dims), values)
         assert_agree("the elementwise derivative", p.name, truth, closed[p.name], EXACT)
+
+
+def test_most_drawn_networks_use_the_new_shapes():
+    drawn = []
+
+    @settings(database=None, max_examples=DRAWN)
+    @given(net=networks())
+    def draw(net):
+        drawn.append(bool(net.new_shapes()))
+
+    draw()
+    assert len(drawn) >= DRAWN
+    assert sum(drawn) >= NEW_SHAPES_SHARE * len(drawn), f"{sum(drawn)} of {len(drawn)} drawn networks use a new shape"
+
+
+# A failure prints the network's declaration: it must be a network file derive sheet accepts, whose
+# loss and parameters are the drawn network's (the sheet writes its gradients out at the file's dims).
+@settings(max_examples=max(5, settings().max_examples // 100))
+@given(net=networks(most=3, widest=2, batch=2))
+def test_the_printed_network_is_a_network_file_derive_sheet_accepts(net, tmp_path_factory):
+    from derive import cli
+    note(f"network declaration:{net!r}")
+    folder = tmp_path_factory.mktemp("drawn")
+    path = folder / "drawn.py"
+    path.write_text(repr(net).lstrip("\n"))
+    assert cli.main(["sheet", str(path), "--output-dir", str(folder)]) == 0
+    assert (folder / "drawn.tex").read_text().startswith("% Generated by derive")
+    namespace, loaded = net.build(), cli.load_network_file(path)
+    # as text: an index sum's dummy indices are new symbols at each run
+    assert text(loaded.loss) == text(namespace["loss"]) and list(loaded.wrt) == namespace["wrt"]
+    assert {str(k): v for k, v in loaded.dims.items()} == net.dims

@@ -126,6 +126,12 @@ CASES = [
     ("entries of a 2 x 1 parameter", mse(X2 * Matrix([[s2[0, 0], 0], [0, s2[1, 0]]]), Y2), [s2]),
     ("index sum (x^T A x)[0, 0]", (x.T * A * x)[0, 0], [x, A]),
     ("index sum squared inside a loss", mse(X * W, Y) + (x.T * A * y)[0, 0] ** 2, [W, A, x]),
+    # entries of activations and softmax at symbolic shapes: once written out by SymPy into an index
+    # Sum inside a log, refused as an index sum the user never wrote
+    ("entry of a softmax log(softmax(X W)[0, 1])", log(softmax(X * W)[0, 1]), [W]),
+    ("entry of an activation sigmoid(X W)[1, 0]**2", sigmoid(X * W)[1, 0] ** 2 + log_softmax(X * W)[0, 0], [W]),
+    # the declared power of a product's inverse, expanded by verify at D = 3: once over ten minutes
+    ("negative power of a product (A B)**-2", Trace((A * B) ** -2), [A]),
     # cross-entropy for any target, and the declared form for targets summing to 1
     ("cross_entropy of 2Y", cross_entropy(Z, 2 * Y), [W, b]),
     ("cross_entropy of class-weighted targets Y (1 w)", cross_entropy(Z, HadamardProduct(Y, ones * w)), [W, b, w]),
@@ -133,6 +139,8 @@ CASES = [
     ("cross_entropy declared one-hot", cross_entropy(Z, Y, targets_sum_to_one=True), [W, b]),
     ("cross_entropy declared, columns", cross_entropy((X * W).T, Y.T, examples="columns", targets_sum_to_one=True),
      [W]),
+    ("cross_entropy declared, a softmax target", cross_entropy(Z, softmax(X * MatrixSymbol("W2", D, H)),
+                                                               targets_sum_to_one=True), [W, MatrixSymbol("W2", D, H)]),
 ]
 
 
@@ -222,6 +230,10 @@ REGRESSIONS = [
     # negative powers (n = 2: the explicit inverse's powers are large rational functions); once refused
     ("Inverse(A)*Inverse(A), folded into A**-2", Trace(Inverse(An) * Inverse(An) * Vn), [An, Vn]),
     ("negative power A**-3", Trace(An**-3), [An]),
+    # an entry in the last row and column: the closed form's empty zero blocks once crashed verify (n = 2)
+    ("a 1 x 1 Matrix([[...]]) as the loss (mutable: once refused)", Matrix([[sin(c[0, 0]) * Trace(Wn)]]), [c, Wn]),
+    ("entry in the last row and column (A^T A)[1, 1]", (An.T * An)[1, 1], [An]),
+    ("entry in the last row squared (W V)[1, 0]**2", (Wn * Vn)[1, 0] ** 2, [Wn, Vn]),
 ]
 
 

@@ -17,7 +17,7 @@ from derive.core.activations import relu, sigmoid
 from derive.core.explicit import explicit
 from derive.core.losses import mse
 from derive.examples import catalogue, get
-from derive.render.latex import latex
+from derive.render.latex import DeriveLatexPrinter, latex
 from derive.render.sheet import (
     GENERATED_MARK,
     figure,
@@ -240,3 +240,74 @@ def test_hostile_names_compile(name, tmp_path):
     # the name is typeset as text, character for character, never run as TeX
     assert name in text
     assert "(/etc/passwd" not in log
+
+
+# Drawn by the property tests: its closed forms in the network's symbols repeat the shared layers so
+# often that printing them (to find they do not fit on a line) took over 5 minutes; the sheet counts
+# their leaves first and prints only what can fit.
+DEEP_NETWORK = """
+from sympy import (BlockMatrix, Determinant, HadamardPower, Identity, Inverse, Matrix, MatrixSymbol, OneMatrix,
+                   Rational, Symbol, Trace, ZeroMatrix, cos, exp, log, sin)
+from derive import bce, cross_entropy, elu, gelu, leaky_relu, mse, relu, sigmoid, silu, softplus, tanh
+N = Symbol("N", integer=True, positive=True)
+D = Symbol("D", integer=True, positive=True)
+X = MatrixSymbol("X", N, D)
+W1 = MatrixSymbol("W1", D, 4)
+b1 = MatrixSymbol("b1", 1, 4)
+Z1 = X*W1 + OneMatrix(N, 1)*b1
+A1 = Z1 - OneMatrix(N, N)*Z1/N
+H1 = sigmoid(A1)
+g1 = MatrixSymbol("g1", 1, 1)
+M1 = Matrix([[g1[0, 0], 0, 0, 0], [0, g1[0, 0], 0, 0], [0, 0, g1[0, 0], 0], [0, 0, 0, g1[0, 0]]])
+O1 = H1*M1
+C2 = MatrixSymbol("C2", 4, 1)
+F2 = BlockMatrix([[O1, relu(O1*C2)]])
+W2 = MatrixSymbol("W2", 5, 2)
+b2 = MatrixSymbol("b2", 1, 2)
+u2 = MatrixSymbol("u2", 1, 2)
+t2 = MatrixSymbol("t2", 1, 1)
+Z2 = t2[0, 0]*(F2*W2 + OneMatrix(N, 1)*b2 + OneMatrix(N, 1)*u2)
+A2 = Z2 - OneMatrix(N, N)*Z2/N
+H2 = A2
+d2a, d2b = MatrixSymbol("d2a", 1, 1), MatrixSymbol("d2b", 1, 1)
+M2 = Matrix([[d2a[0, 0], 0], [0, d2b[0, 0]]])
+O2 = H2*M2
+C3 = MatrixSymbol("C3", 2, 1)
+F3 = BlockMatrix([[O2, relu(O2*C3)]])
+W3 = MatrixSymbol("W3", 3, 4)
+b3 = MatrixSymbol("b3", 1, 4)
+Z3 = F3*W3 + OneMatrix(N, 1)*b3
+H3 = tanh(Z3)
+G3 = H3 + H3*OneMatrix(4, 1)*OneMatrix(1, 4)
+C4 = MatrixSymbol("C4", 4, 1)
+F4 = BlockMatrix([[G3, relu(G3*C4)]])
+W4 = W2
+b4 = MatrixSymbol("b4", 1, 2)
+u4 = MatrixSymbol("u4", 1, 2)
+t4 = MatrixSymbol("t4", 1, 1)
+Z4 = (F4*W4 + OneMatrix(N, 1)*b4 + OneMatrix(N, 1)*u4)*(1/t4[0, 0])
+H4 = sigmoid(Z4)
+Y = MatrixSymbol("Y", N, 2)
+loss = bce(H4, Y, reduction="sum")
+wrt = [X, W1, b1, g1, C2, W2, b2, u2, t2, d2a, d2b, C3, W3, b3, C4, b4, u4, t4]
+names = {"Z1": Z1, "Z2": Z2, "Z3": Z3, "Z4": Z4}
+dims = {N: 1, D: 2}
+"""
+
+
+def test_a_deep_networks_sheet_prints_no_closed_form_too_long_for_a_line(monkeypatch):
+    namespace: dict = {}
+    exec(DEEP_NETWORK, namespace)  # noqa: S102 - our own declaration
+    g = derive.gradients(namespace["loss"], namespace["wrt"], names=namespace["names"])
+    printed = []
+    real_print = DeriveLatexPrinter._print
+
+    def counted(self, expr, **kwargs):
+        printed.append(expr)
+        return real_print(self, expr, **kwargs)
+
+    monkeypatch.setattr(DeriveLatexPrinter, "_print", counted)
+    sheet = to_latex(g, dims={"N": 1, "D": 2})
+    assert len(printed) < 50_000   # 1.6 million before
+    for p in g.params:   # every gradient is still boxed in its compact form
+        assert rf"\boxed{{{with_shape(gradient_latex(p), p.shape)} = {latex(g.compact(p))}}}" in sheet

@@ -83,7 +83,7 @@ from ...errors import (
     ShapeError,
     UnsupportedOperation,
 )
-from ..activations import Indicator, NormalCdf
+from ..activations import Indicator, NormalCdf, sigmoid
 from ..canonical import Blocks, Entries
 from ..elementwise import Elementwise, scalar_record
 from ..losses import BinaryCrossEntropy, SoftmaxCrossEntropy, SquaredError
@@ -196,6 +196,8 @@ class Program:
             return node.args[1:]
         if isinstance(node, (MatrixElement, softmax, log_softmax)):
             return (node.args[0],)
+        if _of_logits(node):
+            return (node.prediction.arg, *node.args[1:3])
         if isinstance(node, (SquaredError, BinaryCrossEntropy, SoftmaxCrossEntropy)):
             return node.args[:3]
         if isinstance(node, Elementwise):
@@ -277,6 +279,8 @@ class Program:
             self._step(node, _explicit, self._children_of(node))
         elif isinstance(node, Blocks):
             self._step(node, _grid, self._children_of(node))
+        elif _of_logits(node):
+            self._step(node, _binary_cross_entropy_of_logits, self._children_of(node))
         else:
             self._step(node, _handler(node), self._children_of(node))
 
@@ -388,6 +392,22 @@ def _squared_error(node, prediction, target, scale):
 
 def _binary_cross_entropy(node, p, y, scale):
     return -scale * float(np.sum(y * np.log(p) + (1 - y) * np.log1p(-p)))
+
+
+def _of_logits(node: Basic) -> bool:
+    """A binary cross-entropy of a sigmoid: evaluated from the logits. From the probabilities, a
+    saturated sigmoid rounds 1 - p to a few multiples of 1e-16 (or to 0), and the loss's differences
+    lose the example's gradient (p - y) while the closed form keeps it."""
+    return isinstance(node, BinaryCrossEntropy) and isinstance(node.prediction, sigmoid)
+
+
+def _softplus(x):
+    return np.maximum(x, 0.0) + np.log1p(np.exp(-np.abs(x)))   # log(1 + e^x), without overflow
+
+
+def _binary_cross_entropy_of_logits(node, z, y, scale):
+    # -log p = softplus(-z) and -log(1 - p) = softplus(z), for p = sigmoid(z)
+    return scale * float(np.sum(y * _softplus(-z) + (1 - y) * _softplus(z)))
 
 
 def _softmax_cross_entropy(node, logits, target, scale):
