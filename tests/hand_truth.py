@@ -72,7 +72,9 @@ class HandTruth:
         torch.set_num_threads(1)    # matrices of a few dozen entries: threads only cost time
         try:
             tensors = {k: torch.tensor(v, dtype=torch.float64, requires_grad=True) for k, v in values.items()}
-            walk = Walk(TorchOps(), tensors, self.dims)
+            # from the probabilities: dL/dp of a BCE of p = sigmoid(z) is a gradient a hand may name
+            # (the points are far from the sigmoid's saturation)
+            walk = Walk(TorchOps(), tensors, self.dims, logits=False)
             loss = walk.run(self.loss)
             wrt = {f"d:{s.name}": tensors[s.name] for s in leaves}
             wrt.update({f"d:{q}": walk.memo[e] for q, e in quantities.items() if e in walk.memo})

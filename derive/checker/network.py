@@ -4,8 +4,8 @@ may use and its definition, the dims to compare at, random points and the values
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from functools import cached_property
+from collections.abc import Callable, Mapping
+from functools import cached_property, lru_cache
 
 import numpy as np
 from sympy import (
@@ -225,10 +225,17 @@ class NetworkView:
             return element.args[0].name, int(element.args[1]), int(element.args[2])
         out = []
         for element, value in self.constraints.items():
-            used = sorted(value.atoms(MatrixElement), key=str)
-            plain = [Dummy() for _ in used]
-            out.append((where(element), [where(e) for e in used], lambdify(plain, value.xreplace(dict(zip(used, plain))))))
+            used = tuple(sorted(value.atoms(MatrixElement), key=str))
+            out.append((where(element), [where(e) for e in used], _compiled(value, used)))
         return out
+
+
+@lru_cache(maxsize=1024)
+def _compiled(value: Basic, used: tuple) -> Callable:
+    """``value`` as a float function of the entries ``used``: compiled once, not again by each check of
+    the same network (lambdify takes milliseconds, a check draws a handful of points)."""
+    plain = [Dummy() for _ in used]
+    return lambdify(plain, value.xreplace(dict(zip(used, plain))))
 
 
 def entries_of(point: dict, net: NetworkView) -> dict:
