@@ -3,7 +3,7 @@
 For each drawn network (tests/networks.py) ``derive.gradients`` runs with its built-in numeric check,
 and the closed form ``g[W]``, evaluated numerically, must equal
 * PyTorch autograd of the same SymPy loss evaluated with torch ops (tests/evaluator.py),
-* the generated NumPy module (``derive.codegen.to_numpy``), loss and gradients, in float64 (and in
+* the generated NumPy module (``derive.render.module.to_numpy``), loss and gradients, in float64 (and in
   float32 it stays float32),
 * central finite differences of the loss evaluated with NumPy,
 * and, on smaller networks whose explicit expansion is quick, the explicit elementwise derivative
