@@ -6,9 +6,16 @@ gives closed-form gradients (``g[W1]``), the backward steps (``g.steps``), index
 that they agree (``g.verify(dims)``).
 """
 
-from .check import CheckResult, check
-from .codegen import to_numpy
-from .derivation import Derivation, Forward, Verification, gradients
+from . import testing as testing  # derive.testing.assert_gradient
+from .checker.check import check
+from .checker.results import CheckResult
+from .core import truth as truth  # derive.truth.domain: the loss's domain (README)
+from .core.activations import elu, exp, gelu, leaky_relu, log, relu, sigmoid, silu, softplus, tanh
+from .core.derivation import Derivation, Forward, Verification, gradients
+from .core.graph import Step
+from .core.losses import bce, cross_entropy, mse
+from .core.rules import supported
+from .core.softmax import log_softmax, softmax
 from .errors import (
     CodegenError,
     DeriveError,
@@ -25,32 +32,9 @@ from .errors import (
     ShapeError,
     UnsupportedOperation,
 )
-from .functions import (
-    bce,
-    cross_entropy,
-    elu,
-    gelu,
-    leaky_relu,
-    log_softmax,
-    mse,
-    relu,
-    sigmoid,
-    silu,
-    softmax,
-    softplus,
-)
-from .functions import (
-    exp_ as exp,
-)
-from .functions import (
-    log_ as log,
-)
-from .functions import (
-    tanh_ as tanh,
-)
-from .graph import Step
-from .render import to_latex
-from .rules import supported
+from .render.module import to_numpy
+from .render.sheet import to_latex
+from .version import __version__ as __version__
 
 __all__ = [
     "CheckResult",
@@ -93,4 +77,3 @@ __all__ = [
     "to_latex",
     "to_numpy",
 ]
-__version__ = "0.1.0"

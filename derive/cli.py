@@ -25,14 +25,15 @@ import subprocess
 import sys
 import tempfile
 import traceback
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from sympy import Basic, MatrixSymbol
+from sympy import MatrixSymbol
 
-from . import __version__, bench
+from .bench import step as bench
 from .errors import DeriveError, DimsError, LatexError, NetworkFileError, OutputError
-from .render import GENERATED_MARK
+from .examples import Example
+from .render.sheet import GENERATED_MARK
+from .version import __version__
 
 __all__ = ["main"]
 
@@ -62,35 +63,14 @@ Exit status: 0 on success, 2 on a problem with the input or the output folder, 3
 2 bad input (a formula outside the grammar, an unknown parameter), 3 an internal error."""
 
 
-@dataclass(frozen=True)
-class Network:
-    """What the command needs from a built-in example or a network file."""
-
-    name: str
-    title: str
-    source: str
-    loss: Basic
-    wrt: tuple
-    names: dict = field(default_factory=dict)
-    dims: dict = field(default_factory=dict)
-    values: dict = field(default_factory=dict)
-    convention: str = "rows"
-
-    def derive(self):
-        from .derivation import gradients
-        return gradients(self.loss, self.wrt, names=self.names)
-
-
 # --- finding the network -----------------------------------------------------------------------
 
-def load_network(spec: str, convention: str | None = None) -> Network:
+def load_network(spec: str, convention: str | None = None) -> Example:
     """A built-in example by name (in ``convention`` when given), or a network file (any argument
-    that is a path or ends in .py)."""
+    that is a path or ends in .py), as an :class:`~derive.examples.Example`."""
     from .examples import catalogue, get
     if spec in catalogue():
-        e = get(spec, convention)
-        return Network(e.name, e.title, e.source, e.loss, tuple(e.wrt), dict(e.names), dict(e.dims), dict(e.values),
-                       e.convention)
+        return get(spec, convention)
     path = Path(spec)
     if path.suffix == ".py" or os.sep in spec or path.exists():
         network = load_network_file(path)
@@ -102,7 +82,7 @@ def load_network(spec: str, convention: str | None = None) -> Network:
                            "'derive list' shows the built-in ones")
 
 
-def load_network_file(path: Path) -> Network:
+def load_network_file(path: Path) -> Example:
     if not path.is_file():
         raise NetworkFileError(f"network file {str(path)!r} does not exist")
     try:
@@ -127,7 +107,7 @@ def load_network_file(path: Path) -> Network:
     convention = namespace.get("convention", "rows")
     if convention not in CONVENTIONS:
         raise NetworkFileError(f"{path}: convention must be 'rows' or 'columns', got {convention!r}")
-    return Network(path.stem, title, str(path), namespace["loss"], wrt, **optional, convention=convention)
+    return Example(path.stem, title, str(path), namespace["loss"], wrt, **optional, convention=convention)
 
 
 def parse_dims(text: str | None) -> dict:
@@ -196,10 +176,10 @@ def write_atomic(path: Path, data: bytes | str, force: bool) -> Path:
 
 # --- what the command produces ---------------------------------------------------------------------
 
-def sheet_text(network: Network, dims: dict) -> str:
+def sheet_text(network: Example, dims: dict) -> str:
     """The sheet, written out at the given dims, else at the network's own when it has all of them."""
-    from .derivation import normalize_dims
-    from .render import to_latex
+    from .core.dims import normalize_dims
+    from .render.sheet import to_latex
     g = network.derive()
     merged = {**{str(k): v for k, v in network.dims.items()}, **dims}
     try:
@@ -211,9 +191,9 @@ def sheet_text(network: Network, dims: dict) -> str:
     return to_latex(g, title=network.title, source=network.source, dims=merged, values=network.values)
 
 
-def code_text(network: Network) -> str:
+def code_text(network: Example) -> str:
     """The verified NumPy module (its template starts with derive's generated-file line)."""
-    from .codegen import to_numpy
+    from .render.module import to_numpy
     return to_numpy(network.derive(), safe_identifier(network.name))
 
 
@@ -306,24 +286,42 @@ def cmd_build(args) -> int:
     return 2 if failures else 0
 
 
-def build_sheet(network: Network, out_dir: Path, dims: dict, have_tex: bool, force: bool) -> list[Path]:
+def build_sheet(network: Example, out_dir: Path, dims: dict, have_tex: bool, force: bool) -> list[Path]:
     tex = write_atomic(output_path(out_dir, network.name, ".tex"), sheet_text(network, dims), force)
     return [tex, compile_pdf(tex, out_dir, force)] if have_tex else [tex]
 
 
-def build_code(network: Network, out_dir: Path, force: bool) -> list[Path]:
+def build_code(network: Example, out_dir: Path, force: bool) -> list[Path]:
     return [write_atomic(output_path(out_dir, network.name, ".py"), code_text(network), force)]
 
 
+def run_check(network, wrt_name: str, hand_text: str, dims: dict | None = None) -> tuple[int, str]:
+    """``derive check NET --wrt W --hand "..."``: (exit code, text). 0 right, 1 wrong, 2 bad input.
+
+    ``network`` is a built-in example's name, or anything with ``name``, ``loss``, ``wrt`` and
+    ``names`` (an :class:`~derive.examples.Example`, the command's loaded network file).
+    """
+    from .checker import check as checking
+    from .examples import get
+    try:
+        example = get(network) if isinstance(network, str) else network
+        params = {p.name: p for p in example.wrt}
+        if wrt_name not in params:
+            return 2, f"error: {example.name} has no parameter {wrt_name!r}; its parameters: {', '.join(params)}"
+        result = checking.check(hand_text, example.loss, params[wrt_name], names=example.names, dims=dims or None)
+    except DeriveError as error:
+        return 2, f"error: {error}"
+    return (0 if result else 1), result.report()
+
+
 def cmd_check(args) -> int:
-    from .check import run_check
     code, text = run_check(load_network(args.net, args.convention), args.wrt, args.hand, dims=parse_dims(args.dims) or None)
     print(text, file=sys.stderr if code == 2 else sys.stdout)
     return code
 
 
 def cmd_bench(args) -> int:
-    from . import derivation_bench
+    from .bench import derivation as derivation_bench
     if not args.derivation_only:
         bench.thread_limiter(args.threads)  # before the derivation table: say at once what is missing
     table = derivation_bench.full_report(args.repeats or 5)

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import pytest
 
-from .check import CheckResult, recording_failures
+from .checker.check import recording_failures
+from .checker.results import CheckResult
 from .testing import assert_gradient as _assert_gradient
 
 _FAILED_KEY = pytest.StashKey[list]()

@@ -6,7 +6,8 @@ from collections.abc import Mapping
 
 from sympy import Basic
 
-from .check import CheckResult, check
+from .checker.check import check
+from .checker.results import CheckResult
 
 __all__ = ["assert_gradient"]
 

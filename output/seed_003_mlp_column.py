@@ -56,8 +56,8 @@ def forward(params, batch):
     p = softmax(s, axis=0)  # C x 1
     loss = -np.sum(y * log_softmax(s, axis=0))  # scalar
     cache = {
-        'W2': W2,
         'x': x,
+        'W2': W2,
         'y': y,
         'a1': a1,
         'h1': h1,
@@ -68,8 +68,8 @@ def forward(params, batch):
 
 def backward(cache):
     """The gradient of the loss for every parameter, keyed by the parameter's name."""
-    W2 = cache['W2']
     x = cache['x']
+    W2 = cache['W2']
     y = cache['y']
     a1 = cache['a1']
     h1 = cache['h1']

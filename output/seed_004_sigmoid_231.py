@@ -33,8 +33,8 @@ def forward(params, batch):
     loss = ((1/2)/N) * np.sum((z - t) ** 2)  # scalar
     cache = {
         'N': N,
-        'W2': W2,
         'X': X,
+        'W2': W2,
         't': t,
         'h': h,
         'z': z,
@@ -45,8 +45,8 @@ def forward(params, batch):
 def backward(cache):
     """The gradient of the loss for every parameter, keyed by the parameter's name."""
     N = cache['N']
-    W2 = cache['W2']
     X = cache['X']
+    W2 = cache['W2']
     t = cache['t']
     h = cache['h']
     z = cache['z']

@@ -59,25 +59,14 @@ from sympy.matrices import MatrixBase
 from sympy.matrices.expressions.matexpr import MatrixElement
 from sympy.matrices.expressions.slice import MatrixSlice
 
-from derive.canonical import Blocks, Entries
-from derive.functions import (
-    BinaryCrossEntropy,
-    Elementwise,
-    SoftmaxCrossEntropy,
-    SquaredError,
-    elu,
-    exp_,
-    gelu,
-    leaky_relu,
-    log_,
-    log_softmax,
-    relu,
-    sigmoid,
-    silu,
-    softmax,
-    softplus,
-    tanh_,
-)
+from derive.core.activations import elu, gelu, leaky_relu, relu, sigmoid, silu, softplus
+from derive.core.activations import exp as exp_
+from derive.core.activations import log as log_
+from derive.core.activations import tanh as tanh_
+from derive.core.canonical import Blocks, Entries
+from derive.core.elementwise import Elementwise
+from derive.core.losses import BinaryCrossEntropy, SoftmaxCrossEntropy, SquaredError
+from derive.core.softmax import log_softmax, softmax
 
 # Activations with a kink at 0: finite differences across it are meaningless, so the walker records
 # how close their arguments come to 0.
@@ -263,14 +252,17 @@ class Walk:
     dims: dict              # dimension Symbol -> int
     kink_margin: float = math.inf   # smallest |argument| of a kinked activation
     memo: dict = field(default_factory=dict)
+    # a BCE of a sigmoid from its logits (see _of_logits); from the probabilities where a gradient
+    # with respect to the probabilities themselves is wanted (tests/hand_truth.py's dL/dp)
+    logits: bool = True
 
     def size(self, d) -> int:
         return int(d.xreplace(self.dims)) if isinstance(d, Basic) else int(d)
 
     def run(self, expr: Basic):
-        for node in _order(expr, self.memo):
+        for node in _order(expr, self.memo, self.logits):
             if node not in self.memo:
-                self.memo[node] = self.node(node, [self.memo.get(a) for a in _children(node)])
+                self.memo[node] = self.node(node, [self.memo.get(a) for a in _children(node, self.logits)])
         return self.memo[expr]
 
     def node(self, node: Basic, args: list):
@@ -310,7 +302,7 @@ class Walk:
         return total
 
 
-def _children(node: Basic) -> list:
+def _children(node: Basic, logits: bool = True) -> list:
     """What a node's value is computed from: SymPy keeps a BlockMatrix's blocks and an explicit matrix's
     entries inside an explicit matrix, and an index Sum is expanded term by term when it is met."""
     if isinstance(node, BlockMatrix):
@@ -321,7 +313,7 @@ def _children(node: Basic) -> list:
         return []
     if isinstance(node, MatrixSlice):
         return [node.parent]  # the bounds are read off the node
-    if _of_logits(node):
+    if logits and _of_logits(node):
         return [node.args[0].args[0], *node.args[1:]]
     return list(node.args)
 
@@ -333,7 +325,7 @@ def _of_logits(node: Basic) -> bool:
     return isinstance(node, BinaryCrossEntropy) and isinstance(node.args[0], sigmoid)
 
 
-def _order(root: Basic, done: dict) -> list:
+def _order(root: Basic, done: dict, logits: bool = True) -> list:
     """Every node below ``root`` once, after its children (iterative post-order)."""
     order, seen, stack = [], set(), [(root, False)]
     while stack:
@@ -343,7 +335,7 @@ def _order(root: Basic, done: dict) -> list:
         elif node not in seen and node not in done:
             seen.add(node)
             stack.append((node, True))
-            stack.extend((child, False) for child in reversed(_children(node)))
+            stack.extend((child, False) for child in reversed(_children(node, logits)))
     return order
 
 
@@ -424,7 +416,7 @@ def _squared_error(walk, node, args):
 
 def _bce(walk, node, args):
     p, y, scale = args
-    return scale * (walk.ops.bce_logits(p, y) if _of_logits(node) else walk.ops.bce(p, y))
+    return scale * (walk.ops.bce_logits(p, y) if walk.logits and _of_logits(node) else walk.ops.bce(p, y))
 
 
 def _cross_entropy(walk, node, args):
@@ -501,3 +493,15 @@ def torch_gradients(loss: Basic, values: dict, dims: dict, names: list[str]) -> 
     grads = torch.autograd.grad(value, [leaves[n] for n in names], allow_unused=True)
     return float(value.detach()), {n: (np.zeros_like(values[n]) if g is None else g.detach().numpy())
                           for n, g in zip(names, grads)}
+
+
+def torch_loss_and_grads(loss: Basic, params: dict, batch: dict, dims: dict) -> tuple[float, dict]:
+    """The loss and d loss / d param for every param, by PyTorch autograd in float64 (a 1 x 1 loss read
+    as a scalar)."""
+    ops = TorchOps()
+    torch = ops.torch
+    leaves = {k: torch.tensor(v, dtype=torch.float64, requires_grad=k in params) for k, v in {**params, **batch}.items()}
+    value = evaluate(loss, leaves, dims, ops).reshape(())
+    grads = torch.autograd.grad(value, [leaves[k] for k in params], allow_unused=True)
+    return float(value.detach()), {k: (np.zeros_like(params[k]) if g is None else g.detach().numpy())
+                                   for k, g in zip(params, grads)}

@@ -15,10 +15,13 @@ from __future__ import annotations
 import numpy as np
 from sympy import Basic, MatrixSymbol, S, primerange
 
-from derive.check import Network
-from derive.functions import BinaryCrossEntropy, Loss, SoftmaxCrossEntropy
-from derive.graph import Adjoint, Intermediate, topological_order
-from derive.parse import HandShapeError, parse, to_sympy
+from derive.checker.formula import HandShapeError
+from derive.checker.grammar import parse
+from derive.checker.meaning import to_sympy
+from derive.checker.network import NetworkView
+from derive.core.graph import topological_order
+from derive.core.losses import BinaryCrossEntropy, Loss, SoftmaxCrossEntropy
+from derive.core.symbols import Intermediate, LossGradient
 
 from .evaluator import TorchOps, Walk, evaluate
 
@@ -39,7 +42,7 @@ class HandTruth:
 
     def __init__(self, loss: Basic, param: MatrixSymbol, names=None, points: int = 3, seed: int = 20):
         self.loss, self.param = loss, param
-        self.net = Network(loss, param, names, None)     # the names a text may use, nothing more
+        self.net = NetworkView(loss, param, names, None)     # the names a text may use, nothing more
         self.dims = independent_dims(loss)
         quantities = {}
         for derivation in (self.net.g, self.net.everything):
@@ -48,9 +51,9 @@ class HandTruth:
         leaves = sorted({s for s in topological_order(loss) if type(s) is MatrixSymbol}, key=lambda s: s.name)
         rng = np.random.default_rng(seed)
         self.values = [self._named_values(self._random_leaves(rng, leaves), quantities, leaves) for _ in range(points)]
-        self.rename = {s: MatrixSymbol(f"{'d' if isinstance(s, Adjoint) else 'q'}:{s.name}", *s.shape)
+        self.rename = {s: MatrixSymbol(f"{'d' if isinstance(s, LossGradient) else 'q'}:{s.name}", *s.shape)
                        for s in [*self.net.scope.symbols.values(), *self.net.scope.gradients.values()]
-                       if isinstance(s, (Intermediate, Adjoint))}
+                       if isinstance(s, (Intermediate, LossGradient))}
 
     def _random_leaves(self, rng, leaves) -> dict:
         values = {s.name: rng.uniform(-1, 1, size=tuple(int(d.xreplace(self.dims)) for d in s.shape)) for s in leaves}
@@ -69,7 +72,9 @@ class HandTruth:
         torch.set_num_threads(1)    # matrices of a few dozen entries: threads only cost time
         try:
             tensors = {k: torch.tensor(v, dtype=torch.float64, requires_grad=True) for k, v in values.items()}
-            walk = Walk(TorchOps(), tensors, self.dims)
+            # from the probabilities: dL/dp of a BCE of p = sigmoid(z) is a gradient a hand may name
+            # (the points are far from the sigmoid's saturation)
+            walk = Walk(TorchOps(), tensors, self.dims, logits=False)
             loss = walk.run(self.loss)
             wrt = {f"d:{s.name}": tensors[s.name] for s in leaves}
             wrt.update({f"d:{q}": walk.memo[e] for q, e in quantities.items() if e in walk.memo})

@@ -9,7 +9,7 @@ import pytest
 
 from derive import cli
 from derive.examples import catalogue, get
-from derive.render import GENERATED_MARK, to_latex
+from derive.render.sheet import GENERATED_MARK, to_latex
 
 EXAMPLES = list(catalogue())
 
@@ -126,8 +126,8 @@ INTERNAL_ERRORS = [
     ("sheet", ["sheet", "seed_000_bce"], "derive.cli", "sheet_text"),
     ("code", ["code", "seed_000_bce"], "derive.cli", "code_text"),
     ("build", ["build"], "derive.cli", "build_sheet"),
-    ("check", ["check", "seed_000_bce", "--wrt", "w2", "--hand", "h^T dL/dz"], "derive.check", "check"),
-    ("bench", ["bench", "--derivation-only"], "derive.derivation_bench", "full_report"),
+    ("check", ["check", "seed_000_bce", "--wrt", "w2", "--hand", "h^T dL/dz"], "derive.checker.check", "check"),
+    ("bench", ["bench", "--derivation-only"], "derive.bench.derivation", "full_report"),
 ]
 
 
@@ -215,7 +215,7 @@ def test_build_without_tex_says_pdfs_are_skipped(monkeypatch, tmp_path, capsys):
     for name in subset:
         assert GENERATED_MARK in (tmp_path / f"{name}.tex").read_text().splitlines()[0]
         assert not (tmp_path / f"{name}.pdf").exists()
-    if importlib.util.find_spec("derive.codegen") is None:
+    if importlib.util.find_spec("derive.render.module") is None:
         assert code == 2 and "NumPy code generation is not available" in err
     else:
         assert code == 0

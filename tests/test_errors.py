@@ -32,7 +32,7 @@ from sympy.matrices.expressions.slice import MatrixSlice
 
 import derive
 from derive import cli, mse, relu
-from derive.check import check as check_hand
+from derive.checker.check import check as check_hand
 from derive.errors import (
     DeriveError,
     DimsError,

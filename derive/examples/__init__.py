@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from sympy import Basic, MatrixSymbol
 
-from ..derivation import Derivation, gradients
+from ..core.derivation import Derivation, gradients
 from ..errors import DeriveError
 
 MODULES = ("seed_000", "seed_001", "seed_002", "seed_003", "seed_004", "mlp3", "residual")

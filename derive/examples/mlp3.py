@@ -4,7 +4,10 @@
 
 from sympy import MatrixSymbol, OneMatrix, Rational, Symbol
 
-from ..functions import cross_entropy, elu, gelu, leaky_relu, relu, sigmoid, silu, softmax, tanh_
+from ..core.activations import elu, gelu, leaky_relu, relu, sigmoid, silu
+from ..core.activations import tanh as tanh_
+from ..core.losses import cross_entropy
+from ..core.softmax import softmax
 from . import Example
 
 N, D, H, C = (Symbol(n, integer=True, positive=True) for n in ("N", "D", "H", "C"))

@@ -1,7 +1,7 @@
 """Beyond the notes: a residual block, H2 = H1 + relu(H1 W2 + 1 b2), so H1 reaches the loss along
 two paths whose gradients add up; softmax cross-entropy on top. Also in the column convention."""
 
-from ..functions import relu
+from ..core.activations import relu
 from . import Example
 from .mlp3 import DIMS, Layers
 

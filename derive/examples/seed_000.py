@@ -2,7 +2,8 @@
 
 from sympy import MatrixSymbol, OneMatrix, Symbol
 
-from ..functions import bce, relu, sigmoid
+from ..core.activations import relu, sigmoid
+from ..core.losses import bce
 from . import Example
 
 N = Symbol("N", integer=True, positive=True)

@@ -3,7 +3,8 @@ and the same with a sigmoid between them. Rows are examples."""
 
 from sympy import MatrixSymbol, OneMatrix, Symbol
 
-from ..functions import mse, sigmoid
+from ..core.activations import sigmoid
+from ..core.losses import mse
 from . import Example
 
 N = Symbol("N", integer=True, positive=True)

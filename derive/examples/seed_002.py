@@ -3,7 +3,7 @@ which one input reaches the output along two paths. Scalars are 1 x 1 matrices."
 
 from sympy import MatrixSymbol
 
-from ..functions import sigmoid
+from ..core.activations import sigmoid
 from . import Example
 
 w0, x0, w1, x1, w2 = (MatrixSymbol(n, 1, 1) for n in ("w0", "x0", "w1", "x1", "w2"))

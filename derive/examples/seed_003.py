@@ -5,7 +5,9 @@ a1 = W1 x + b1, h1 = relu(a1), s = W2 h1 + b2, p = softmax(s), L = -sum y log p.
 
 from sympy import MatrixSymbol, Symbol
 
-from ..functions import cross_entropy, relu, softmax
+from ..core.activations import relu
+from ..core.losses import cross_entropy
+from ..core.softmax import softmax
 from . import Example
 
 D, H, C = (Symbol(n, integer=True, positive=True) for n in ("D", "H", "C"))

@@ -2,7 +2,8 @@
 
 from sympy import MatrixSymbol, OneMatrix, Symbol
 
-from ..functions import mse, sigmoid
+from ..core.activations import sigmoid
+from ..core.losses import mse
 from . import Example
 
 N = Symbol("N", integer=True, positive=True)

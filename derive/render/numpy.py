@@ -1,0 +1,563 @@
+"""The NumPy printer: SymPy's, subclassed to write the code of :func:`derive.render.module.to_numpy`.
+
+Expressions come from a derivation in compact form: Intermediate symbols (Z_1) are cached forward
+values, LossGradient symbols (dL/dZ_1) are upstream gradients computed earlier in the backward
+pass. The printer never differentiates; it only chooses a cheap, numerically stable NumPy spelling:
+``@`` and ``.T``, ``1^T G`` as a column sum, the cheapest association of a matrix chain, each
+activation's forms from its record, stable losses, user names mangled into safe identifiers
+(:mod:`.identifiers`). It tracks the shape of every array it prints (a :class:`~.layout.Layout`):
+a broadcast ``1 b`` prints as the row ``b``, and only the operations that broadcast it back (a sum,
+a Hadamard product, a product's outer side) receive it so; everything else receives its declared
+shape.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from sympy import (
+    Basic,
+    Expr,
+    HadamardPower,
+    HadamardProduct,
+    Identity,
+    Integer,
+    MatAdd,
+    MatMul,
+    MatrixExpr,
+    MatrixSymbol,
+    OneMatrix,
+    Rational,
+    S,
+    Symbol,
+    Transpose,
+    ZeroMatrix,
+)
+from sympy.matrices.expressions.matexpr import MatrixElement
+from sympy.matrices.expressions.slice import MatrixSlice
+from sympy.printing.numpy import NumPyPrinter
+
+from ..core.activations import sigmoid
+from ..core.canonical import Blocks, Entries
+from ..core.elementwise import Elementwise, record_of, scalar_record
+from ..core.losses import BinaryCrossEntropy, SoftmaxCrossEntropy, SquaredError
+from ..core.softmax import log_softmax, softmax
+from . import runtime
+from .identifiers import Identifiers
+from .layout import FULL, Layout, Operand, combined, size
+
+__all__ = ["DeriveNumPyPrinter"]
+
+
+class DeriveNumPyPrinter(NumPyPrinter):
+    """NumPy code for derive's expressions: ``@``, ``.T``, column sums, stable activations and losses.
+
+    ``identifiers`` gives Python names for symbols (see :class:`Identifiers`); ``definitions`` maps
+    a named quantity to its definition, so a binary cross-entropy on ``p = sigmoid(z)`` can be
+    computed from the logits ``z``. ``helpers`` collects the runtime helpers (:mod:`derive.render.runtime`) the printed code calls.
+
+    Every printed matrix has a :class:`Layout` (:meth:`layout`): a ones-matrix product ``1 b`` prints
+    as the row ``b``, a sum of such rows stays a row, a 1 x 1 identity or ``t[0, 0] I_1`` prints as a
+    scalar. Only the node types in ``_READS_LAYOUTS`` receive such arrays and account for them (a
+    product whose shared axis is broadcast multiplies by a sum instead); every other node (trace,
+    inverse, softmax, losses, SymPy's own printers) receives its operands at their declared shapes,
+    and :meth:`full` gives a statement's value at its declared shape.
+    """
+
+    # Nodes whose printers read their operands' layouts: elementwise combinations broadcast, a
+    # product handles a broadcast factor, an entry is read off a broadcast array.
+    _READS_LAYOUTS = (MatMul, MatAdd, Transpose, HadamardProduct, HadamardPower, MatrixElement, Elementwise)
+
+    def __init__(self, identifiers: Identifiers | None = None, definitions: Mapping | None = None, settings=None,
+                 dtype: str | None = None):
+        super().__init__(settings or {})
+        self.identifiers = identifiers or Identifiers()
+        self.definitions = dict(definitions or {})
+        self.helpers: set[str] = set()
+        self._placeholders: dict[Symbol, str] = {}
+        # the name of a variable holding the parameters' dtype: constant matrices (I) take it, so that
+        # float32 stays float32 through the products they enter; None: NumPy's default, float64
+        self.dtype = dtype
+        self.uses_dtype = False
+        self._layouts: dict[Basic, Layout] = {}   # the printed matrices that are not at their declared shape
+        self._readers: list[bool] = []            # whether each node being printed reads its operands' layouts
+
+    # --- layouts -----------------------------------------------------------------------------
+
+    def _print(self, expr, **kwargs):
+        if isinstance(expr, Expr) and not isinstance(expr, (MatrixExpr, Rational)) and expr.is_number:
+            value = complex(expr)
+            if value.imag == 0:
+                return repr(value.real)  # a Python float: never promotes a float32 array
+        parent_reads_layouts = self._readers[-1] if self._readers else True
+        self._readers.append(isinstance(expr, self._READS_LAYOUTS))
+        try:
+            # an activation prints by its record even where SymPy has a printer of that name (tanh, exp)
+            code = self._print_Elementwise(expr) if isinstance(expr, Elementwise) else super()._print(expr, **kwargs)
+        finally:
+            self._readers.pop()
+        if not parent_reads_layouts and isinstance(expr, MatrixExpr) and not self.layout(expr).full:
+            return self._broadcast(expr, code)
+        return code
+
+    def layout(self, expr) -> Layout:
+        """The layout of the array this printer printed for ``expr`` (declared, if not printed yet)."""
+        return self._layouts.get(expr, FULL)
+
+    def layout_of(self, expr) -> Layout:
+        """The layout of the array printed for ``expr``, printing it."""
+        self._print(expr)
+        return self.layout(expr)
+
+    def _laid_out(self, expr, code: str, layout: Layout) -> str:
+        if layout.full:
+            self._layouts.pop(expr, None)
+        else:
+            self._layouts[expr] = layout
+        return code
+
+    def full(self, expr, writable: bool = False) -> str:
+        """The code of ``expr`` as an array of its declared shape (the value of a statement); with
+        ``writable``, never a read-only view (a gradient handed to the caller)."""
+        code = self._print(expr)
+        if not isinstance(expr, MatrixExpr) or self.layout(expr).full:
+            return code
+        if writable and not self.layout(expr).scalar:
+            return f"{self._broadcast(expr, code)}.copy()"
+        return self._broadcast(expr, code)
+
+    def _broadcast(self, expr, code: str) -> str:
+        """``code``, printed with a smaller layout, as an array of ``expr``'s declared shape: a view of
+        the row (or column) repeated, or for a 0-d value a new array of it."""
+        shape = f"({self._print(expr.rows)}, {self._print(expr.cols)})"
+        if not self.layout(expr).scalar:
+            return f"np.broadcast_to({code}, {shape})"
+        if expr.atoms(MatrixSymbol) or self.dtype is None:
+            return f"np.full({shape}, {code})"  # the dtype of the value
+        # a constant (a Python number): made in the parameters' dtype, so a constant gradient keeps float32
+        self.uses_dtype = True
+        return f"np.full({shape}, {code}, dtype={self.dtype})"
+
+    # --- names and numbers -------------------------------------------------------------------
+
+    def _module_format(self, fqn, register=True):
+        if fqn.startswith("numpy."):
+            return "np." + fqn[len("numpy."):]
+        if fqn.startswith("scipy.special."):
+            self.helpers.add("scipy")
+        return fqn
+
+    def _print_Pow(self, expr, rational=False):
+        base, power = expr.args
+        if isinstance(expr.base, MatrixExpr) or not power.is_Integer:
+            return super()._print_Pow(expr, rational)
+        if power == -1:
+            return f"1/{self._scalar(base)}"
+        return f"{self._scalar(base)}**{self._scalar(power)}"
+
+    def _print_Symbol(self, expr):
+        if expr in self._placeholders:
+            return self._placeholders[expr]
+        return self.identifiers("dim", expr.name)
+
+    def _print_MatrixSymbol(self, expr):
+        return self.identifiers("value", expr.name)
+
+    def _print_Intermediate(self, expr):
+        return self.identifiers("value", expr.name)
+
+    def _print_LossGradient(self, expr):
+        return self.identifiers("adjoint", expr.name)
+
+    def _print_Identity(self, expr):
+        if expr.rows == 1:
+            # a 1 x 1 factor multiplies by broadcasting (see _pair); a scalar of the parameters' dtype
+            if self.dtype is None:
+                return self._laid_out(expr, "1", Layout(scalar=True))
+            self.uses_dtype = True
+            return self._laid_out(expr, f"{self.dtype}.type(1)", Layout(scalar=True))
+        return self._eye(expr.rows)
+
+    def _eye(self, size) -> str:
+        if self.dtype is None:
+            return f"np.eye({self._print(size)})"
+        self.uses_dtype = True
+        return f"np.eye({self._print(size)}, dtype={self.dtype})"
+
+    def _print_OneMatrix(self, expr):
+        # stands in a sum or Hadamard product, where it broadcasts
+        return self._laid_out(expr, "1", Layout.of(expr.shape, scalar=True))
+
+    def _print_ZeroMatrix(self, expr):
+        return self._laid_out(expr, "0", Layout.of(expr.shape, scalar=True))
+
+    # --- linear algebra ----------------------------------------------------------------------
+
+    def _atomic(self, expr) -> bool:
+        # names, numbers and function calls need no parentheses around them
+        if isinstance(expr, Transpose):
+            return self._atomic(expr.arg)
+        return isinstance(expr, (MatrixSymbol, OneMatrix, Identity, ZeroMatrix, Symbol, Integer, Elementwise,
+                                 softmax, log_softmax, Blocks, Entries, MatrixSlice))
+
+    def _wrap(self, expr) -> str:
+        code = self._print(expr)
+        return code if self._atomic(expr) else f"({code})"
+
+    def _print_Transpose(self, expr):
+        code, layout = self._print(expr.arg), self.layout(expr.arg)
+        if expr.shape == (1, 1) or layout.scalar:
+            # itself; and the 1 x 1 identity prints as 1, which has no .T
+            return self._laid_out(expr, code, layout.transposed())
+        wrapped = code if self._atomic(expr.arg) else f"({code})"
+        return self._laid_out(expr, f"{wrapped}.T", layout.transposed())
+
+    def _print_MatAdd(self, expr):
+        parts, layouts = [], []
+        # broadcast terms (a bias 1 b) last: the sum then starts from a full-size array
+        # and subtracted terms after added ones: 1 - f rather than -f + 1
+        for term in sorted(expr.args, key=lambda t: (_is_broadcast(t) and not isinstance(t, OneMatrix),
+                                                      _split_coeff(t)[0] == -1)):
+            coeff, rest = _split_coeff(term)
+            if coeff == -1:
+                parts.append(("-", self._print_term(rest)))
+                layouts.append(self.layout(rest))
+            else:
+                parts.append(("+", self._print_term(term)))
+                layouts.append(self.layout(term))
+        first_sign, first = parts[0]
+        code = ("-" if first_sign == "-" else "") + first
+        for sign, part in parts[1:]:
+            code += f" {sign} {part}"
+        return self._laid_out(expr, code, combined(layouts))
+
+    def _print_term(self, term) -> str:
+        return self._wrap(term) if isinstance(term, MatAdd) else self._print(term)
+
+    def _print_MatMul(self, expr):
+        coeff, _ = _split_coeff(expr)
+        matrices = [a for a in expr.args if isinstance(a, MatrixExpr) and not isinstance(a, Identity)]
+        if not matrices:
+            # c I: the gradient of a trace's argument; it stays a matrix, for the products it enters
+            identity = next((a for a in expr.args if isinstance(a, Identity)), None)
+            if identity is None:
+                return self._print(coeff) if coeff != 1 else "1"
+            eye = self._print(identity)
+            code = eye if coeff == 1 else f"{self._scalar(coeff)} * {eye}"
+            return self._laid_out(expr, code, self.layout(identity))
+        product = self._chain([self._operand(m) for m in matrices])
+        if coeff == 1:
+            code = product.code
+        elif coeff == -1:
+            code = f"-{product.wrapped()}"
+        else:
+            code = f"{self._scalar(coeff)} * {product.wrapped()}"
+        return self._laid_out(expr, code, product.layout)
+
+    def _scalar(self, coeff) -> str:
+        code = self._print(coeff)
+        return code if re.fullmatch(r"[\w.]+", code) else f"({code})"
+
+    def _operand(self, matrix) -> Operand:
+        code = self._print(matrix)
+        return Operand(code, matrix.rows, matrix.cols, self.layout(matrix), isinstance(matrix, OneMatrix),
+                        self._atomic(matrix))
+
+    def _chain(self, operands: list[Operand]) -> Operand:
+        """The cheapest association of a product chain (dynamic programming over split points)."""
+        n = len(operands)
+        best: dict[tuple[int, int], tuple[int, Operand]] = {(i, i): (0, operands[i]) for i in range(n)}
+        for length in range(2, n + 1):
+            for i in range(n - length + 1):
+                j = i + length - 1
+                options = []
+                for k in range(i, j):
+                    (cost_l, left), (cost_r, right) = best[(i, k)], best[(k + 1, j)]
+                    cost, joined = self._pair(left, right)
+                    options.append((cost_l + cost_r + cost, k, joined))
+                cost, _, joined = min(options, key=lambda o: (o[0], o[1]))
+                best[(i, j)] = (cost, joined)
+        return best[(0, n - 1)][1]
+
+    def _pair(self, left: Operand, right: Operand) -> tuple[int, Operand]:
+        """One product, with ones-matrices read as sums (1^T G sums G's rows, G 1 its columns) and
+        broadcast factors read as what they stand for (the rows of a row-broadcast G are all equal,
+        so 1^T G is its row times their count)."""
+        rows, cols, inner = left.rows, right.cols, left.cols
+        if left.ones and right.ones:
+            return 0, Operand(self._scalar(inner), rows, cols, Layout.of((rows, cols), scalar=True))
+        if left.ones:
+            # 1_(m x n) G: every row of the result is the column sum of G (broadcast when m > 1)
+            code, layout, atomic = self._sum_rows(right)
+            return (size(right.rows) * size(right.cols),
+                    Operand(code, rows, cols, Layout.of((rows, cols), True, layout.cols, layout.scalar), atomic=atomic))
+        if right.ones:
+            code, layout, atomic = self._sum_cols(left)
+            return (size(left.rows) * size(left.cols),
+                    Operand(code, rows, cols, Layout.of((rows, cols), layout.rows, True, layout.scalar), atomic=atomic))
+        cost = size(left.rows) * size(left.cols) * size(right.cols)
+        outer = (left.layout.rows, right.layout.cols)
+        if inner == 1 and ((left.rows, left.cols) == (1, 1) or (right.rows, right.cols) == (1, 1)
+                           or left.layout.scalar or right.layout.scalar):
+            # a product with a 1 x 1 factor (or a 0-d one) is a broadcast product, and takes the 1 x 1
+            # identity printed as 1
+            layout = Layout.of((rows, cols), *outer, left.layout.scalar and right.layout.scalar)
+            return cost, Operand(f"{left.wrapped()} * {right.wrapped()}", rows, cols, layout, atomic=False)
+        if inner != 1 and left.layout.cols and right.layout.rows:
+            # every entry of each row of left is equal, and of each column of right: inner terms alike
+            layout = Layout.of((rows, cols), *outer, left.layout.scalar and right.layout.scalar)
+            code = f"{self._scalar(inner)} * {left.wrapped()} * {right.wrapped()}"
+            return cost, Operand(code, rows, cols, layout, atomic=False)
+        if inner != 1 and left.layout.cols:
+            # L 1 l^T-like: each row of left is one value, times the column sums of right
+            code = f"{left.wrapped()} * {right.wrapped()}.sum(axis=0, keepdims=True)"
+            return cost, Operand(code, rows, cols, Layout.of((rows, cols), *outer), atomic=False)
+        if inner != 1 and right.layout.rows:
+            code = f"{left.wrapped()}.sum(axis=1, keepdims=True) * {right.wrapped()}"
+            return cost, Operand(code, rows, cols, Layout.of((rows, cols), *outer), atomic=False)
+        return cost, Operand(f"{left.wrapped()} @ {right.wrapped()}", rows, cols, Layout.of((rows, cols), *outer),
+                              atomic=False)
+
+    def _sum_rows(self, operand: Operand) -> tuple[str, Layout, bool]:
+        """The column sums of ``operand`` as a row: (code, its layout, atomic)."""
+        if operand.rows == 1:
+            return operand.code, operand.layout, operand.atomic
+        if operand.layout.rows:
+            # its rows are all equal: their sum is the one row times their number
+            return f"{self._scalar(operand.rows)} * {operand.wrapped()}", operand.layout, False
+        return f"{operand.wrapped()}.sum(axis=0, keepdims=True)", operand.layout, False
+
+    def _sum_cols(self, operand: Operand) -> tuple[str, Layout, bool]:
+        """The row sums of ``operand`` as a column: (code, its layout, atomic)."""
+        if operand.cols == 1:
+            return operand.code, operand.layout, operand.atomic
+        if operand.layout.cols:
+            return f"{self._scalar(operand.cols)} * {operand.wrapped()}", operand.layout, False
+        return f"{operand.wrapped()}.sum(axis=1, keepdims=True)", operand.layout, False
+
+    def _print_HadamardProduct(self, expr):
+        factors, layouts = [], []
+        # ones (and the 1 x 1 identity) are the unit of the Hadamard product; a larger I is a mask
+        args = [a for a in expr.args if not isinstance(a, OneMatrix) and not (isinstance(a, Identity) and a.rows == 1)]
+        for arg in args or [expr.args[0]]:
+            mask = self._mask(arg)
+            if mask is not None:
+                factors.append(f"({mask})")  # a boolean mask multiplies in one pass
+                layouts.append(self.layout(arg.arg))
+            else:
+                factors.append(self._wrap(arg))
+                layouts.append(self.layout(arg))
+        return self._laid_out(expr, " * ".join(factors), combined(layouts))
+
+    def _mask(self, factor) -> str | None:
+        """f'(A) as a boolean mask (relu': A > 0), where its record has one and A is a name."""
+        if not isinstance(factor, Elementwise) or not self._atomic(factor.arg):
+            return None
+        record, prime = record_of(type(factor))
+        if not prime or record.numpy_mask is None:
+            return None
+        return record.numpy_mask.format(a=self._print(factor.arg))
+
+    def _print_HadamardPower(self, expr):
+        base, power = expr.args
+        if power == -1:
+            code = f"1 / {self._wrap(base)}"
+        else:
+            code = f"{self._wrap(base)} ** {self._scalar(power)}"
+        return self._laid_out(expr, code, self.layout(base))
+
+    def _print_MatrixElement(self, expr):
+        matrix, i, j = expr.args
+        code, layout = self._wrap(matrix), self.layout(matrix)
+        if layout.scalar:
+            return code  # every entry is the value itself
+        # along a broadcast axis every index reads the one row (or column) printed
+        return f"{code}[{self._print(S.Zero if layout.rows else i)}, {self._print(S.Zero if layout.cols else j)}]"
+
+    def _print_MatrixSlice(self, expr):
+        parent, rows, cols = expr.args
+        return f"{self._wrap(parent)}[{self._span(rows)}, {self._span(cols)}]"
+
+    def _span(self, span) -> str:
+        start, stop, _ = span
+        return f"{'' if start == 0 else self._print(start)}:{self._print(stop)}"
+
+    def _print_Blocks(self, expr):
+        rows = ", ".join("[" + ", ".join(self._block(b) for b in row) + "]" for row in expr.grid)
+        return f"np.block([{rows}])"
+
+    def _block(self, block) -> str:
+        """A block as a full 2-d array: np.block cannot broadcast, and constants print as scalars elsewhere."""
+        shape = f"({self._print(block.rows)}, {self._print(block.cols)})"
+        if isinstance(block, (OneMatrix, ZeroMatrix)):
+            return f"np.{'ones' if isinstance(block, OneMatrix) else 'zeros'}({shape}{self._dtype_argument()})"
+        if isinstance(block, Identity):
+            return self._eye(block.rows)
+        if isinstance(block, MatrixSymbol):
+            return self._print(block)
+        return f"np.broadcast_to({self._print(block)}, {shape})"
+
+    def _dtype_argument(self) -> str:
+        if self.dtype is None:
+            return ""
+        self.uses_dtype = True
+        return f", dtype={self.dtype}"
+
+    def _print_Entries(self, expr):
+        rows = ", ".join("[" + ", ".join(self._print(e) for e in row) + "]" for row in expr.rows_of_entries)
+        return f"np.array([{rows}]{self._dtype_argument() or ', dtype=float'})"
+
+    def _print_Trace(self, expr):
+        return f"np.trace({self._print(expr.arg)})"
+
+    def _print_Determinant(self, expr):
+        return f"np.linalg.det({self._print(expr.arg)})"
+
+    def _print_Inverse(self, expr):
+        return f"np.linalg.inv({self._print(expr.arg)})"
+
+    # --- elementwise functions, softmax --------------------------------------------------------
+
+    def _print_Elementwise(self, expr):
+        # f of a broadcast row is the broadcast row of f: the layout passes through
+        record, prime = record_of(type(expr))
+        form = record.numpy_prime if prime else record.numpy
+        argument, layout = self._argument(expr.arg)
+        if form is None:
+            return self._laid_out(expr, self._generic_elementwise(expr, argument), layout)
+        self._use_helpers(form)
+        params = {f"p{k}": self._scalar(p) for k, p in enumerate(expr.params)}
+        # arguments are names in practice (the deriver names every activation's input)
+        return self._laid_out(expr, form.format(a=argument, **params), layout)
+
+    def _argument(self, arg) -> tuple[str, Layout]:
+        """An elementwise function's argument and its layout; an array (the forms read its dtype), so
+        a 0-d value is made the array it stands for."""
+        code = self._wrap(arg)
+        if self.layout(arg).scalar:
+            return self.full(arg), FULL
+        return code, self.layout(arg)
+
+    def times_in_place(self, target: str, factor) -> tuple[str, str] | None:
+        """(operator, code) that multiply the array ``target`` by ``factor`` in place with no temporary
+        of its size and dtype (``dZ *= Z > 0``, ``dZ = gelu_prime(Z, times=dZ)``); None if none can."""
+        if not isinstance(factor, Elementwise):
+            return None
+        record, prime = record_of(type(factor))
+        forms = record.numpy_in_place if prime else None
+        if forms is None or not self._atomic(factor.arg) or not self.layout_of(factor.arg).full:
+            return None
+        op, form, with_value = forms
+        value = self._cached_value(factor) if with_value else None
+        form = form if value is None else with_value
+        self._use_helpers(form)
+        return op, form.format(a=self._print(factor.arg), target=target, value=value)
+
+    def _cached_value(self, prime) -> str | None:
+        """The name of the forward quantity defined as f(A), for the derivative f'(A), if there is one."""
+        for symbol, definition in self.definitions.items():
+            if (type(definition) is prime.of and definition.arg == prime.arg
+                    and definition.params == prime.params):
+                return self._print(symbol)
+        return None
+
+    def _use_helpers(self, form: str) -> None:
+        calls = [h for h in re.findall(r"(?<![\w.])(\w+)\(", form) if h in runtime.HELPERS]
+        self.helpers.update(runtime.closure(calls))
+        if "scipy." in form:
+            self.helpers.add("scipy")
+
+    def _generic_elementwise(self, expr, argument: str):
+        """f(A) for an elementwise function without a hand-written form: the scalar f, printed."""
+        placeholder = Symbol("a")
+        body = expr.scalar(placeholder, *expr.params)
+        self._placeholders[placeholder] = argument
+        try:
+            return f"({self._print(body)})"
+        finally:
+            del self._placeholders[placeholder]
+
+    def _print_Function(self, expr):
+        # an activation's scalar function (met where a closed form has scalar entries): its record's form
+        record = scalar_record(type(expr))
+        if record is None:
+            return super()._print_Function(expr)
+        x, *params = expr.args
+        code = self._print(x)
+        argument = code if re.fullmatch(r"[\w.]+(\[[^\]]*\])?", code) else f"({code})"
+        self._use_helpers(record.numpy)
+        return record.numpy.format(a=argument, **{f"p{k}": self._scalar(p) for k, p in enumerate(params)})
+
+    def _print_Indicator(self, expr):
+        # relu'(x) = 1 for x > 0, else 0 (SymPy prints Heaviside through Piecewise, seconds per call)
+        return f"np.heaviside({self._print(expr.args[0])}, 0.0)"
+
+    def _print_NormalCdf(self, expr):
+        self.helpers.add("scipy")
+        return f"(0.5*(1 + scipy.special.erf(({self._print(expr.args[0])})/{2 ** 0.5!r})))"
+
+    def _print_softmax(self, expr):
+        self.helpers.add("softmax")
+        return f"softmax({self._print(expr.arg)}, axis={expr.axis})"
+
+    def _print_log_softmax(self, expr):
+        self.helpers.add("log_softmax")
+        return f"log_softmax({self._print(expr.arg)}, axis={expr.axis})"
+
+    # --- losses --------------------------------------------------------------------------------
+
+    def _print_SquaredError(self, expr: SquaredError):
+        residual = f"{self._wrap(expr.prediction)} - {self._wrap(expr.target)}"
+        return f"{self._scalar(expr.scale)} * np.sum(({residual}) ** 2)"
+
+    def _print_BinaryCrossEntropy(self, expr: BinaryCrossEntropy):
+        logits = self._logits_of(expr.prediction)
+        y = self._wrap(expr.target)
+        if logits is not None:
+            # -(y log s(z) + (1 - y) log(1 - s(z))) = softplus(z) - y z: finite for any logits
+            z = self._wrap(logits)
+            return f"{self._scalar(expr.scale)} * np.sum(np.logaddexp(0, {z}) - {y} * {z})"
+        self.helpers.add("binary_cross_entropy")
+        return f"{self._scalar(expr.scale)} * np.sum(binary_cross_entropy({self._print(expr.prediction)}, {y}))"
+
+    def _logits_of(self, prediction) -> Basic | None:
+        definition = self.definitions.get(prediction, prediction)
+        return definition.arg if isinstance(definition, sigmoid) else None
+
+    def target_check(self, expr: SoftmaxCrossEntropy) -> str:
+        """The statement refusing targets that break the declaration targets_sum_to_one=True."""
+        self.helpers.add("check_targets")
+        return f"check_targets({self._print(expr.target)}, axis={expr.axis}, name={str(expr.target)!r})"
+
+    def _print_SoftmaxCrossEntropy(self, expr: SoftmaxCrossEntropy):
+        self.helpers.add("log_softmax")
+        log_p = f"log_softmax({self._print(expr.prediction)}, axis={expr.axis})"
+        scale = "" if expr.scale == 1 else f"{self._scalar(expr.scale)} * "
+        return f"-{scale}np.sum({self._wrap(expr.target)} * {log_p})"
+
+
+def _is_broadcast(expr) -> bool:
+    """A product that starts with a ones-column or ends with a ones-row: printed as a row or column."""
+    _, rest = _split_coeff(expr)
+    if not isinstance(rest, MatMul):
+        return isinstance(rest, OneMatrix)
+    matrices = [a for a in rest.args if isinstance(a, MatrixExpr)]
+    return (isinstance(matrices[0], OneMatrix) and matrices[0].rows != 1) or (
+        isinstance(matrices[-1], OneMatrix) and matrices[-1].cols != 1)
+
+
+def _split_coeff(expr):
+    """``c * M`` -> (c, M) for a MatMul with a scalar factor; (1, expr) otherwise."""
+    if isinstance(expr, MatMul):
+        scalars = [a for a in expr.args if not isinstance(a, MatrixExpr)]
+        if scalars:
+            coeff = 1
+            for s in scalars:
+                coeff *= s
+            matrices = [a for a in expr.args if isinstance(a, MatrixExpr)]
+            rest = matrices[0] if len(matrices) == 1 else MatMul(*matrices)
+            return coeff, rest
+    return 1, expr
+
+

@@ -1,0 +1,217 @@
+"""The helpers of generated NumPy modules, as real Python: softmax, log-softmax, binary
+cross-entropy, the target check of a declared cross-entropy, the SiLU slope, and GELU with its
+blocked, threaded machinery and the normal distribution function ``ndtr``.
+
+A generated module carries a copy of the helpers it calls, taken from this file's source with
+:func:`inspect.getsource` (:func:`source`), so the module stays self-contained and ruff and the unit
+tests (tests/render/test_runtime.py) read the very code that is copied. ``HELPERS`` groups each
+helper with the private functions it calls; ``NEEDS`` says what a helper needs besides itself
+(another helper, ``scipy``: the module imports scipy.special, ``threads``: it sets THREADS and BLOCK
+and imports ThreadPoolExecutor, as this file does below).
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import scipy.special
+
+__all__ = ["HELPERS", "NEEDS", "closure", "source"]
+
+# What the generated module's header sets when it uses the blockwise helpers (its template).
+THREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+BLOCK = 1 << 16
+_pools = {}  # (process, thread count) -> its ThreadPoolExecutor
+
+
+# --- the helpers, exactly as generated modules hold them --------------------------------------------
+
+def softmax(z, axis):
+    """exp(z) normalised along axis, with the maximum subtracted first (no overflow)."""
+    e = np.exp(z - z.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def log_softmax(z, axis):
+    """z - log sum exp z along axis, with the maximum subtracted first (finite for huge logits)."""
+    shifted = z - z.max(axis=axis, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+
+
+def binary_cross_entropy(p, y):
+    """Entries of -(y log p + (1 - y) log(1 - p)), p clipped away from 0 and 1 (finite log)."""
+    eps = np.finfo(p.dtype).eps
+    p = np.clip(p, eps, 1 - eps)
+    return -(y * np.log(p) + (1 - y) * np.log1p(-p))
+
+
+def check_targets(y, axis, name):
+    """Refuse targets y unless each example's target (summed along axis) is 1, as the cross-entropy was
+    declared with targets_sum_to_one=True: its gradient softmax(z) - y holds only then."""
+    sums = np.sum(y, axis=axis)
+    tolerance = np.sqrt(np.finfo(np.result_type(y, np.float32)).eps)
+    bad = np.flatnonzero(~(np.abs(sums - 1) <= tolerance))
+    if bad.size:
+        k = int(bad[0])
+        raise ValueError(f"the targets {name} must sum to 1 for each example (the cross-entropy was declared "
+                         f"with targets_sum_to_one=True), but example {k} sums to {float(sums[k])!r}")
+
+
+def silu_prime(a):
+    """The derivative of a sigmoid(a): s (1 + a (1 - s)) with s = sigmoid(a) (tanh form, no overflow)."""
+    s = 0.5 + 0.5 * np.tanh(0.5 * a)
+    return s * (1 + a * (1 - s))
+
+
+def blockwise(kernel, out, *arrays):
+    """kernel(out, *arrays) block by block, BLOCK entries at a time, in THREADS threads: a block and its
+    temporaries stay in the CPU cache, and NumPy releases the GIL inside ufuncs, so a chain of ufuncs
+    runs near the speed of one fused kernel. Whole arrays unless all are C-contiguous of one shape."""
+    arrays = (out, *arrays)
+    if out.size <= BLOCK or not all(a.shape == out.shape and a.flags.c_contiguous for a in arrays):
+        kernel(*arrays)
+        return out
+    flat = [a.reshape(-1) for a in arrays]  # views, so the kernel writes into out
+    starts = range(0, out.size, BLOCK)
+
+    def run(start):
+        kernel(*(a[start:start + BLOCK] for a in flat))
+    if THREADS > 1:
+        list(_pool().map(run, starts))
+    else:
+        for start in starts:
+            run(start)
+    return out
+
+
+def _pool():
+    """This process's pool of THREADS threads: a forked child has none of its parent's threads, and a
+    pool of another size is shut down (its threads end)."""
+    key = (os.getpid(), THREADS)
+    pool = _pools.get(key)
+    if pool is None:
+        for other in [k for k in _pools if k != key]:
+            _pools.pop(other).shutdown(wait=False)
+        pool = _pools.setdefault(key, ThreadPoolExecutor(THREADS))  # atomic: one pool wins a race
+    return pool
+
+
+def ndtr(x, out):
+    """Phi(x), the standard normal distribution function, into out: SciPy's in float64; in float32 the
+    Chebyshev fit of erfc of Numerical Recipes (relative error 1.2e-7 before rounding; in float32 under
+    1e-5 down to x = -12, as x^2 / 2 is rounded in exp(-x^2 / 2))."""
+    if out.dtype != np.float32:
+        out[...] = scipy.special.ndtr(x)
+        return out
+    a = np.abs(x, dtype=np.float32)
+    t = a * 0.3535533905932738  # |x| / sqrt 2 / 2
+    t += 1
+    np.reciprocal(t, out=t)
+    np.multiply(t, 0.17087277, out=out)
+    for coefficient in (-0.82215223, 1.48851587, -1.13520398, 0.27886807, -0.18628806, 0.09678418,
+                        0.37409196, 1.00002368):
+        out += coefficient
+        out *= t
+    out -= 1.26551223
+    np.square(a, out=a)
+    a *= 0.5  # exact: x^2 / 2 rounded once
+    out -= a
+    np.exp(out, out=out)
+    out *= t
+    out *= 0.5  # q = Phi(-|x|) = erfc(|x| / sqrt 2) / 2
+    np.greater_equal(x, 0, out=a)  # Phi(x) = q + [x >= 0] (1 - 2 q): q itself, exact, for x < 0
+    np.multiply(out, -2, out=t)
+    t += 1
+    t *= a
+    out += t
+    return out
+
+
+def gelu(z):
+    """z Phi(z), Phi the standard normal distribution function (the exact GELU), block by block."""
+    return blockwise(_gelu_block, np.empty_like(z, dtype=np.result_type(z, np.float32)), z)
+
+
+def _gelu_block(out, z):
+    ndtr(z, out)
+    out *= z
+
+
+def gelu_prime(z, times=None, value=None):
+    """Phi(z) + z phi(z), phi the standard normal density: the derivative of z Phi(z), block by block;
+    with times, the product times * gelu_prime(z) is made in times itself; with value = gelu(z) from
+    the forward pass, Phi(z) is value / z (no erf computed again)."""
+    if times is None:
+        return blockwise(_gelu_prime_block, np.empty_like(z, dtype=np.result_type(z, np.float32)), z)
+    if value is None:
+        return blockwise(_times_gelu_prime_block, times, z)
+    return blockwise(_times_gelu_prime_of_value_block, times, z, value)
+
+
+def _gelu_prime_block(out, z):
+    ndtr(z, out)
+    out += _z_density(z)
+
+
+def _times_gelu_prime_block(times, z):
+    slope = np.empty_like(times)
+    _gelu_prime_block(slope, z)
+    times *= slope
+
+
+def _times_gelu_prime_of_value_block(times, z, value):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cdf = value / z
+    # within 2**-20 of 0, value / z loses digits (0 / 0 at 0): there Phi(z) = 1/2 + z phi(0) to rounding
+    slope = np.where(np.abs(z) < 2.0 ** -20, 0.5 + 0.3989422804014327 * z, cdf)
+    slope += _z_density(z)
+    times *= slope
+
+
+def _z_density(z):
+    """z phi(z), phi the standard normal density."""
+    density = np.square(z)
+    density *= -0.5
+    np.exp(density, out=density)
+    density *= z
+    density *= 0.3989422804014327
+    return density
+
+
+# --- what a generated module copies ----------------------------------------------------------------
+
+# Each helper with the private functions it calls, in the order the module holds them.
+HELPERS = {
+    "softmax": (softmax,),
+    "log_softmax": (log_softmax,),
+    "binary_cross_entropy": (binary_cross_entropy,),
+    "check_targets": (check_targets,),
+    "silu_prime": (silu_prime,),
+    "blockwise": (blockwise, _pool),
+    "ndtr": (ndtr,),
+    "gelu": (gelu, _gelu_block),
+    "gelu_prime": (gelu_prime, _gelu_prime_block, _times_gelu_prime_block, _times_gelu_prime_of_value_block,
+                   _z_density),
+}
+
+NEEDS = {"gelu": ("ndtr", "blockwise"), "gelu_prime": ("ndtr", "blockwise"), "ndtr": ("scipy",),
+         "blockwise": ("threads",)}
+
+
+def closure(names) -> set[str]:
+    """``names`` and every helper (or import) they need, directly or through another helper."""
+    found, pending = set(), list(names)
+    while pending:
+        name = pending.pop()
+        if name not in found:
+            found.add(name)
+            pending.extend(NEEDS.get(name, ()))
+    return found
+
+
+def source(name: str) -> str:
+    """The source of helper ``name`` and its private functions, as a generated module holds it."""
+    return "\n\n\n".join(inspect.getsource(function).rstrip("\n") for function in HELPERS[name])
