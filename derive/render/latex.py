@@ -103,7 +103,9 @@ class DeriveLatexPrinter(LatexPrinter):
 
     def _print_Transpose(self, expr):
         base = self.parenthesize(expr.arg, PRECEDENCE["Pow"], strict=True)
-        if "^" in base and not base.startswith(r"\left("):
+        # a base that ends in a superscript, (A)^{-1} too, needs parentheses: no double superscript
+        tail = base[base.rfind(r"\right)") + len(r"\right)"):] if r"\right)" in base else base
+        if "^" in tail:
             base = rf"\left({base}\right)"
         return rf"{base}^{{\top}}"
 

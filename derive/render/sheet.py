@@ -12,7 +12,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from sympy import Basic, ImmutableMatrix, MatMul, MatrixSymbol, OneMatrix, S, sympify
+from sympy import (
+    Basic,
+    Identity,
+    ImmutableMatrix,
+    Inverse,
+    MatMul,
+    MatPow,
+    MatrixSymbol,
+    OneMatrix,
+    S,
+    Transpose,
+    preorder_traversal,
+    sympify,
+)
 from sympy.matrices.expressions.matexpr import MatrixElement
 
 from ..core.derivation import Derivation, set_latex_display
@@ -32,6 +45,9 @@ __all__ = ["GENERATED_MARK", "sheet_summary_latex", "templates_dir", "to_latex"]
 
 # A closed form in the network's own symbols is shown only when it fits on this many lines.
 CLOSED_FORM_MAX_LINES = 4
+CLOSED_FORM_MAX_NODES = 400
+# A step's entry form is shown when it breaks into at most this many lines.
+ENTRY_MAX_LINES = 3
 # Vertical distance between nodes of one column of the figure, in cm.
 ROW_SPACING = 1.3
 
@@ -83,6 +99,7 @@ class StepView:
     argument: str
     shape: str
     rows: list[dict]
+    entry_dropped: bool
     folded: list[dict]
     scale: str | None
     diagonal: bool
@@ -112,22 +129,30 @@ def equation_rows(rows) -> list[dict]:
 
 
 def step_view(g: Derivation, k: int, step: Step, folded: list[Step]) -> StepView:
-    equation = g.index_form(step)
     root = g.root_compact
     output = "L" if step.output == root and not isinstance(root, Intermediate) else quantity_latex(step.output)
-    lhs = (latex(equation.lhs) if isinstance(step.target, MatrixSymbol)
-           else rf"\left(\frac{{\partial L}}{{\partial {quantity_latex(step.target)}}}\right)_{{ij}}")
     formula = g.rule_of(step).formula_of(step.node)
     rows = [(r"\text{upstream } G", "=", step.upstream if step.upstream is not None else "1"),
             (r"\text{rule}", "", rf"\quad {formula}")]
     if step.local is not None:
         rows.append((r"\text{local factor}", "=", step.local))
     several = len(g.paths(step.target)) > 1
-    rows += [(gradient_latex(step.target), r"\mathrel{+}=" if several else "=", step.result),
-             (lhs, "=", equation.rhs)]
+    rows.append((gradient_latex(step.target), r"\mathrel{+}=" if several else "=", step.result))
+    # an entry of an inverse has no short form (SymPy would invert the matrix entry by entry): none is shown
+    if not step.result.has(Inverse, MatPow):
+        equation = g.index_form(step)
+        lhs = (latex(equation.lhs) if isinstance(step.target, MatrixSymbol)
+               else rf"\left(\frac{{\partial L}}{{\partial {quantity_latex(step.target)}}}\right)_{{ij}}")
+        rows.append((lhs, "=", equation.rhs))
+    shown = equation_rows(rows)
+    # the entry form is a gloss: when it cannot be broken to fit the page it is left out, not shrunk
+    entry_dropped = len(shown) == len(rows) and len(rows) > 3 and not step.result.has(Inverse, MatPow) and (
+        shown[-1]["lines"] is None or len(shown[-1]["lines"]) > ENTRY_MAX_LINES)
+    if entry_dropped:
+        shown = shown[:-1]
     return StepView(
         index=k, title=step_title(step, folded), output=output, argument=quantity_latex(step.target),
-        shape=shape_latex(step.shape), rows=equation_rows(rows),
+        shape=shape_latex(step.shape), rows=shown, entry_dropped=entry_dropped,
         folded=[{"sum": latex(f.node), "term": latex(step.output), "gradient": latex(f.upstream)} for f in folded],
         scale=loss_scale(step, formula), diagonal=step.diagonal, batch_sum=is_batch_sum(step.result),
         several_paths=several)
@@ -225,8 +250,10 @@ def final_views(g: Derivation) -> list[dict]:
     finals = []
     for p in g.params:
         gradient = with_shape(gradient_latex(p), p.shape)
-        closed = equation_rows([(gradient_latex(p), "=", g[p])])[0]
-        shown = closed["lines"] is not None and len(closed["lines"]) <= CLOSED_FORM_MAX_LINES
+        # counted before printing: a closed form of thousands of nodes is never shown, so never printed
+        small = sum(1 for _ in preorder_traversal(g[p])) <= CLOSED_FORM_MAX_NODES
+        closed = equation_rows([(gradient_latex(p), "=", g[p])])[0] if small else None
+        shown = closed is not None and closed["lines"] is not None and len(closed["lines"]) <= CLOSED_FORM_MAX_LINES
         finals.append({"gradient": gradient, "compact": latex(g.compact(p)), "closed": closed if shown else None,
                        "closed_note": None if shown or g[p] == g.compact(p) else
                        "In the network's own symbols it runs past "
@@ -294,8 +321,12 @@ def to_latex(g: Derivation, *, title: str | None = None, dims: Mapping | None = 
 def sheet_summary_latex(g: Derivation) -> str:
     """The final gradients, after the definitions of the names they use, as one display block for
     notebooks (``Derivation._repr_latex_``): forward quantities first, then upstream gradients."""
+    # an upstream gradient that is an identity (a trace's) multiplies by nothing: it is put in, and dropped
+    identities = {name: value for name, value in g.bindings if isinstance(name, LossGradient)
+                  and isinstance(value.T if isinstance(value, Transpose) else value, Identity)}
+    compact = {p: g.compact(p).xreplace(identities) for p in g.params}
     used: set = set()
-    pending = [g.compact(p) for p in g.params]
+    pending = list(compact.values())
     definitions = dict(reversed(g.bindings))
     while pending:
         expr = pending.pop()
@@ -305,7 +336,7 @@ def sheet_summary_latex(g: Derivation) -> str:
                 pending.append(definitions[name])
     lines = [rf"{latex(name)} &= {latex(definition)}" for name, definition in g.bindings
              if name in used and definition != name and (used.discard(name) or True)]
-    lines += [rf"{gradient_latex(p)} &= {latex(g.compact(p))}" for p in g.params]
+    lines += [rf"{gradient_latex(p)} &= {latex(compact[p])}" for p in g.params]
     return "$$\\begin{aligned}" + r" \\ ".join(lines) + "\\end{aligned}$$"
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from sympy import Basic, MatrixExpr
+from sympy import Basic, Determinant, Inverse, MatPow, MatrixExpr
 
 from ..core.derivation import Derivation
 from ..core.dims import expansion_cost
@@ -30,6 +30,15 @@ MOST_ENTRIES = 12
 MOST_LINES = 3
 # A matrix has at most this many columns on the page (amsmath's bmatrix limit is raised to it).
 MOST_COLUMNS = 10
+# An inverse or determinant is written out up to this size (a 3 x 3 inverse already fills a page).
+MOST_INVERTED = 2
+
+
+def _largest_inverse(expr: Basic) -> int:
+    """The size of the largest matrix inverted (or raised to a power, or its determinant) in ``expr``."""
+    sizes = [int(node.arg.rows if isinstance(node, (Inverse, Determinant)) else node.base.rows)
+             for node in expr.atoms(Inverse, Determinant, MatPow)]
+    return max(sizes, default=0)
 
 
 def in_data(g: Derivation, expr: Basic) -> Basic:
@@ -50,16 +59,16 @@ def entry_lhs(p, i: int, j: int) -> str:
     return latex(LossGradient(p.name, *p.shape)[i, j])
 
 
+def _entry(matrix, p, i: int, j: int) -> dict:
+    lhs = entry_lhs(p, i, j)
+    lines = term_lines(matrix[i, j], latex, room=LINE_EM - 3, first_room=LINE_EM - tex_width(lhs) - 2)
+    text = " ".join(lines) if lines is not None else ""
+    return {"lhs": lhs, "relation": "=", "lines": lines, "whole": text, "text": text}
+
+
 def _entries(matrix, p) -> list[dict]:
     rows, cols = matrix.shape
-    out = []
-    for i in range(rows):
-        for j in range(cols):
-            lhs = entry_lhs(p, i, j)
-            lines = term_lines(matrix[i, j], latex, room=LINE_EM - 3, first_room=LINE_EM - tex_width(lhs) - 2)
-            text = latex(matrix[i, j])
-            out.append({"lhs": lhs, "relation": "=", "lines": lines, "whole": text, "text": text})
-    return out
+    return [_entry(matrix, p, i, j) for i in range(rows) for j in range(cols)]
 
 
 def _as_matrix(matrix, entries: list[dict], lhs_width: float) -> str | None:
@@ -76,6 +85,12 @@ def _as_matrix(matrix, entries: list[dict], lhs_width: float) -> str | None:
 
 def _shown(matrix, p, lhs_width: float) -> dict | None:
     """The matrix, its entries or one representative entry: the first that fits, or None."""
+    first = _entry(matrix, p, 0, 0)
+    if first["lines"] is None or len(first["lines"]) > MOST_LINES + 1:
+        return None          # one entry is already too long: the others are like it
+    rows, cols = matrix.shape
+    if rows * cols > MOST_ENTRIES and (cols > MOST_COLUMNS or len(first["lines"]) > 1):
+        return {"kind": "representative", "matrix": None, "entries": [first]}
     entries = _entries(matrix, p)
     whole = _as_matrix(matrix, entries, lhs_width)
     if whole is not None:
@@ -83,10 +98,7 @@ def _shown(matrix, p, lhs_width: float) -> dict | None:
     fitting = [e for e in entries if e["lines"] is not None and len(e["lines"]) <= MOST_LINES]
     if len(fitting) == len(entries) and len(entries) <= MOST_ENTRIES:
         return {"kind": "entries", "matrix": None, "entries": entries}
-    first = entries[0]
-    if first["lines"] is not None and len(first["lines"]) <= MOST_LINES + 1:
-        return {"kind": "representative", "matrix": None, "entries": [first]}
-    return None
+    return {"kind": "representative", "matrix": None, "entries": [first]}
 
 
 def written_out(g: Derivation, dims: Mapping) -> list[dict]:
@@ -105,6 +117,11 @@ def written_out(g: Derivation, dims: Mapping) -> list[dict]:
         lhs_width = tex_width(f"{gradient} = {row['compact']} =")
         attempts = [(True, in_data(g, compact)), (False, compact)]
         for data, form in attempts:
+            inverted = _largest_inverse(form.subs(dims))
+            if inverted > MOST_INVERTED:
+                row["sentence"] = (rf"${gradient}$ holds the inverse or determinant of a ${inverted}\times {inverted}$ "
+                                   "matrix, which written out entry by entry would fill pages: it is left out.")
+                continue
             cost = expansion_cost(form.subs(dims), {})
             if cost > WRITE_COST_LIMIT:
                 row["sentence"] = (rf"At ${shown_dims}$, $\underset{{{latex(size[0])}\times {latex(size[1])}}}"
