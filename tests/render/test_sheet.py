@@ -217,7 +217,9 @@ def compile_tex(tex: str, folder) -> tuple[str, str]:
     run = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "-no-shell-escape",
                           "sheet.tex"], cwd=folder, capture_output=True, text=True, timeout=120, check=False)
     log = (folder / "sheet.log").read_text(errors="replace")
-    assert run.returncode == 0, f"pdflatex failed: {[line for line in log.splitlines() if line.startswith('!')]}"
+    lines = log.splitlines()
+    assert run.returncode == 0, "pdflatex failed:\n" + "\n".join(
+        " | ".join(lines[k:k + 3]) for k, line in enumerate(lines) if line.startswith("!"))
     text = subprocess.run(["pdftotext", "-enc", "UTF-8", "sheet.pdf", "-"], cwd=folder, capture_output=True,
                           text=True, check=True).stdout
     return log, text
@@ -230,6 +232,8 @@ def test_every_sheet_compiles(sheets, tmp_path):
     for name, (log, text) in results.items():
         g = sheets[name][0]
         assert not re.search(r"^! ", log, re.MULTILINE), name
+        wide = [float(w) for w in re.findall(r"Overfull \\hbox \(([\d.]+)pt too wide\)", log) if float(w) > 1.0]
+        assert not wide, (name, wide)
         compact = re.sub(r"\s+", "", text)
         assert "∂L" in compact, name
         for p in g.params:
