@@ -39,7 +39,7 @@ from .explain import backward_summary, feeders, loss_scale, notation, step_title
 from .fit import LINE_EM, term_lines, tex_width
 from .latex import latex, latex_name, latex_text
 from .templates import GENERATED_MARK, render, templates_dir
-from .written import written_out
+from .written import left_out_line, written_out
 
 __all__ = ["GENERATED_MARK", "sheet_summary_latex", "templates_dir", "to_latex"]
 
@@ -295,10 +295,13 @@ def sheet_context(g: Derivation, *, title=None, dims=None, values=None, source=N
         "dims_heading": "$" + ", ".join(f"{latex(k)} = {v}" for k, v in concrete.items()) + "$"
                         if concrete else "the network's own sizes",
         "explicit": written_out(g, concrete) if concrete is not None else None,
+        "left_out": None,
         "figure": fig,
         "values": ", ".join(value_list),
         "numbers": numbers,
     }
+    if concrete is not None:
+        context["left_out"] = left_out_line(context["explicit"], concrete)
     context["notation"] = notation(g, repr(context))
     return context
 

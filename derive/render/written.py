@@ -21,7 +21,7 @@ from ..core.symbols import LossGradient
 from .fit import LINE_EM, term_lines, tex_width
 from .latex import latex
 
-__all__ = ["WRITE_COST_LIMIT", "in_data", "written_out"]
+__all__ = ["WRITE_COST_LIMIT", "in_data", "left_out_line", "written_out"]
 
 # Scalar operations of an expansion worth writing out; beyond it the section says what it left out.
 WRITE_COST_LIMIT = 600
@@ -99,6 +99,16 @@ def _shown(matrix, p, lhs_width: float) -> dict | None:
     if len(fitting) == len(entries) and len(entries) <= MOST_ENTRIES:
         return {"kind": "entries", "matrix": None, "entries": entries}
     return {"kind": "representative", "matrix": None, "entries": [first]}
+
+
+def left_out_line(rows: list[dict], dims: Mapping) -> str | None:
+    """One line for the whole section when every gradient was left out for its size, else None."""
+    if not rows or any(r["kind"] != "omitted" or "scalar operations" not in r["sentence"] for r in rows):
+        return None
+    shown = ", ".join(f"{latex(k)} = {v}" for k, v in dims.items())
+    return (rf"At ${shown}$ the gradients written out entry by entry would take tens of thousands of terms, "
+            "too many for a page: they are left out. The entry-by-entry form of each step above holds at any "
+            "size; smaller dims (2 or 3 each) write them out.")
 
 
 def written_out(g: Derivation, dims: Mapping) -> list[dict]:

@@ -126,6 +126,8 @@ def test_large_dims_leave_the_written_out_part_out_with_a_reason():
     rows = written_out(g, normalize_dims({"N": 500}, g.root))
     assert [r["kind"] for r in rows] == ["omitted"] * len(g.params)
     assert all("left out" in r["sentence"] and "500" in r["sentence"] for r in rows)
+    written = to_latex(g, dims={"N": 500}).split(r"\section*{Written out", 1)[1]
+    assert written.count("left out") == 1 and r"\begin{bmatrix}" not in written
 
 
 # --- the width estimate and the line breaking -------------------------------------------------------
