@@ -102,13 +102,13 @@ def _shown(matrix, p, lhs_width: float) -> dict | None:
 
 
 def left_out_line(rows: list[dict], dims: Mapping) -> str | None:
-    """One line for the whole section when every gradient was left out for its size, else None."""
-    if not rows or any(r["kind"] != "omitted" or "scalar operations" not in r["sentence"] for r in rows):
+    """One line for the whole section when every gradient was left out, else None."""
+    if not rows or any(r["kind"] != "omitted" for r in rows):
         return None
     shown = ", ".join(f"{latex(k)} = {v}" for k, v in dims.items())
-    return (rf"At ${shown}$ the gradients written out entry by entry would take tens of thousands of terms, "
-            "too many for a page: they are left out. The entry-by-entry form of each step above holds at any "
-            "size; smaller dims (2 or 3 each) write them out.")
+    return (rf"At ${shown}$ every gradient written out entry by entry runs too long for a page, so they are "
+            "left out. The entry-by-entry form of each step above holds at any size; smaller dims (2 or 3 "
+            "each) write them out.")
 
 
 def written_out(g: Derivation, dims: Mapping) -> list[dict]:
