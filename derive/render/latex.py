@@ -16,7 +16,22 @@ from __future__ import annotations
 import re
 from typing import ClassVar
 
-from sympy import Basic, Identity, Integer, MatMul, MatrixExpr, MatrixSymbol, Mul, OneMatrix, S, Transpose
+from sympy import (
+    Basic,
+    Identity,
+    Integer,
+    MatMul,
+    MatrixExpr,
+    MatrixSymbol,
+    Mul,
+    OneMatrix,
+    Pow,
+    S,
+    Transpose,
+    pi,
+    sqrt,
+)
+from sympy import exp as sympy_exp
 from sympy.printing.latex import LatexPrinter
 from sympy.printing.precedence import PRECEDENCE, precedence_traditional
 
@@ -146,6 +161,17 @@ class DeriveLatexPrinter(LatexPrinter):
         for text in terms[1:]:
             out += " - " + text[1:].lstrip() if text.startswith("-") else " + " + text
         return out
+
+    def _print_Mul(self, expr):
+        # e^{-x^2/2} / sqrt(2 pi), met in GELU's slope written out, is the normal density phi(x) the sheet defines
+        found = _normal_density(expr)
+        if found is None:
+            return super()._print_Mul(expr)
+        x, rest = found
+        density = rf"\phi\left({self._print(x)}\right)"
+        if rest == 1:
+            return density
+        return f"{self.parenthesize(rest, PRECEDENCE['Mul'])} {density}"
 
     def _print_HadamardProduct(self, expr):
         return r" \odot ".join(self.parenthesize(arg, PRECEDENCE["Pow"], strict=True) for arg in expr.args)
@@ -283,6 +309,18 @@ def _is_ones_row(expr) -> bool:
 
 def _is_ones_column(expr) -> bool:
     return isinstance(expr, OneMatrix) and expr.cols == 1 and expr.rows != 1
+
+
+def _normal_density(expr):
+    """(x, rest) when the product ``expr`` is rest * e^{-x^2/2} / sqrt(2 pi), else None."""
+    for factor in expr.args:
+        if isinstance(factor, sympy_exp):
+            square = -2 * factor.args[0]
+            if isinstance(square, Pow) and square.exp == 2:
+                rest = expr * sqrt(2 * pi) / factor
+                if not rest.has(pi, sympy_exp):
+                    return square.base, rest
+    return None
 
 
 def _is_identity(expr) -> bool:

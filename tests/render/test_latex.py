@@ -13,6 +13,9 @@ from sympy import (
     Sum,
     Symbol,
     Transpose,
+    exp,
+    pi,
+    sqrt,
 )
 from sympy.matrices.expressions.slice import MatrixSlice
 
@@ -63,6 +66,9 @@ NOTATION = [
     ("nor a transposed one", MatMul(A, Transpose(B), Transpose(Identity(N))), r"A B^{\top}"),
     ("a transposed inverse", Transpose(Inverse(A * Transpose(A))), r"\left(\left(A A^{\top}\right)^{-1}\right)^{\top}"),
     ("relu prime is the indicator", relu.prime()(A), r"\mathbb{1}\left[A > 0\right]"),
+    ("the normal density is phi", sqrt(2) * k * exp(-k**2 / 2) / (2 * sqrt(pi)), r"k \phi\left(k\right)"),
+    ("phi alone", exp(-k**2 / 2) / sqrt(2 * pi), r"\phi\left(k\right)"),
+    ("another exponential is not phi", exp(-k**2) / sqrt(pi), r"\frac{e^{- k^{2}}}{\sqrt{\pi}}"),
     ("sums run from 1", Sum(A[k, 0], (k, 0, N - 1)), r"\sum_{k=1}^{N} {A}_{k1}"),
     ("mean squared error", mse(A, B), r"\frac{1}{N} \sum_{i,j} \left(A - B\right)_{ij}^{2}"),
     ("block matrix", Blocks(2, A, B, B, A), r"\begin{bmatrix} A & B \\ B & A \end{bmatrix}"),

@@ -225,6 +225,8 @@ def test_gelu_sheet_defines_phi():
     example = get("mlp3_gelu")
     tex = to_latex(example.derive(), title=example.title, dims=example.dims)
     assert r"$\Phi(x)$ is the standard normal distribution function" in tex and r"\phi(x) = e^{" in tex
+    # GELU's slope in the steps is written with the phi it defines, not as e^{-x^2/2} / sqrt(2 pi)
+    assert r"\phi\left(" in tex and r"\sqrt{\pi}" not in tex
 
 
 def test_pass_through_sums_are_folded_and_steps_named(seed_000):
