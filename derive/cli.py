@@ -213,7 +213,12 @@ def compile_pdf(tex_path: Path, out_dir: Path, force: bool) -> Path:
                              env=reproducible_env())
         pdf = Path(scratch) / "sheet.pdf"
         if run.returncode != 0 or not pdf.exists():
-            raise LatexError(f"pdflatex could not compile {tex_path.name}: {first_tex_error(run.stdout)}")
+            # the scratch folder goes away: pdflatex's log is kept next to the .tex, its errors quoted
+            log = Path(scratch) / "sheet.log"
+            text = log.read_text(errors="replace") if log.exists() else run.stdout
+            kept = tex_path.with_suffix(".log")
+            kept.write_text(text)
+            raise LatexError(f"pdflatex could not compile {tex_path.name} (its log: {kept}): {tex_errors(text)}")
         return write_atomic(output_path(out_dir, tex_path.stem, ".pdf"), pdf.read_bytes(), force)
 
 
@@ -223,11 +228,12 @@ def reproducible_env() -> dict:
     return {**os.environ, "SOURCE_DATE_EPOCH": os.environ.get("SOURCE_DATE_EPOCH", "0"), "FORCE_SOURCE_DATE": "1"}
 
 
-def first_tex_error(log: str) -> str:
-    for line in log.splitlines():
-        if line.startswith("!"):
-            return line[1:].strip()
-    return "no error message in the log (see pdflatex's output)"
+def tex_errors(log: str) -> str:
+    """pdflatex's own error lines (``! ...`` with the line it stopped at), else the log's last lines."""
+    lines = log.splitlines()
+    errors = [" ".join(part.strip() for part in lines[k:k + 3] if part.strip())
+              for k, line in enumerate(lines) if line.startswith("!")]
+    return "; ".join(errors[:3]) if errors else " / ".join(line for line in lines[-6:] if line.strip())
 
 
 # --- the subcommands -------------------------------------------------------------------------------

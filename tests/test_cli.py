@@ -266,3 +266,14 @@ def test_bench_threads_without_threadpoolctl_fails_before_measuring(capsys, monk
     assert code == 2
     assert_one_line_error(err)
     assert "threadpoolctl" in err and out == ""  # not even the derivation table was computed
+
+
+@pytest.mark.skipif(cli.shutil.which("pdflatex") is None, reason="pdflatex is not installed")
+def test_a_failed_compile_quotes_pdflatexs_error_and_keeps_its_log(tmp_path):
+    tex = tmp_path / "broken.tex"
+    tex.write_text("\\documentclass{article}\n\\begin{document}\n\\notacommand\n\\end{document}\n")
+    with pytest.raises(cli.LatexError) as caught:
+        cli.compile_pdf(tex, tmp_path / "out", force=True)
+    message = str(caught.value)
+    assert "Undefined control sequence" in message and "\\notacommand" in message
+    assert "Undefined control sequence" in (tmp_path / "broken.log").read_text()

@@ -227,6 +227,8 @@ relu = activation(Activation(
     # a boolean mask multiplies in one pass, and in place keeps G's dtype
     numpy_mask="{a} > 0", numpy_in_place=("*=", "{a} > 0", None),
     reference=lambda x: np.where(x > 0, x, 0.0),
+    definition=r"\operatorname{relu}(x) = \max(0, x)", slope=r"\operatorname{relu}'(x) = \mathbb{1}[x > 0]",
+    latex_prime=r"\mathbb{1}\left[{a} > 0\right]",
     torch=lambda torch: torch.relu, jax=lambda jax: jax.nn.relu))
 
 LEAKY_SLOPE = Rational(1, 100)
@@ -234,19 +236,24 @@ LEAKY_SLOPE = Rational(1, 100)
 leaky_relu = activation(Activation(
     "leaky_relu", LeakyRelu, r"\operatorname{leaky}", aliases=("LeakyReLU",), params=(("alpha", LEAKY_SLOPE),),
     numpy="np.where({a} > 0, {a}, {p0} * {a})", numpy_prime="np.where({a} > 0, 1.0, {p0}).astype({a}.dtype)",
-    reference=lambda x, alpha: np.where(x > 0, x, alpha * x)))
+    reference=lambda x, alpha: np.where(x > 0, x, alpha * x),
+    definition=r"\operatorname{leaky}_{\alpha}(x) = \max(\alpha x, x)",
+    slope=r"\operatorname{leaky}_{\alpha}'(x) = \mathbb{1}[x > 0] + \alpha\, \mathbb{1}[x \le 0]"))
 
 elu = activation(Activation(
     "elu", Elu, r"\operatorname{elu}", aliases=("ELU",), params=(("alpha", 1),),
     numpy="np.where({a} > 0, {a}, {p0} * np.expm1(np.minimum({a}, 0)))",
     numpy_prime="np.where({a} > 0, 1, {p0} * np.exp(np.minimum({a}, 0)))",
-    reference=lambda x, alpha: np.where(x > 0, x, alpha * (np.exp(np.minimum(x, 0.0)) - 1.0))))
+    reference=lambda x, alpha: np.where(x > 0, x, alpha * (np.exp(np.minimum(x, 0.0)) - 1.0)),
+    definition=r"\operatorname{elu}_{\alpha}(x) = x \text{ for } x > 0,\ \alpha (e^{x} - 1) \text{ else}",
+    slope=r"\operatorname{elu}_{\alpha}'(x) = 1 \text{ for } x > 0,\ \alpha e^{x} \text{ else}"))
 
 sigmoid = activation(Activation(
     "sigmoid", Sigmoid, r"\sigma", aliases=("sigma", "σ", "sigm", "logistic"),
     # the tanh form: no overflow warning for large |x|, unlike 1/(1 + exp(-x))
     numpy="(0.5 + 0.5 * np.tanh(0.5 * {a}))", numpy_prime="(0.25 - 0.25 * np.tanh(0.5 * {a}) ** 2)",
     reference=special.expit, derivative=lambda node, out: hadamard(out, one_minus(out)),
+    definition=r"\sigma(x) = \frac{1}{1 + e^{-x}}", slope=r"\sigma'(x) = \sigma(x)\left(1 - \sigma(x)\right)",
     torch=lambda torch: torch.sigmoid, jax=lambda jax: jax.nn.sigmoid))
 
 gelu = activation(Activation(
@@ -255,23 +262,29 @@ gelu = activation(Activation(
     # GELU's slope reads Phi(A) off the cached A Phi(A) instead of computing erf again
     numpy_in_place=("=", "gelu_prime({a}, times={target})", "gelu_prime({a}, times={target}, value={value})"),
     reference=lambda x: x * _normal_cdf(x),
+    definition=r"\operatorname{GELU}(x) = x\, \Phi(x)",
+    slope=r"\operatorname{GELU}'(x) = \Phi(x) + x\, \phi(x)",
     torch=lambda torch: torch.nn.functional.gelu, jax=lambda jax: lambda z: jax.nn.gelu(z, approximate=False)))
 
 silu = activation(Activation(
     "silu", Silu, r"\operatorname{SiLU}", aliases=("SiLU", "swish"),
     numpy="({a} * (0.5 + 0.5 * np.tanh(0.5 * {a})))", numpy_prime="silu_prime({a})",
     reference=lambda x: x * special.expit(x),
+    definition=r"\operatorname{SiLU}(x) = x\, \sigma(x)",
+    slope=r"\operatorname{SiLU}'(x) = \sigma(x) + x\, \sigma(x)\left(1 - \sigma(x)\right)",
     torch=lambda torch: torch.nn.functional.silu, jax=lambda jax: jax.nn.silu))
 
 softplus = activation(Activation(
     "softplus", Softplus, r"\operatorname{softplus}",
     numpy="np.logaddexp(0, {a})", numpy_prime="(0.5 + 0.5 * np.tanh(0.5 * {a}))",
     reference=lambda x: np.maximum(x, 0.0) + np.log1p(np.exp(-np.abs(x))),   # log(1 + e^x), without overflow
-    derivative=lambda node, out: sigmoid(node.arg)))
+    derivative=lambda node, out: sigmoid(node.arg),
+    definition=r"\operatorname{softplus}(x) = \log(1 + e^{x})", slope=r"\operatorname{softplus}'(x) = \sigma(x)"))
 
 tanh = activation(Activation(
     "tanh", sympy_tanh, r"\tanh", numpy="np.tanh({a})", numpy_prime="(1 - np.tanh({a}) ** 2)",
     derivative=lambda node, out: one_minus(HadamardPower(out, 2)),
+    definition=r"\tanh(x) = \frac{e^{x} - e^{-x}}{e^{x} + e^{-x}}", slope=r"\tanh'(x) = 1 - \tanh^{2}(x)",
     torch=lambda torch: torch.tanh, jax=lambda jax: jax.numpy.tanh))
 
 exp = activation(Activation(

@@ -58,6 +58,10 @@ class Activation:
     positive_argument: bool = False             # f is defined for positive arguments only (log)
     torch: Callable | None = None               # the bench: torch module -> f
     jax: Callable | None = None                 # the bench: jax module -> f
+    # what a sheet says f and f' are, on a number x, in the notes' notation ("x_+ = \max(0, x)")
+    definition: str = ""
+    slope: str = ""
+    latex_prime: str = ""                       # f'(A) on a sheet when not f'(A): \mathbb{1}[{a} > 0]
 
     @property
     def names(self) -> tuple[str, ...]:

@@ -24,7 +24,7 @@ class Example:
 
     name: str
     title: str
-    source: str                      # where it comes from (a note in shared/seeds, or "beyond the notes")
+    source: str                      # the title of the note it comes from (shared/seeds), or "" beyond the notes
     loss: Basic
     wrt: tuple[MatrixSymbol, ...]
     names: Mapping = field(default_factory=dict)          # name -> intermediate expression

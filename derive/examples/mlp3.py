@@ -62,7 +62,7 @@ def mlp3(name: str, convention: str = "rows") -> Example:
     suffix = "" if convention == "rows" else "_columns"
     return Example(
         name=f"mlp3_{name}{suffix}", title=f"A 3-layer MLP with {name} and softmax cross-entropy",
-        source="beyond the notes", loss=loss, wrt=net.params(),
+        source="", loss=loss, wrt=net.params(),
         names={"Z1": Z1, "H1": H1, "Z2": Z2, "H2": H2, "S": S, "P": P},
         dims=DIMS, convention=convention,
         variants={"columns": lambda: mlp3(name, "columns")} if convention == "rows" else {})

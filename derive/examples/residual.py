@@ -16,7 +16,7 @@ def residual(convention: str = "rows") -> Example:
     loss, P = net.head(S)
     return Example(
         name="residual_block" + ("" if convention == "rows" else "_columns"),
-        title="A residual block: two paths add up", source="beyond the notes", loss=loss, wrt=net.params(),
+        title="A residual block: two paths add up", source="", loss=loss, wrt=net.params(),
         names={"Z1": Z1, "H1": H1, "Z2": Z2, "R": relu(Z2), "H2": H2, "S": S, "P": P},
         dims=DIMS, convention=convention,
         variants={"columns": lambda: residual("columns")} if convention == "rows" else {})

@@ -20,7 +20,7 @@ p = sigmoid(z)
 EXAMPLES = [Example(
     name="seed_000_bce",
     title="A 2-3-1 classifier with ReLU, sigmoid and binary cross-entropy",
-    source="shared/seeds/000",
+    source="An Exercise in Backpropagation",
     loss=bce(p, y), wrt=(w1, w2, b),
     names={"a": X * w1, "h": h, "z": z, "p": p},
     dims={N: 2},

@@ -34,15 +34,15 @@ yhat3 = A1 * W2 + OneMatrix(N, 1) * b2
 
 EXAMPLES = [
     Example(name="seed_001_linreg_single", title="Linear regression on one example",
-            source="shared/seeds/001", loss=mse(yhat1, y1), wrt=(w, b),
+            source="Derivation of Backpropagation", loss=mse(yhat1, y1), wrt=(w, b),
             names={"yhat": yhat1}, dims={}),
     Example(name="seed_001_linreg_batch", title="Linear regression on a batch, mean squared error",
-            source="shared/seeds/001", loss=mse(yhat, y), wrt=(w, b),
+            source="Derivation of Backpropagation", loss=mse(yhat, y), wrt=(w, b),
             names={"yhat": yhat}, dims={N: 2}),
     Example(name="seed_001_two_linear", title="Two stacked linear layers",
-            source="shared/seeds/001", loss=mse(yhat2, y), wrt=(W1, b1, W2, b2),
+            source="Derivation of Backpropagation", loss=mse(yhat2, y), wrt=(W1, b1, W2, b2),
             names={"H": H, "yhat": yhat2}, dims={N: 2}),
     Example(name="seed_001_sigmoid_between", title="Two linear layers with a sigmoid between them",
-            source="shared/seeds/001", loss=mse(yhat3, y), wrt=(W1, b1, W2, b2),
+            source="Derivation of Backpropagation", loss=mse(yhat3, y), wrt=(W1, b1, W2, b2),
             names={"Z": Z1, "A": A1, "yhat": yhat3}, dims={N: 2}),
 ]

@@ -17,10 +17,10 @@ f2 = sigmoid(q) + x
 
 EXAMPLES = [
     Example(name="seed_002_neuron", title="A sigmoid neuron, with numbers",
-            source="shared/seeds/002", loss=f, wrt=(w0, x0, w1, x1, w2),
+            source="Backpropagation", loss=f, wrt=(w0, x0, w1, x1, w2),
             names={"s": dot, "f": f}, dims={},
             values={w0: 2, x0: -1, w1: -3, x1: -2, w2: -3}),
     Example(name="seed_002_two_paths", title="Two paths from one input add up",
-            source="shared/seeds/002", loss=f2, wrt=(x, y),
+            source="Backpropagation", loss=f2, wrt=(x, y),
             names={"q": q, "g": sigmoid(q)}, dims={}, values={x: 3, y: -4}),
 ]

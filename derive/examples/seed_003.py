@@ -25,7 +25,7 @@ s = W2 * h1 + b2
 EXAMPLES = [Example(
     name="seed_003_mlp_column",
     title="A 2-layer MLP on a column vector with softmax cross-entropy",
-    source="shared/seeds/003",
+    source="On backpropagation",
     loss=cross_entropy(s, y, examples="columns", targets_sum_to_one=True), wrt=(W1, b1, W2, b2),
     names={"a1": a1, "h1": h1, "s": s, "p": softmax(s, examples="columns")},
     dims={D: 2, H: 3, C: 3}, convention="columns",

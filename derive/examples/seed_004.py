@@ -22,7 +22,7 @@ z = sigmoid(v)
 EXAMPLES = [Example(
     name="seed_004_sigmoid_231",
     title="A 2-3-1 sigmoid network with half mean squared error",
-    source="shared/seeds/004",
+    source="Backpropagation lecture notes",
     loss=mse(z, t, half=True, examples="columns"), wrt=(W1, b1, W2, b2),
     names={"u": u, "h": h, "v": v, "z": z},
     dims={N: 2}, convention="columns",

@@ -16,7 +16,22 @@ from __future__ import annotations
 import re
 from typing import ClassVar
 
-from sympy import Basic, Identity, Integer, MatMul, MatrixExpr, MatrixSymbol, Mul, OneMatrix, S
+from sympy import (
+    Basic,
+    Identity,
+    Integer,
+    MatMul,
+    MatrixExpr,
+    MatrixSymbol,
+    Mul,
+    OneMatrix,
+    Pow,
+    S,
+    Transpose,
+    pi,
+    sqrt,
+)
+from sympy import exp as sympy_exp
 from sympy.printing.latex import LatexPrinter
 from sympy.printing.precedence import PRECEDENCE, precedence_traditional
 
@@ -80,15 +95,18 @@ class DeriveLatexPrinter(LatexPrinter):
         return rf"\frac{{\partial L}}{{\partial {latex_name(expr.name, self)}}}"
 
     def _print_MatrixElement(self, expr):
+        # Unambiguous subscripts: (w_1)_{ij}, (dL/dZ_1)_{1,2}, never w_{1ij} or Z_{112}.
         row, col = (self._print(index + 1 if isinstance(index, Integer) else index) for index in expr.indices)
         separator = "" if len(row) == 1 and len(col) == 1 else ","
         parent = expr.parent
         if isinstance(parent, LossGradient):
-            entry = f"{{{latex_name(parent.name, self)}}}_{{{row}{separator}{col}}}"
+            name = latex_name(parent.name, self)
             if self._settings["inline_gradients"]:
-                return rf"\left(\partial L/\partial {entry}\right)"
-            return rf"\frac{{\partial L}}{{\partial {entry}}}"
+                return rf"\left(\partial L/\partial {name}\right)_{{{row}{separator}{col}}}"
+            return rf"\left(\frac{{\partial L}}{{\partial {name}}}\right)_{{{row}{separator}{col}}}"
         base = self.parenthesize(parent, PRECEDENCE["Atom"], strict=True)
+        if "_" in base or "^" in base:
+            base = rf"\left({base}\right)"
         return f"{{{base}}}_{{{row}{separator}{col}}}"
 
     # --- special matrices -----------------------------------------------------------------------
@@ -101,15 +119,19 @@ class DeriveLatexPrinter(LatexPrinter):
 
     def _print_Transpose(self, expr):
         base = self.parenthesize(expr.arg, PRECEDENCE["Pow"], strict=True)
-        # a base with its own superscript (A^{-1}, and (A B)^{-1}, which starts with a parenthesis
-        # too) is wrapped: TeX refuses a double superscript
-        if "^" in base and not (base.startswith(r"\left(") and base.endswith(r"\right)")):
+        # a base that ends in a superscript, (A)^{-1} too, needs parentheses: no double superscript
+        tail = base[base.rfind(r"\right)") + len(r"\right)"):] if r"\right)" in base else base
+        if "^" in tail:
             base = rf"\left({base}\right)"
         return rf"{base}^{{\top}}"
 
     # --- products and sums ----------------------------------------------------------------------
 
     def _print_MatMul(self, expr):
+        # An identity factor (I, I^T) multiplies by nothing: it is not printed.
+        kept = [a for a in expr.args if not _is_identity(a)]
+        if len(kept) < len(expr.args) and any(isinstance(a, MatrixExpr) for a in kept):
+            return self._print(kept[0] if len(kept) == 1 else MatMul(*kept))
         # 1^T G (1 a row of ones) sums G over its rows, G 1 over its columns: the batch sum of a bias.
         args = [a for a in expr.args if isinstance(a, MatrixExpr)]
         scalars = [a for a in expr.args if not isinstance(a, MatrixExpr)]
@@ -163,6 +185,17 @@ class DeriveLatexPrinter(LatexPrinter):
             out += " - " + text[1:].lstrip() if text.startswith("-") else " + " + text
         return out
 
+    def _print_Mul(self, expr):
+        # e^{-x^2/2} / sqrt(2 pi), met in GELU's slope written out, is the normal density phi(x) the sheet defines
+        found = _normal_density(expr)
+        if found is None:
+            return super()._print_Mul(expr)
+        x, rest = found
+        density = rf"\phi\left({self._print(x)}\right)"
+        if rest == 1:
+            return density
+        return f"{self.parenthesize(rest, PRECEDENCE['Mul'])} {density}"
+
     def _print_HadamardProduct(self, expr):
         return r" \odot ".join(self.parenthesize(arg, PRECEDENCE["Pow"], strict=True) for arg in expr.args)
 
@@ -186,8 +219,8 @@ class DeriveLatexPrinter(LatexPrinter):
         return rf"\delta_{{{i}{j}}}" if len(i) == len(j) == 1 else rf"\delta_{{{i},{j}}}"
 
     def _print_Heaviside(self, expr, exp=None):
-        # H(0) = 0 for ReLU's derivative: an Iverson bracket says exactly that.
-        return rf"\left[{self._print(expr.args[0])} > 0\right]"
+        # H(0) = 0 for ReLU's derivative: the notes' indicator 1[x > 0] says exactly that.
+        return rf"\mathbb{{1}}\left[{self._print(expr.args[0])} > 0\right]"
 
     def _print_Blocks(self, expr):
         rows = r" \\ ".join(" & ".join(self._print(block) for block in row) for row in expr.grid)
@@ -221,6 +254,9 @@ class DeriveLatexPrinter(LatexPrinter):
         return super()._print(expr, **kwargs)
 
     def _print_Elementwise(self, expr):
+        record, prime = record_of(type(expr))
+        if prime and record.latex_prime:
+            return record.latex_prime.replace("{a}", self._print(expr.arg))
         return rf"{self._function_name(expr)}\left({self._print(expr.arg)}\right)"
 
     def _function_name(self, expr) -> str:
@@ -231,8 +267,8 @@ class DeriveLatexPrinter(LatexPrinter):
         return base + ("'" if prime else "")
 
     def _print_Indicator(self, expr, exp=None):
-        # relu'(x): 1 for x > 0, else 0, as an Iverson bracket (like Heaviside(x, 0))
-        return rf"\left[{self._print(expr.args[0])} > 0\right]"
+        # relu'(x): 1 for x > 0, else 0, the notes' indicator (like Heaviside(x, 0))
+        return rf"\mathbb{{1}}\left[{self._print(expr.args[0])} > 0\right]"
 
     def _print_Function(self, expr, exp=None):
         record = scalar_record(type(expr))
@@ -296,6 +332,22 @@ def _is_ones_row(expr) -> bool:
 
 def _is_ones_column(expr) -> bool:
     return isinstance(expr, OneMatrix) and expr.cols == 1 and expr.rows != 1
+
+
+def _normal_density(expr):
+    """(x, rest) when the product ``expr`` is rest * e^{-x^2/2} / sqrt(2 pi), else None."""
+    for factor in expr.args:
+        if isinstance(factor, sympy_exp):
+            square = -2 * factor.args[0]
+            if isinstance(square, Pow) and square.exp == 2:
+                rest = expr * sqrt(2 * pi) / factor
+                if not rest.has(pi, sympy_exp):
+                    return square.base, rest
+    return None
+
+
+def _is_identity(expr) -> bool:
+    return isinstance(expr, Identity) or isinstance(expr, Transpose) and isinstance(expr.arg, Identity)
 
 
 def _is_atomic(expr) -> bool:

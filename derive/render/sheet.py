@@ -12,7 +12,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from sympy import Basic, ImmutableMatrix, MatMul, MatrixSymbol, OneMatrix, S, sympify
+from sympy import (
+    Basic,
+    Identity,
+    ImmutableMatrix,
+    Inverse,
+    MatMul,
+    MatPow,
+    MatrixSymbol,
+    OneMatrix,
+    S,
+    Transpose,
+    sympify,
+)
 from sympy.matrices.expressions.matexpr import MatrixElement
 
 from ..core.derivation import Derivation, set_latex_display
@@ -22,17 +34,21 @@ from ..core.graph import Step, topological_order
 from ..core.symbols import Intermediate, LossGradient
 from ..errors import DimsError
 from ..version import __version__
+from .explain import backward_summary, feeders, loss_scale, notation, step_title
+from .fit import LINE_EM, term_lines, tex_width
 from .latex import latex, latex_name, latex_text
 from .templates import GENERATED_MARK, render, templates_dir
+from .written import left_out_line, written_out
 
 __all__ = ["GENERATED_MARK", "sheet_summary_latex", "templates_dir", "to_latex"]
 
-# A closed form in the network's own symbols is shown only when it fits on a line.
-CLOSED_FORM_MAX_CHARS = 170
+# A closed form in the network's own symbols is shown only when it fits on this many lines.
+CLOSED_FORM_MAX_LINES = 4
+CLOSED_FORM_MAX_NODES = 400
+# A step's entry form is shown when it breaks into at most this many lines.
+ENTRY_MAX_LINES = 3
 # Vertical distance between nodes of one column of the figure, in cm.
 ROW_SPACING = 1.3
-# Explicit matrices bigger than this many entries are not written out.
-EXPLICIT_MAX_ENTRIES = 36
 
 
 # --- small printing helpers -----------------------------------------------------------------------
@@ -77,16 +93,14 @@ def number(value) -> str:
 @dataclass
 class StepView:
     index: int
-    rule: str
-    formula: str
+    title: str
     output: str
     argument: str
-    target: str
     shape: str
-    upstream: str
-    local: str | None
-    result: str
-    index_form: str
+    rows: list[dict]
+    entry_dropped: bool
+    folded: list[dict]
+    scale: str | None
     diagonal: bool
     batch_sum: bool
     several_paths: bool
@@ -99,26 +113,58 @@ class Figure:
     output: dict | None = None
 
 
-def step_view(g: Derivation, k: int, step: Step) -> StepView:
-    equation = g.index_form(step)
+def equation_rows(rows) -> list[dict]:
+    """``(lhs, relation, rhs)`` rows of one display, each rhs (an expression, or printed LaTeX) broken into
+    lines that fit beside the widest lhs; a row that cannot be broken has ``lines`` None."""
+    rows = list(rows)
+    room = LINE_EM - max((tex_width(lhs) for lhs, _, _ in rows), default=0.0) - 1.5
+    out = []
+    for lhs, relation, rhs in rows:
+        whole = rhs if isinstance(rhs, str) else latex(rhs)
+        lines = ([whole] if tex_width(whole) <= room else None) if isinstance(rhs, str) else \
+            term_lines(rhs, latex, room=room - 2.0, first_room=room)
+        out.append({"lhs": lhs, "relation": relation, "whole": whole, "lines": lines})
+    return out
+
+
+def step_view(g: Derivation, k: int, step: Step, folded: list[Step]) -> StepView:
     root = g.root_compact
     output = "L" if step.output == root and not isinstance(root, Intermediate) else quantity_latex(step.output)
-    lhs = (latex(equation.lhs) if isinstance(step.target, MatrixSymbol)
-           else rf"\frac{{\partial L}}{{\partial {quantity_latex(step.target)}_{{ij}}}}")
+    formula = g.rule_of(step).formula_of(step.node)
+    rows = [(r"\text{upstream } G", "=", step.upstream if step.upstream is not None else "1"),
+            (r"\text{rule}", "", rf"\quad {formula}")]
+    if step.local is not None:
+        rows.append((r"\text{local factor}", "=", step.local))
+    several = len(g.paths(step.target)) > 1
+    rows.append((gradient_latex(step.target), r"\mathrel{+}=" if several else "=", step.result))
+    # an entry of an inverse has no short form (SymPy would invert the matrix entry by entry): none is shown
+    if not step.result.has(Inverse, MatPow):
+        equation = g.index_form(step)
+        lhs = (latex(equation.lhs) if isinstance(step.target, MatrixSymbol)
+               else rf"\left(\frac{{\partial L}}{{\partial {quantity_latex(step.target)}}}\right)_{{ij}}")
+        rows.append((lhs, "=", equation.rhs))
+    shown = equation_rows(rows)
+    # the entry form is a gloss: when it cannot be broken to fit the page it is left out, not shrunk
+    entry_dropped = len(shown) == len(rows) and len(rows) > 3 and not step.result.has(Inverse, MatPow) and (
+        shown[-1]["lines"] is None or len(shown[-1]["lines"]) > ENTRY_MAX_LINES)
+    if entry_dropped:
+        shown = shown[:-1]
     return StepView(
-        index=k, rule=latex_text(step.rule), formula=g.rule_of(step).formula_of(step.node),
-        output=output, argument=quantity_latex(step.target), target=gradient_latex(step.target),
-        shape=shape_latex(step.shape),
-        upstream=latex(step.upstream), local=None if step.local is None else latex(step.local),
-        result=latex(step.result), index_form=f"{lhs} = {latex(equation.rhs)}",
-        diagonal=step.diagonal, batch_sum=is_batch_sum(step.result),
-        several_paths=len(g.paths(step.target)) > 1)
+        index=k, title=step_title(step, folded), output=output, argument=quantity_latex(step.target),
+        shape=shape_latex(step.shape), rows=shown, entry_dropped=entry_dropped,
+        folded=[{"sum": latex(f.node), "term": latex(step.output), "gradient": latex(f.upstream)} for f in folded],
+        scale=loss_scale(step, formula), diagonal=step.diagonal, batch_sum=is_batch_sum(step.result),
+        several_paths=several)
 
 
 def path_sums(g: Derivation) -> list[dict]:
     """Quantities reached along several paths: each path's contribution and their total."""
-    return [{"gradient": gradient_latex(target), "terms": [latex(p.result) for p in paths], "total": latex(total)}
-            for target, paths, total in g.sums_over_paths()]
+    rows = []
+    for target, paths, total in g.sums_over_paths():
+        terms = " + ".join(latex(p.result) for p in paths)
+        rows.append((gradient_latex(target), "=", terms))
+        rows.append(("", "=", total))
+    return equation_rows(rows)
 
 
 # --- numbers for a worked example -----------------------------------------------------------------
@@ -195,21 +241,6 @@ def figure(g: Derivation, values: Mapping | None, dims: Mapping) -> Figure:
     return fig
 
 
-# --- explicit expansion ---------------------------------------------------------------------------
-
-def explicit_rows(g: Derivation, dims: Mapping) -> list[dict]:
-    """Each gradient written out at concrete dims, in the entries of the upstream gradients."""
-    rows = []
-    for p in g.params:
-        compact = g.compact(p)
-        matrix = explicit(compact.subs(dims)) if hasattr(compact, "shape") else compact
-        size = matrix.shape[0] * matrix.shape[1] if hasattr(matrix, "shape") else 1
-        rows.append({"gradient": gradient_latex(p), "compact": latex(compact),
-                     "matrix": latex(matrix, inline_gradients=True) if size <= EXPLICIT_MAX_ENTRIES else None,
-                     "shape": shape_latex(p.subs(dims).shape)})
-    return rows
-
-
 # --- the public functions -------------------------------------------------------------------------
 
 def _tree_leaves(expr: Basic) -> int:
@@ -231,15 +262,26 @@ def _tree_leaves(expr: Basic) -> int:
     return count[expr]
 
 
-def sheet_context(g: Derivation, *, title=None, dims=None, values=None, source=None) -> dict:
-    concrete = normalize_dims(dims, g.root) if dims is not None else None
-    leaves = g.inputs
+def final_views(g: Derivation) -> list[dict]:
+    """The boxed results, each with its closed form in the network's own symbols when that fits
+    (on at most CLOSED_FORM_MAX_LINES lines), else a sentence saying why it is not shown."""
     finals = []
     for p in g.params:
-        closed = latex(g[p]) if _tree_leaves(g[p]) <= CLOSED_FORM_MAX_CHARS else None
-        finals.append({"gradient": with_shape(gradient_latex(p), p.shape), "compact": latex(g.compact(p)),
-                       "closed": closed if closed and len(closed) <= CLOSED_FORM_MAX_CHARS else None,
-                       "batch_sum": is_batch_sum(g.compact(p))})
+        gradient = with_shape(gradient_latex(p), p.shape)
+        # counted before printing: a closed form of thousands of nodes is never shown, so never printed
+        small = _tree_leaves(g[p]) <= CLOSED_FORM_MAX_NODES
+        closed = equation_rows([(gradient_latex(p), "=", g[p])])[0] if small else None
+        shown = closed is not None and closed["lines"] is not None and len(closed["lines"]) <= CLOSED_FORM_MAX_LINES
+        finals.append({"gradient": gradient, "compact": latex(g.compact(p)), "closed": closed if shown else None,
+                       "closed_note": None if shown or g[p] == g.compact(p) else
+                       "In the network's own symbols it runs past "
+                       f"{CLOSED_FORM_MAX_LINES} lines; the backward pass above builds it step by step."})
+    return finals
+
+
+def sheet_context(g: Derivation, *, title=None, dims=None, values=None, source=None, standalone=True) -> dict:
+    concrete = normalize_dims(dims, g.root) if dims is not None else None
+    leaves = g.inputs
     fig = figure(g, values, concrete or {})
     numeric = any(e["gradient"] is not None for e in fig.edges)
     value_list = [rf"{latex_name(getattr(k, 'name', k))} = {latex(S(v)) if not hasattr(v, '__len__') else latex(ImmutableMatrix(v))}"
@@ -247,45 +289,75 @@ def sheet_context(g: Derivation, *, title=None, dims=None, values=None, source=N
     numbers = [{"gradient": gradient_latex(p), "value": number(evaluate(g.adjoint(p), {g.adjoint(p): g[p]},
                                                                          values, concrete or {}))}
                for p in g.params] if numeric else []
-    return {
+    folded = feeders(g)
+    steps = [step_view(g, k, s, folded[s]) for k, s in enumerate(folded, start=1)]
+    loss_rhs = latex(g.root_compact)
+    if isinstance(g.root_compact, Intermediate):
+        loss_rhs += " = " + latex(dict(g.bindings)[g.root_compact])
+    forward = equation_rows([(with_shape(latex(f.symbol), f.shape), "=", f.definition) for f in g.forward]
+                            + [("L", "=", g.root_compact if not isinstance(g.root_compact, Intermediate)
+                                else loss_rhs)])
+    context = {
+        "standalone": standalone,
         "header": f"% {GENERATED_MARK} {__version__}: a derivation sheet. Do not edit; regenerate it instead.",
         "pdf_creator": f"({GENERATED_MARK} {__version__})",
         "title": latex_text(title or "A derivation"),
         "source": latex_text(source) if source else None,
         "params": [with_shape(latex(p), p.shape) for p in g.params],
         "others": [with_shape(latex(s), s.shape) for s in leaves if s not in g.params],
-        "forward": [{"lhs": with_shape(latex(f.symbol), f.shape), "rhs": latex(f.definition)} for f in g.forward],
-        "loss": latex(g.root_compact),
-        "loss_definition": latex(dict(g.bindings)[g.root_compact]) if isinstance(g.root_compact, Intermediate) else None,
-        "steps": [step_view(g, k, s) for k, s in enumerate(g.steps, start=1)],
+        "forward": forward,
+        "summary": equation_rows(backward_summary(g)),
+        "steps": steps,
         "paths": path_sums(g),
-        "finals": finals,
-        "any_batch_sum": any(f["batch_sum"] for f in finals),
+        "finals": final_views(g),
         "dims_heading": "$" + ", ".join(f"{latex(k)} = {v}" for k, v in concrete.items()) + "$"
                         if concrete else "the network's own sizes",
-        "explicit": explicit_rows(g, concrete) if concrete is not None else None,
+        "explicit": written_out(g, concrete) if concrete is not None else None,
+        "left_out": None,
         "figure": fig,
         "values": ", ".join(value_list),
         "numbers": numbers,
     }
+    if concrete is not None:
+        context["left_out"] = left_out_line(context["explicit"], concrete)
+    context["notation"] = notation(g, repr(context))
+    return context
 
 
 def to_latex(g: Derivation, *, title: str | None = None, dims: Mapping | None = None,
-             values: Mapping | None = None, source: str | None = None) -> str:
-    """The full derivation sheet of ``g`` as a LaTeX document (compiles with pdflatex).
+             values: Mapping | None = None, source: str | None = None, standalone: bool = True) -> str:
+    """The derivation sheet of ``g``: a LaTeX document that compiles with pdflatex, or with
+    ``standalone=False`` a fragment (no preamble, no ``\\begin{document}``) to paste into a course's
+    own document, which then needs amsmath, amssymb, graphicx and TikZ (arrows.meta).
 
     ``dims`` (``{"N": 2}``) adds the gradients written out entry by entry at those sizes; ``values``
     (``{w0: 2, ...}``, for networks of 1 x 1 quantities) puts numbers on the computation graph.
     """
     if dims is not None and not isinstance(dims, Mapping):
         raise DimsError(f"dims must be a mapping such as {{'N': 2}}, got {dims!r}")
-    context = sheet_context(g, title=title, dims=dims, values=values, source=source)
+    context = sheet_context(g, title=title, dims=dims, values=values, source=source, standalone=standalone)
     return render("sheet.tex.j2", **context)
 
 
 def sheet_summary_latex(g: Derivation) -> str:
-    """The final gradients as one display block, for notebooks (``Derivation._repr_latex_``)."""
-    lines = [rf"{gradient_latex(p)} &= {latex(g.compact(p))}" for p in g.params]
+    """The final gradients, after the definitions of the names they use, as one display block for
+    notebooks (``Derivation._repr_latex_``): forward quantities first, then upstream gradients."""
+    # an upstream gradient that is an identity (a trace's) multiplies by nothing: it is put in, and dropped
+    identities = {name: value for name, value in g.bindings if isinstance(name, LossGradient)
+                  and isinstance(value.T if isinstance(value, Transpose) else value, Identity)}
+    compact = {p: g.compact(p).xreplace(identities) for p in g.params}
+    used: set = set()
+    pending = list(compact.values())
+    definitions = dict(reversed(g.bindings))
+    while pending:
+        expr = pending.pop()
+        for name in expr.atoms(Intermediate, LossGradient) if isinstance(expr, Basic) else ():
+            if name not in used and name in definitions and definitions[name] != name:
+                used.add(name)
+                pending.append(definitions[name])
+    lines = [rf"{latex(name)} &= {latex(definition)}" for name, definition in g.bindings
+             if name in used and definition != name and (used.discard(name) or True)]
+    lines += [rf"{gradient_latex(p)} &= {latex(compact[p])}" for p in g.params]
     return "$$\\begin{aligned}" + r" \\ ".join(lines) + "\\end{aligned}$$"
 
 

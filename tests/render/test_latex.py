@@ -15,6 +15,9 @@ from sympy import (
     Symbol,
     Trace,
     Transpose,
+    exp,
+    pi,
+    sqrt,
 )
 from sympy.matrices.expressions.slice import MatrixSlice
 
@@ -39,7 +42,6 @@ NOTATION = [
     ("relu", relu(A), r"\operatorname{relu}\left(A\right)"),
     ("sigmoid", sigmoid(A), r"\sigma\left(A\right)"),
     ("tanh", tanh_(A), r"\tanh\left(A\right)"),
-    ("relu prime", relu.prime()(A), r"\operatorname{relu}'\left(A\right)"),
     ("sigmoid prime", sigmoid.prime()(A), r"\sigma'\left(A\right)"),
     ("leaky relu shows its slope", leaky_relu(A, Rational(1, 10)), r"\operatorname{leaky}_{0.1}\left(A\right)"),
     ("elu prime keeps alpha", elu.prime()(A, 1), r"\operatorname{elu}_{1}'\left(A\right)"),
@@ -61,7 +63,18 @@ NOTATION = [
     ("entries are 1-based", A[0, 1], "{A}_{12}"),
     ("symbolic entries", A[k, 1], "{A}_{k2}"),
     ("long indices get a comma", A[k + 1, 1], "{A}_{k + 1,2}"),
-    ("adjoint entry", LossGradient("Z", N, H)[0, 0], r"\frac{\partial L}{\partial {Z}_{11}}"),
+    ("adjoint entry", LossGradient("Z", N, H)[0, 0], r"\left(\frac{\partial L}{\partial Z}\right)_{11}"),
+    ("adjoint entry of a subscripted name", LossGradient("Z_1", N, H)[0, 1],
+     r"\left(\frac{\partial L}{\partial Z_{1}}\right)_{12}"),
+    ("entry of a subscripted name", MatrixSymbol("w_1", 2, 3)[0, 1], r"{\left(w_{1}\right)}_{12}"),
+    ("entry of a numbered name", MatrixSymbol("W2", 2, 3)[k, 1], r"{\left(W_{2}\right)}_{k2}"),
+    ("an identity factor is not printed", MatMul(Transpose(Identity(N)), A, Identity(H)), "A"),
+    ("nor a transposed one", MatMul(A, Transpose(B), Transpose(Identity(N))), r"A B^{\top}"),
+    ("a transposed inverse", Transpose(Inverse(A * Transpose(A))), r"\left(\left(A A^{\top}\right)^{-1}\right)^{\top}"),
+    ("relu prime is the indicator", relu.prime()(A), r"\mathbb{1}\left[A > 0\right]"),
+    ("the normal density is phi", sqrt(2) * k * exp(-k**2 / 2) / (2 * sqrt(pi)), r"k \phi\left(k\right)"),
+    ("phi alone", exp(-k**2 / 2) / sqrt(2 * pi), r"\phi\left(k\right)"),
+    ("another exponential is not phi", exp(-k**2) / sqrt(pi), r"\frac{e^{- k^{2}}}{\sqrt{\pi}}"),
     ("sums run from 1", Sum(A[k, 0], (k, 0, N - 1)), r"\sum_{k=1}^{N} {A}_{k1}"),
     ("mean squared error", mse(A, B), r"\frac{1}{N} \sum_{i,j} \left(A - B\right)_{ij}^{2}"),
     ("block matrix", Blocks(2, A, B, B, A), r"\begin{bmatrix} A & B \\ B & A \end{bmatrix}"),
@@ -108,8 +121,8 @@ def test_text_escape_covers_every_special_character():
 
 def test_inline_gradients_for_written_out_matrices():
     entry = LossGradient("yhat", N, 1)[1, 0]
-    assert latex(entry, inline_gradients=True) == r"\left(\partial L/\partial {\hat{y}}_{21}\right)"
-    assert latex(entry) == r"\frac{\partial L}{\partial {\hat{y}}_{21}}"
+    assert latex(entry, inline_gradients=True) == r"\left(\partial L/\partial \hat{y}\right)_{21}"
+    assert latex(entry) == r"\left(\frac{\partial L}{\partial \hat{y}}\right)_{21}"
 
 
 # SymPy's printers read a product's sign with could_extract_minus_sign, which negates it: for a MatMul a

@@ -58,7 +58,9 @@ def test_sheet_boxes_the_derivations_gradients(sheets, name):
 @pytest.mark.parametrize("name", EXAMPLES)
 def test_sheet_shows_every_step_and_forward_quantity(sheets, name):
     g, tex = sheets[name]
-    assert tex.count(r"\subsection*{Step ") == len(g.steps)
+    # a sum's pass-through to one of its terms is folded into the step it feeds (tests/render/test_sheet_layout.py)
+    passes = [s for s in g.steps if s.rule in ("sum", "scalar sum") and s.local is None and s.result == s.upstream]
+    assert tex.count(r"\subsection*{Step ") == len(g.steps) - len(passes)
     for step in g.steps:
         assert latex(step.result) in tex
     for f in g.forward:
@@ -97,8 +99,9 @@ def test_written_out_part_follows_dims():
     g = get("seed_001_linreg_batch").derive()
     tex2, tex3 = (to_latex(g, dims={"N": n}) for n in (2, 3))
     assert "Written out at $N = 2$" in tex2 and "Written out at $N = 3$" in tex3
-    assert r"\partial L/\partial {\hat{y}}_{31}" in tex3
-    assert r"\partial L/\partial {\hat{y}}_{31}" not in tex2
+    # entries are written in the data and the predictions (note 001), not in upstream gradients
+    assert r"{\hat{y}}_{31}" in tex3.split("Written out", 1)[1]
+    assert r"{\hat{y}}_{31}" not in tex2
     assert "Written out" not in to_latex(g)
 
 
@@ -214,7 +217,9 @@ def compile_tex(tex: str, folder) -> tuple[str, str]:
     run = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "-no-shell-escape",
                           "sheet.tex"], cwd=folder, capture_output=True, text=True, timeout=120, check=False)
     log = (folder / "sheet.log").read_text(errors="replace")
-    assert run.returncode == 0, f"pdflatex failed: {[line for line in log.splitlines() if line.startswith('!')]}"
+    lines = log.splitlines()
+    assert run.returncode == 0, "pdflatex failed:\n" + "\n".join(
+        " | ".join(lines[k:k + 3]) for k, line in enumerate(lines) if line.startswith("!"))
     text = subprocess.run(["pdftotext", "-enc", "UTF-8", "sheet.pdf", "-"], cwd=folder, capture_output=True,
                           text=True, check=True).stdout
     return log, text
@@ -227,6 +232,8 @@ def test_every_sheet_compiles(sheets, tmp_path):
     for name, (log, text) in results.items():
         g = sheets[name][0]
         assert not re.search(r"^! ", log, re.MULTILINE), name
+        wide = [float(w) for w in re.findall(r"Overfull \\hbox \(([\d.]+)pt too wide\)", log) if float(w) > 1.0]
+        assert not wide, (name, wide)
         compact = re.sub(r"\s+", "", text)
         assert "∂L" in compact, name
         for p in g.params:
