@@ -60,20 +60,24 @@ _NAME = r"[A-Za-z\u0370-\u03ff][A-Za-z0-9\u0370-\u03ff]*(?:_(?:\{[A-Za-z0-9]+\}|
 _LAYER = r"(?:\^\{?\([0-9]+\)\}?)"         # W^{(2)}: a layer index, part of the name
 _LOSS = r"(?:L|J|E|e|ℓ|l|\\ell)"
 _TOKENS = [
-    ("space", r"\s+|\\[,;!: ]|\\quad|\\qquad|\\left|\\right|\\big|\\Big"),
+    ("space", r"\s+|\\[,;!: ]|\\(?:left|right)\.|\\(?:quad|qquad|displaystyle|left|right|[bB]igg?[lr]?)(?![A-Za-z])"),
     ("grad", rf"[d∂]{_LOSS}\s*/\s*[d∂]\s*(?P<q>{_NAME}{_LAYER}?)"),
     ("transpose", r"\.T(?![A-Za-z0-9_])|ᵀ"),
     ("num", r"[0-9]+(?:\.[0-9]+)?|\.[0-9]+"),
     ("name", rf"{_NAME}{_LAYER}?"),
     ("cmd", r"\\[A-Za-z]+"),
-    ("op", r"[-+*/@^'(),\[\]{}>_⊙∘⊘·×−⊤𝟙]"),
+    ("op", r"\\[{}]|[-+*/@^'(),\[\]{}>=_⊙∘⊘·×−⊤𝟙′∑∇]"),
 ]
 _TOKEN_RE = re.compile("|".join(f"(?P<{kind}>{rx})" for kind, rx in _TOKENS))
-_OP_ALIASES = {"−": "-", "∘": "⊙", "·": "@", "×": "@"}
+_OP_ALIASES = {"−": "-", "∘": "⊙", "·": "@", "×": "@", "′": "'"}
+_UNICODE_CMDS = {"∑": r"\sum", "∇": r"\nabla"}
+_GROUPS = {"(": ")", "{": "}", "[": "]", r"\{": r"\}"}    # brackets of every kind group alike
 _CMD_OPS = {r"\odot": "⊙", r"\circ": "⊙", r"\cdot": "@", r"\times": "@", r"\oslash": "⊘", r"\top": "⊤",
             r"\intercal": "⊤", r"\prime": "'", r"\ell": "ℓ", r"\sigma": "σ", r"\lbrack": "[", r"\rbrack": "]"}
 _FONT_CMDS = {r"\mathbf", r"\boldsymbol", r"\bm", r"\mathrm", r"\mathit", r"\vec", r"\operatorname", r"\text",
-              r"\mathsf"}
+              r"\mathsf", r"\rm", r"\bf", r"\textrm", r"\mathbfit"}
+_ACCENTS = {r"\hat": "hat", r"\tilde": "tilde", r"\bar": "bar"}       # \hat{y} is the name yhat
+_FRACS = {r"\frac", r"\tfrac", r"\dfrac"}
 
 
 def tokenize(text: str) -> list[Token]:
@@ -89,6 +93,8 @@ def tokenize(text: str) -> list[Token]:
             tokens.append(Token("grad", match.group("q"), pos))
         elif kind == "cmd" and piece in _CMD_OPS:
             tokens.append(Token("op" if _CMD_OPS[piece] not in "σℓ" else "name", _CMD_OPS[piece], pos))
+        elif kind == "op" and piece in _UNICODE_CMDS:
+            tokens.append(Token("cmd", _UNICODE_CMDS[piece], pos))
         elif kind == "op":
             tokens.append(Token("op", _OP_ALIASES.get(piece, piece), pos))
         elif kind != "space":
@@ -96,6 +102,22 @@ def tokenize(text: str) -> list[Token]:
         pos = match.end()
     tokens.append(Token("end", "", len(text)))
     return tokens
+
+
+_WRAPPERS = (("$$", "$$"), ("$", "$"), (r"\(", r"\)"), (r"\[", r"\]"))
+
+
+def unwrap(text: str) -> str:
+    """A formula inside ``$...$``, ``$$...$$``, ``\\(...\\)`` or ``\\[...\\]``, with the wrapper blanked
+    out (spaces keep every column where it was, so a caret still points at the text)."""
+    body = text.strip()
+    for opening, closing in _WRAPPERS:
+        if len(body) >= len(opening) + len(closing) and body.startswith(opening) and body.endswith(closing):
+            start = text.index(opening)
+            end = text.rindex(closing)
+            return (text[:start] + " " * len(opening) + text[start + len(opening):end]
+                    + " " * len(closing) + text[end + len(closing):])
+    return text
 
 
 def _error(text: str, pos: int, message: str) -> ParseError:
@@ -119,7 +141,8 @@ class Parser:
 
     def __init__(self, text: str, scope: Scope):
         self.text, self.scope = text, scope
-        self.tokens = tokenize(text)
+        self.tokens = tokenize(unwrap(text))
+        self.indices: list[str] = []     # the row indices of the \sum_i around the current point
         self.functions = functions()
         self.at = 0
 
@@ -174,7 +197,7 @@ class Parser:
 
     def _starts_operand(self) -> bool:
         token = self.token
-        return token.kind in _STARTS or (token.kind == "op" and token.text in ("(", "{", "𝟙"))
+        return token.kind in _STARTS or (token.kind == "op" and (token.text in _GROUPS or token.text == "𝟙"))
 
     def infix(self, token: Token, left: Node, right: Node) -> Node:
         op = token.text
@@ -215,8 +238,9 @@ class Parser:
             elif self.is_op("^"):
                 self.advance()
                 operand = self._power(operand, token)
-            elif self.is_op("'"):
-                raise self.error("a prime marks a function's derivative (relu'(Z)); write A^T for a transpose")
+            elif self.is_op("'"):       # after anything but a function's name (relu'(Z)), a transpose
+                self.advance()
+                operand = self._transposed(operand, token)
             else:
                 return operand
 
@@ -232,6 +256,10 @@ class Parser:
         if braced:
             self.advance()
         token = self.advance()
+        if token.kind == "cmd" and token.text in _FONT_CMDS:   # ^{\mathsf{T}}, ^{\rm T}
+            self.at -= 1
+            where = self.token
+            token = Token("name", self._braced_name(), where.pos)
         if (token.kind == "name" and token.text == "T") or (token.kind == "op" and token.text == "⊤"):
             result = self._transposed(operand, token)
         elif token.kind == "num" or (token.kind == "op" and token.text == "-" and self.token.kind == "num"):
@@ -262,8 +290,8 @@ class Parser:
             return self._name()
         if token.kind == "cmd":
             return self._command()
-        if self.is_op("(", "{"):
-            closing = ")" if token.text == "(" else "}"
+        if self.is_op(*_GROUPS):
+            closing = _GROUPS[token.text]
             self.advance()
             if self.is_op(closing):
                 raise self.error("empty parentheses")
@@ -292,7 +320,7 @@ class Parser:
         name = token.text
         if name in self.functions and (self.is_op("(", "'") or (self.is_op("{") and name == "σ")):
             return self._call(self.functions[name], token)
-        found = self.scope.symbol(name)
+        found = self.lookup(name)
         if found is not None:
             return leaf(found, name, token.pos)
         if name[0] == "d" and len(name) > 1 and self.scope.gradient(name[1:]) is not None:
@@ -315,9 +343,11 @@ class Parser:
             prime = True
         if function.reduce and prime:
             raise self.error(f"{function.name} has no derivative to take", token)
-        if not self.is_op("(", "{"):
+        if not self.is_op(*_GROUPS):
+            if token.kind == "cmd":     # \log \sigma(Z), \exp Z: a command applies to the next factor
+                return _make_call(function, prime, [self.postfix(self.primary())], token, self)
             raise self.error(f"expected '(' after {token.text}")
-        closing = ")" if self.token.text == "(" else "}"
+        closing = _GROUPS[self.token.text]
         self.advance()
         args = [self.expression(0)]
         while self.is_op(","):
@@ -329,11 +359,15 @@ class Parser:
     def _command(self) -> Node:
         token = self.advance()
         cmd = token.text
-        if cmd == r"\frac":
+        if cmd in _FRACS:
             return self._frac(token)
-        if cmd in (r"\hat", r"\tilde", r"\bar"):
-            name = self._braced_name() + {r"\hat": "hat", r"\tilde": "tilde", r"\bar": "bar"}[cmd]
-            return self._resolve(name, token)
+        if cmd in _ACCENTS:
+            self.at -= 1
+            return self._resolve(self._braced_name(), token)
+        if cmd == r"\sum":
+            return self._sum(token)
+        if cmd[1:] in self.functions:       # \tanh(Z), \exp(Z), \log(Z), \ln Z
+            return self._call(self.functions[cmd[1:]], token)
         if cmd in _FONT_CMDS:
             if self.is_op("{") and self.tokens[self.at + 1].text == "1" and self.tokens[self.at + 2].text == "}":
                 self.at += 3
@@ -348,6 +382,8 @@ class Parser:
             self.expect("}")
             if inner.text not in ("1", "I"):
                 raise self.error(r"\mathbb{1}[Z > 0] is the only \mathbb this grammar reads", token)
+            if not self.is_op("["):      # \mathbb{1}^T G: the ones vector
+                return node("ones", value=False, pos=token.pos, text="1")
             return self._indicator_brackets(token)
         if cmd == r"\nabla":
             return self._nabla(token)
@@ -355,13 +391,53 @@ class Parser:
             raise self.error(r"write a gradient as \frac{\partial L}{\partial Z}", token)
         raise self.error(f"the LaTeX command {cmd} is not part of this grammar", token)
 
+    def _sum(self, token: Token) -> Node:
+        """``\\sum_i G``, ``\\sum_{i=1}^{N} G``: the sum over the batch rows, ``1^T G``. Inside, ``p_i``
+        is row i of p. The sum takes in products and Hadamard products, up to a + or -."""
+        if not self.is_op("_"):
+            raise self.error(r"write the sum over the rows as \sum_i (...) or \sum_{i=1}^N (...)", token)
+        self.advance()
+        braced = self.is_op("{")
+        if braced:
+            self.advance()
+        index = self.advance()
+        if index.kind != "name" or len(index.text) != 1:
+            raise _error(self.text, index.pos, r"expected the row index after \sum_, as in \sum_i")
+        if braced:
+            if self.is_op("="):
+                self.advance()
+                self._bound()
+            self.expect("}")
+        if self.is_op("^"):
+            self.advance()
+            braced = self.is_op("{")
+            if braced:
+                self.advance()
+            self._bound()
+            if braced:
+                self.expect("}")
+        self.indices.append(index.text)
+        try:
+            summand = self.expression(_SUM)
+        finally:
+            self.indices.pop()
+        return node("call", summand, value=(self.functions["sum_rows"], False), pos=token.pos, text="sum_rows")
+
+    def _bound(self) -> None:
+        """A bound of a sum (1, N): read and checked to be a number or a known name, not used."""
+        bound = self.advance()
+        if not (bound.kind == "num" or (bound.kind == "name" and self.scope.symbol(bound.text) is not None)):
+            raise _error(self.text, bound.pos, "a bound of the sum is a number or a size such as N")
+
     def _braced_name(self) -> str:
         braced = self.is_op("{")
         if braced:
             self.advance()
         token = self.advance()
-        if token.kind == "cmd" and token.text in (r"\hat", r"\tilde", r"\bar"):
-            name = self._braced_name() + token.text[1:]
+        if token.kind == "cmd" and token.text in _ACCENTS:        # \hat{\mathbf{y}}
+            name = self._braced_name() + _ACCENTS[token.text]
+        elif token.kind == "cmd" and token.text in _FONT_CMDS:    # \mathbf{\hat{y}}
+            name = self._braced_name()
         elif token.kind == "name":
             name = token.text
         else:
@@ -379,8 +455,17 @@ class Parser:
                 self.expect("}")
         return name
 
-    def _resolve(self, name: str, token: Token) -> Node:
+    def lookup(self, name: str):
+        """The symbol ``name`` stands for; inside ``\\sum_i`` also ``p_i`` for p, row i of p."""
         found = self.scope.symbol(name)
+        for index in self.indices:
+            match = re.fullmatch(rf"(.+)_(?:\{{{index}\}}|{index})", name)
+            if found is None and match:
+                found = self.scope.symbol(match.group(1))
+        return found
+
+    def _resolve(self, name: str, token: Token) -> Node:
+        found = self.lookup(name)
         if found is None and name.startswith("d") and self.scope.gradient(name[1:]) is not None:
             return self._gradient(name[1:], token)
         if found is None:
