@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import runpy
 import shutil
 import subprocess
 import sys
@@ -27,11 +26,10 @@ import tempfile
 import traceback
 from pathlib import Path
 
-from sympy import MatrixSymbol
-
 from .bench import step as bench
-from .errors import DeriveError, DimsError, LatexError, NetworkFileError, OutputError
+from .errors import DeriveError, DimsError, LatexError, OutputError
 from .examples import Example
+from .examples.files import CONVENTIONS, load_network
 from .render.sheet import GENERATED_MARK
 from .version import __version__
 
@@ -39,7 +37,6 @@ __all__ = ["main"]
 
 TEX_MISSING = ("pdflatex was not found: PDFs skipped (install TeX Live's texlive-latex-base, "
                "texlive-latex-recommended and texlive-pictures to get them)")
-CONVENTIONS = ("rows", "columns")
 INTERNAL_ERROR = 3   # not 1: derive check's 1 means "the hand gradient is wrong"
 REPORT = ("this is a bug in derive, not in your input; please report it with the command you ran and the "
           "output of the same command with --verbose")
@@ -64,50 +61,8 @@ Exit status: 0 on success, 2 on a problem with the input or the output folder, 3
 
 
 # --- finding the network -----------------------------------------------------------------------
+# --- finding the network: derive/examples/files.py (load_network, load_network_file) ----------------
 
-def load_network(spec: str, convention: str | None = None) -> Example:
-    """A built-in example by name (in ``convention`` when given), or a network file (any argument
-    that is a path or ends in .py), as an :class:`~derive.examples.Example`."""
-    from .examples import catalogue, get
-    if spec in catalogue():
-        return get(spec, convention)
-    path = Path(spec)
-    if path.suffix == ".py" or os.sep in spec or path.exists():
-        network = load_network_file(path)
-        if convention is not None and network.convention != convention:
-            raise NetworkFileError(f"{path} is written with {network.convention} as examples (its `convention`), "
-                                   f"not {convention}")
-        return network
-    raise NetworkFileError(f"no built-in example named {spec!r} and no file {spec!r}; "
-                           "'derive list' shows the built-in ones")
-
-
-def load_network_file(path: Path) -> Example:
-    if not path.is_file():
-        raise NetworkFileError(f"network file {str(path)!r} does not exist")
-    try:
-        namespace = runpy.run_path(str(path), run_name="derive_network")
-    except SystemExit as error:  # exit() in the file would otherwise end derive silently with its code
-        raise NetworkFileError(f"{path}: it called exit({error.code!r}) instead of defining loss and wrt") from error
-    except Exception as error:  # the user's code: report it in one line, whatever it raised
-        raise NetworkFileError(f"{path}: running it failed with {type(error).__name__}: {error}") from error
-    missing = [key for key in ("loss", "wrt") if key not in namespace]
-    if missing:
-        raise NetworkFileError(f"{path} must define {' and '.join(missing)} (the scalar loss and the list of "
-                               "MatrixSymbols to differentiate with respect to)")
-    wrt = namespace["wrt"]
-    wrt = (wrt,) if isinstance(wrt, MatrixSymbol) else tuple(wrt) if isinstance(wrt, (list, tuple)) else wrt
-    optional = {}
-    for key in ("names", "dims", "values"):
-        value = namespace.get(key, {}) or {}
-        if not isinstance(value, dict):
-            raise NetworkFileError(f"{path}: {key} must be a dict, got {type(value).__name__}")
-        optional[key] = value
-    title = str(namespace.get("title", f"The network of {path.name}"))
-    convention = namespace.get("convention", "rows")
-    if convention not in CONVENTIONS:
-        raise NetworkFileError(f"{path}: convention must be 'rows' or 'columns', got {convention!r}")
-    return Example(path.stem, title, str(path), namespace["loss"], wrt, **optional, convention=convention)
 
 
 def parse_dims(text: str | None) -> dict:
@@ -320,6 +275,32 @@ def cmd_check(args) -> int:
     return code
 
 
+def cmd_grade(args) -> int:
+    """``derive grade ASSIGNMENT --submission DIR --results FILE`` or ``derive grade ASSIGNMENT --check``."""
+    import json
+
+    from .grading import Assignment, grade
+    assignment = Assignment(args.assignment)
+    if args.check:
+        problems = assignment.problems()
+        for problem in problems:
+            print(f"derive: {problem}", file=sys.stderr)
+        if not problems:
+            print(f"{args.assignment}: {len(assignment.questions)} question(s), every network loads, every wrt "
+                  "exists, every reference answer passes")
+        return 2 if problems else 0
+    if args.submission is None or args.results is None:
+        print("derive: grade needs --submission DIR and --results FILE (or --check)", file=sys.stderr)
+        return 2
+    results = grade(assignment, args.submission)
+    path = Path(args.results)
+    write_atomic(path, json.dumps(results, indent=2, ensure_ascii=False) + "\n", force=True)
+    for test in results["tests"]:
+        print(f"{test['name']}: {test['score']} of {test['max_score']}")
+    print(f"wrote {path}: {results['score']} points")
+    return 0
+
+
 def cmd_bench(args) -> int:
     from .bench import derivation as derivation_bench
     if not args.derivation_only:
@@ -377,6 +358,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the hand gradient, e.g. \"X^T (dL/dZ ⊙ relu'(Z))\" (grammar in README.md)")
     p.add_argument("--dims", metavar="N=2,D=3", help="sizes to compare at (default: distinct odd primes, which cannot hide a factor)")
     p.set_defaults(run=cmd_check)
+    p = sub.add_parser("grade", help="grade a submission of an assignment (TOML) into Gradescope's results.json, "
+                       "or --check the assignment (exit 0 written / fine, 2 a bad assignment)")
+    p.add_argument("assignment", metavar="ASSIGNMENT", help="the assignment's TOML file ([[question]] tables)")
+    p.add_argument("--submission", metavar="DIR", help="the folder holding the student's answers.toml")
+    p.add_argument("--results", metavar="FILE", help="where to write the results (Gradescope: "
+                   "/autograder/results/results.json)")
+    p.add_argument("--check", action="store_true", help="verify the assignment: every network loads, every wrt "
+                   "exists, every reference answer passes")
+    p.add_argument("--verbose", action="store_true", help="show the full traceback of an error")
+    p.set_defaults(run=cmd_grade)
     p = sub.add_parser("bench", parents=[common],
                        help="time the generated gradient step against PyTorch eager and the matrix-product "
                             "floor, and deriving against depth (results in OUTPUT_DIR/bench)")

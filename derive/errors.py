@@ -63,3 +63,7 @@ class CodegenError(DeriveError, RuntimeError):
 
 class InvalidArgument(DeriveError, ValueError):
     """A derive function called with an argument it cannot take (a reduction, an axis, a scalar)."""
+
+
+class AssignmentError(DeriveError, ValueError):
+    """An assignment file (TOML) for ``derive grade`` that is not what it must be (names the file and key)."""

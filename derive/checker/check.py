@@ -97,8 +97,12 @@ def check(hand, loss: Basic, wrt, *, names: Mapping | None = None, dims: Mapping
     :class:`~derive.errors.ParseError`, a SymPy formula with a symbol the network does not have too;
     a wrong formula does not raise, its result says why.
     """
-    param = _param(loss, wrt)
-    net = NetworkView(loss, param, names, dims)
+    return check_in(NetworkView(loss, _param(loss, wrt), names, dims), hand, points=points, seed=seed)
+
+
+def check_in(net: NetworkView, hand, *, points: int = 5, seed: int = 0) -> CheckResult:
+    """:func:`check` in a network view made once (grading reuses one derivation per question)."""
+    param = net.param
     tree = _hand_tree(hand, net)
     sample = net.points(max(points, SCREEN_POINTS), seed)
     base = {"param": param, "hand": to_text(tree), "derived": to_text(from_sympy(net.g.compact(param), net.scope)),
