@@ -171,8 +171,8 @@ BAD_ASSIGNMENTS = [
      "fraction of the points from 0 to 1"),
     ("[[question]]\nname = 'a'\nnetwork = 'seed_000_bce'\nwrt = 'w2'\npoints = 1\ndims = { N = 0 }",
      "dims must be a table of size = positive integer"),
-    ("[[question]]\nname = 'a'\nnetwork = 'seed_000_bce'\nwrt = 'w2'\npoints = 1\n"
-     "[[question]]\nname = 'a'\nnetwork = 'seed_000_bce'\nwrt = 'b'\npoints = 1", "used twice: a"),
+    (("[[question]]\nname = 'a'\nnetwork = 'seed_000_bce'\nwrt = 'w2'\npoints = 1\n"
+     "[[question]]\nname = 'a'\nnetwork = 'seed_000_bce'\nwrt = 'b'\npoints = 1"), "used twice: a"),
     ("[[questions]]\nname = 'a'", "unknown key(s) questions"),
 ]
 
