@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .checker.check import check_in
+from .checker.check import check_in, parameter
 from .checker.diagnoses import DIAGNOSES
 from .checker.network import NetworkView
 from .errors import AssignmentError, DeriveError, ParseError
@@ -160,11 +160,12 @@ class Assignment:
             network = get(question.network)
         else:
             network = load_network_file(self.path.parent / question.network)
-        params = {p.name: p for p in network.wrt}
-        if question.wrt not in params:
-            raise AssignmentError(f"{network.name} has no parameter {question.wrt!r} to differentiate; its "
-                                  f"parameters: {', '.join(params)}")
-        return NetworkView(network.loss, params[question.wrt], network.names, question.dims or None)
+        params = {p.name: p for p in network.wrt}     # or another matrix of the loss (an input X)
+        try:
+            param = parameter(network.loss, params.get(question.wrt, question.wrt))
+        except DeriveError as error:
+            raise AssignmentError(f"{network.name}: {error}") from None
+        return NetworkView(network.loss, param, network.names, question.dims or None)
 
     def grade(self, answers: Mapping, unreadable: str | None = None) -> dict:
         """Gradescope's results for one student's answers (question name -> answer text);
@@ -204,8 +205,9 @@ class Assignment:
             return entry(question.points, result.report())
         kind = result.diagnosis.kind if result.diagnosis is not None else None
         fraction = question.partial.get(kind, 0)
-        credit = f"\npartial credit for {kind}: {_points(fraction * question.points)} of " \
-                 f"{_points(question.points)} points" if fraction else ""
+        plural = "" if question.points == 1 else "s"
+        credit = (f"\npartial credit for {kind}: {_points(fraction * question.points)} of "
+                  f"{_points(question.points)} point{plural}") if fraction else ""
         return entry(fraction * question.points, result.report() + credit)
 
     def problems(self) -> list[str]:

@@ -45,7 +45,8 @@ from .results import CheckResult
 
 # --- check --------------------------------------------------------------------------------------------
 
-def _param(loss: Basic, wrt) -> MatrixSymbol:
+def parameter(loss: Basic, wrt) -> MatrixSymbol:
+    """The matrix ``wrt`` (a MatrixSymbol, or the name of one of the loss's matrices) to differentiate by."""
     if isinstance(wrt, MatrixSymbol):
         return wrt
     matrices = {s.name: s for s in topological_order(canonical(loss)) if type(s) is MatrixSymbol}
@@ -97,7 +98,7 @@ def check(hand, loss: Basic, wrt, *, names: Mapping | None = None, dims: Mapping
     :class:`~derive.errors.ParseError`, a SymPy formula with a symbol the network does not have too;
     a wrong formula does not raise, its result says why.
     """
-    return check_in(NetworkView(loss, _param(loss, wrt), names, dims), hand, points=points, seed=seed)
+    return check_in(NetworkView(loss, parameter(loss, wrt), names, dims), hand, points=points, seed=seed)
 
 
 def check_in(net: NetworkView, hand, *, points: int = 5, seed: int = 0) -> CheckResult:

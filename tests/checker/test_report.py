@@ -1,0 +1,111 @@
+"""Reports a student can act on: entries numbered from 1, a stable order, 4 significant digits, a
+short counterexample, the suggestion written as a student would write it, the bias and
+pre-activation diagnoses (each suggestion right by the independent truth), the command's "derive:"
+prefix and a --help without dead options."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import derive
+from derive.cli import build_parser, run_check
+from derive.examples import get
+
+ROOT = Path(__file__).resolve().parents[2]
+
+WRONG = [
+    ("seed_000_bce", "w2", "h^T (p - y)"),
+    ("seed_000_bce", "w1", "X^T (dL/dz w2^T)"),
+    ("mlp3_gelu", "W1", "X^T (dL/dZ2 W2^T)"),
+    ("seed_003_mlp_column", "W1", "x^T da1"),
+]
+
+
+def check(name, wrt, hand):
+    example = get(name)
+    return derive.check(hand, example.loss, wrt, names=example.names)
+
+
+@pytest.mark.parametrize(("name", "wrt", "hand"), WRONG)
+def test_a_counterexample_is_short_numbered_from_1_with_4_significant_digits(name, wrt, hand):
+    result = check(name, wrt, hand)
+    report = result.report()
+    lines = report.splitlines()
+    start = next((k for k, line in enumerate(lines) if line.startswith("  differs at")), None)
+    if start is None:                       # a shape problem: no entry to show
+        assert result.shape_problem
+        return
+    block = lines[start:start + 5]
+    assert len([line for line in lines if line.startswith("    ") and "where" not in line]) <= 6, report
+    assert all(len(line) <= 170 for line in block), report
+    i, j = (int(k) for k in re.search(r"first in entry \[(\d+), (\d+)\]", report).groups())
+    assert (i, j) == (result.counterexample.entry[0] + 1, result.counterexample.entry[1] + 1)
+    assert not re.search(r"\[0, |, 0\]", "\n".join(block)), report     # no entry 0 anywhere
+    for number in re.findall(r"-?\d+\.\d+(?:e-?\d+)?", "\n".join(block)):
+        assert len(number.lstrip("-").split("e")[0].replace(".", "").lstrip("0")) <= 4, number
+
+
+def test_the_report_is_the_same_from_run_to_run():
+    code = ("import derive; from derive.examples import get; e = get('residual_block'); "
+            "print(derive.check(\"X^T (dL/dH2 ⊙ relu'(Z1))\", e.loss, 'W1', names=e.names).report())")
+    outputs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                              env={**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(ROOT)}).stdout
+               for seed in ("1", "2")}
+    assert len(outputs) == 1 and "where dL/dZ1" in outputs.pop()
+
+
+# (network, parameter, a wrong answer, the diagnosis, the suggestion a student would write)
+SUGGESTIONS = [
+    ("seed_001_linreg_batch", "w", "1/N X^T (yhat - y)", "factor", "2/N X^T (yhat - y)"),
+    ("seed_000_bce", "w1", "((p - y)/N w2^T ⊙ 1[a > 0])^T X", "transpose", "X^T ((p - y)/N w2^T ⊙ 1[a > 0])"),
+    ("seed_001_two_linear", "W2", "2/N (yhat - y)^T H", "transpose", "2/N H^T (yhat - y)"),
+    # a bias: the batch sum missing, the 1/N of the mean missing, both
+    ("seed_000_bce", "b", "(p - y)/N", "missing-batch-sum", "1^T (p - y)/N"),
+    ("seed_000_bce", "b", "dL/dz", "missing-batch-sum", "1^T dL/dz"),
+    ("seed_000_bce", "b", "p - y", "missing-batch-sum", "1/N 1^T (p - y)"),
+    ("seed_001_two_linear", "b2", "2 (yhat - y)", "missing-batch-sum", "2/N 1^T (yhat - y)"),
+    ("seed_001_two_linear", "b1", "dL/dyhat W2^T", "missing-batch-sum", "1^T dL/dyhat W2^T"),
+    ("seed_000_bce", "b", "1^T (p - y)", "factor", "1/N 1^T (p - y)"),
+    # the gradient of the pre-activation written for the weight's
+    ("seed_000_bce", "w2", "(p - y)/N", "pre-activation", "h^T (p - y)/N"),
+    ("seed_000_bce", "w2", "dL/dz", "pre-activation", "h^T dL/dz"),
+    ("mlp3_relu", "W3", "dL/dS", "pre-activation", "H2^T dL/dS"),
+]
+
+
+@pytest.mark.parametrize(("name", "wrt", "hand", "kind", "corrected"), SUGGESTIONS)
+def test_a_suggestion_is_written_as_a_student_would_and_is_right(name, wrt, hand, kind, corrected):
+    result = check(name, wrt, hand)
+    assert not result
+    assert result.diagnosis.kind == kind, result.report()
+    assert result.diagnosis.corrected == corrected
+    assert f"    right:  {corrected}" in result.report()
+    pytest.importorskip("torch", reason="autograd gives the independent truth's gradients")
+    from ..hand_truth import HandTruth
+    example = get(name)
+    truth = HandTruth(example.loss, next(p for p in example.wrt if p.name == wrt), example.names)
+    assert truth.verdict(hand) == "wrong"
+    assert truth.verdict(corrected) == "right"
+
+
+@pytest.mark.parametrize(("hand", "wrt"), [("h^T (p - y", "w2"), ("h^T (p - y)/N", "W9"), ("q", "w2")])
+def test_the_check_command_says_derive_on_bad_input(hand, wrt):
+    code, text = run_check("seed_000_bce", wrt, hand)
+    assert code == 2 and text.startswith("derive: ")
+
+
+@pytest.mark.parametrize(("command", "dead"), [
+    (["check", "seed_000_bce", "--wrt", "w2", "--hand", "h"], {"--output-dir", "--force"}),
+    (["list"], {"--output-dir", "--force", "--convention"}),
+    (["grade", "hw.toml"], {"--output-dir", "--force", "--convention"}),
+])
+def test_help_lists_only_options_that_do_something(command, dead):
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command").choices[command[0]]
+    shown = {s for action in sub._actions for s in action.option_strings}
+    assert not shown & dead
+    assert "--verbose" in shown
