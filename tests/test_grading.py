@@ -8,6 +8,7 @@ derivation per question serves every student.
 
 import builtins
 import json
+import re
 import textwrap
 from pathlib import Path
 
@@ -233,3 +234,16 @@ def test_an_answer_that_tries_to_run_code_runs_nothing(homework, monkeypatch, at
     assert not [s for s in sources if "pwned" in s or "parse_expr" in s or "sympify" in s]
     entry = next(t for t in results["tests"] if t["name"] == "w2")
     assert entry["score"] == 0 and entry["output"].startswith("derive: your answer does not parse:")
+
+
+def test_the_readme_assignment_passes_its_check_and_grades_as_shown(tmp_path):
+    """README's teacher section: its TOML, its answers.toml and the results.json it shows."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Grading an assignment (for teachers)\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```(toml|json)\n(.*?)```", section, flags=re.DOTALL)
+    assignment, answers, shown = (text for _, text in blocks)
+    (tmp_path / "hw3.toml").write_text(assignment, encoding="utf-8")
+    (tmp_path / "submission").mkdir()
+    (tmp_path / "submission" / "answers.toml").write_text(answers, encoding="utf-8")
+    assert Assignment(tmp_path / "hw3.toml").problems() == []
+    assert grade(tmp_path / "hw3.toml", tmp_path / "submission") == json.loads(shown)
