@@ -201,6 +201,9 @@ class Assignment:
             return entry(0, f"derive: your answer does not parse: {error}")
         except DeriveError as error:
             return entry(0, f"derive: your answer could not be checked: {error}")
+        except Exception as error:  # noqa: BLE001 - a bug of derive must not cost the class its results
+            return entry(0, f"derive: internal error while checking this answer ({type(error).__name__}: {error}); "
+                            "this is a bug in derive, not a verdict on your answer: tell your instructor")
         if result:
             return entry(question.points, result.report())
         kind = result.diagnosis.kind if result.diagnosis is not None else None

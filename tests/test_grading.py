@@ -247,3 +247,19 @@ def test_the_readme_assignment_passes_its_check_and_grades_as_shown(tmp_path):
     (tmp_path / "submission" / "answers.toml").write_text(answers, encoding="utf-8")
     assert Assignment(tmp_path / "hw3.toml").problems() == []
     assert grade(tmp_path / "hw3.toml", tmp_path / "submission") == json.loads(shown)
+
+
+def test_a_bug_while_checking_one_answer_scores_it_0_saying_so_and_grades_the_rest(homework, monkeypatch):
+    original = derive.grading.check_in
+
+    def broken(view, answer, **options):
+        if view.param.name == "w1":
+            raise ZeroDivisionError("division by zero")
+        return original(view, answer, **options)
+
+    monkeypatch.setattr(derive.grading, "check_in", broken)
+    results = grade(homework / "hw.toml", homework / "student")
+    entry = next(t for t in results["tests"] if t["name"] == "w1")
+    assert entry["score"] == 0 and "internal error while checking this answer (ZeroDivisionError" in entry["output"]
+    others = [t for t in results["tests"] if t["name"] != "w1"]
+    assert others == [t for t in EXPECTED["tests"] if t["name"] != "w1"]

@@ -126,6 +126,7 @@ def _error(text: str, pos: int, message: str) -> ParseError:
 
 
 MAX_LENGTH = 2000   # characters: a hand formula is a line or two, not a program
+MAX_EXPONENT = 64   # A^k: a gradient has small powers; 2^100000 is a number too large to print
 
 # --- the parser ---------------------------------------------------------------------------------------
 
@@ -267,6 +268,8 @@ class Parser:
             if token.text == "-":
                 sign, token = -1, self.advance()
             exponent = sign * _number(token.text)
+            if abs(exponent) > MAX_EXPONENT:
+                raise _error(self.text, token.pos, f"an entrywise power is at most {MAX_EXPONENT} in size")
             result = node("pow", operand, value=exponent, pos=operand.pos)
         elif token.kind == "op" and token.text == "'":
             raise _error(self.text, token.pos, "a prime belongs right after a function name, as in sigmoid'(Z)")
