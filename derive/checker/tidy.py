@@ -27,7 +27,14 @@ def tidy(tree: Node) -> Node:
     return tree
 
 
+def _ones(n: Node) -> bool:
+    """The grammar's 1 in a product is a ones vector as long as its neighbour needs (``G 1``)."""
+    return n.kind == "num" and n.value == 1
+
+
 def _transposed(inner: Node) -> Node:
+    if _ones(inner):
+        return node("ones", value=True, pos=inner.pos)
     if is_scalar(inner):
         return inner                                    # a scalar is its own transpose
     if inner.kind == "T":
@@ -43,8 +50,8 @@ def _transposed(inner: Node) -> Node:
 
 def _gathered(product: Node) -> Node:
     """A product with its scalar factors multiplied into one coefficient written in front."""
-    scalars = [a for a in product.args if is_scalar(a)]
-    matrices = [a for a in product.args if not is_scalar(a)]
+    scalars = [a for a in product.args if is_scalar(a) and not _ones(a)]
+    matrices = [a for a in product.args if not is_scalar(a) or _ones(a)]
     if not matrices or (len(scalars) <= 1 and (not scalars or product.args[0] is scalars[0])):
         return product
     coefficient = Mul(*(to_sympy(a) for a in scalars))

@@ -9,11 +9,21 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import derive
+from derive.checker.formula import to_text
+from derive.checker.grammar import parse
+from derive.checker.network import NetworkView
+from derive.checker.tidy import tidy
 from derive.cli import build_parser, run_check
+from derive.errors import DeriveError
 from derive.examples import get
+
+from .test_check_properties import ROWS, example_of, mutations
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -109,3 +119,45 @@ def test_help_lists_only_options_that_do_something(command, dead):
     shown = {s for action in sub._actions for s in action.option_strings}
     assert not shown & dead
     assert "--verbose" in shown
+
+
+# --- tidying keeps the value (the suggestion is the corrected formula, only written as a student would) ---
+
+@settings(max_examples=max(10, settings().max_examples // 5), deadline=None)
+@given(data=st.data())
+def test_tidying_a_formula_keeps_its_value(data):
+    row = data.draw(st.sampled_from(ROWS), label="right answer")
+    _, text = data.draw(mutations(row), label="mutation")
+    example = example_of(row[1])
+    net = NetworkView(example.loss, next(p for p in example.wrt if p.name == row[2]), example.names, None)
+    try:
+        tree = parse(text, net.scope)
+        point = net.points(1, seed=2)[0]
+        before = net.numeric(tree, point)
+    except (DeriveError, ZeroDivisionError):
+        return                                   # not a formula that has a value: nothing to keep
+    tidied = tidy(tree)
+    assert np.allclose(net.numeric(tidied, point), before, rtol=1e-9, atol=1e-12, equal_nan=True), to_text(tidied)
+    assert np.allclose(net.numeric(parse(to_text(tidied), net.scope), point), before, rtol=1e-9, atol=1e-12,
+                       equal_nan=True), to_text(tidied)       # and its text reads back the same
+
+
+TIDIED = [
+    # (network, parameter, a formula, as tidied)
+    ("mlp3_gelu_columns", "b1", "dL/dZ1 1", "dL/dZ1 1"),                 # a ones vector, not the scalar 1
+    ("mlp3_gelu_columns", "b1", "(dL/dZ1 1)^T", "1^T dL/dZ1^T"),
+    ("mlp3_gelu_columns", "b1", "2 (1^T dL/dZ1^T)^T / N", "2 (dL/dZ1 1)/N"),
+    ("seed_000_bce", "w2", "2 (1/N (p - y)^T h)^T", "2/N h^T (p - y)"),
+    ("seed_000_bce", "w2", "-(-(h^T (p - y)))", "h^T (p - y)"),
+    ("seed_000_bce", "w1", "(((p - y)/N w2^T ⊙ 1[a > 0])^T X)^T", "X^T ((p - y)/N w2^T ⊙ 1[a > 0])"),
+]
+
+
+@pytest.mark.parametrize(("name", "wrt", "text", "tidied"), TIDIED)
+def test_a_tidied_formula_reads_as_written_and_keeps_its_value(name, wrt, text, tidied):
+    example = example_of(name)
+    net = NetworkView(example.loss, next(p for p in example.wrt if p.name == wrt), example.names, None)
+    tree = parse(text, net.scope)
+    assert to_text(tidy(tree)) == tidied
+    point = net.points(1, seed=2)[0]
+    assert np.allclose(net.numeric(parse(tidied, net.scope), point), net.numeric(tree, point), rtol=1e-9)
