@@ -239,6 +239,8 @@ class Parser:
             elif self.is_op("^"):
                 self.advance()
                 operand = self._power(operand, token)
+                if operand.kind == "pow" and abs(operand.value) > MAX_EXPONENT:
+                    raise self.error(f"an entrywise power is at most {MAX_EXPONENT} in size", token)
             elif self.is_op("'"):       # after anything but a function's name (relu'(Z)), a transpose
                 self.advance()
                 operand = self._transposed(operand, token)
@@ -268,8 +270,6 @@ class Parser:
             if token.text == "-":
                 sign, token = -1, self.advance()
             exponent = sign * _number(token.text)
-            if abs(exponent) > MAX_EXPONENT:
-                raise _error(self.text, token.pos, f"an entrywise power is at most {MAX_EXPONENT} in size")
             result = node("pow", operand, value=exponent, pos=operand.pos)
         elif token.kind == "op" and token.text == "'":
             raise _error(self.text, token.pos, "a prime belongs right after a function name, as in sigmoid'(Z)")

@@ -158,7 +158,7 @@ ERRORS = [
     ("G; Z", 2, "unexpected character ';'"),
     ("", 1, "the formula is empty"),
     ("$X^T G", 1, "unexpected character '$'"),
-    ("2^100000 G", 3, "an entrywise power is at most 64"),
+    ("2^100000 G", 2, "an entrywise power is at most 64"),
     ("X = G", 3, "unexpected '='"),
     (r"\sum G", 1, r"\sum_i (...)"),
     (r"\sum_{i=1}^{Q} G", 13, "a bound of the sum"),
