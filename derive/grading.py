@@ -16,7 +16,7 @@ An assignment is a TOML file with one ``[[question]]`` table per question::
 
 A submission is a folder holding ``answers.toml`` (question name -> answer text). Each question's
 network is derived once (:class:`Assignment` keeps one checker view per question) and every
-student's answer is checked in it with :func:`derive.checker.check.check_in`. A right answer gets
+student's answer is checked in it (:func:`derive.check` given the view). A right answer gets
 the points; a wrong one the ``partial`` fraction of them for its diagnosis' kind, else 0; a missing
 answer, one that does not parse, and a question whose network fails get 0 with a message saying
 which. :func:`grade` returns Gradescope's results (``score``, ``tests``: ``name``, ``score``,
@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .checker.check import check_in, parameter
+from .checker.check import check, parameter
 from .checker.diagnoses import DIAGNOSES
 from .checker.network import NetworkView
 from .errors import AssignmentError, DeriveError, ParseError
@@ -196,7 +196,7 @@ class Assignment:
             return entry(0, f"derive: this question could not be graded (a problem of the assignment, not of "
                             f"your answer; tell your instructor): {error}")
         try:
-            result = check_in(view, answer)
+            result = check(answer, view.loss, view.param, dims=question.dims or None, view=view)
         except ParseError as error:
             return entry(0, f"derive: your answer does not parse: {error}")
         except DeriveError as error:
@@ -226,7 +226,7 @@ class Assignment:
             if q.answer is None:
                 continue
             try:
-                result = check_in(view, q.answer)
+                result = check(q.answer, view.loss, view.param, dims=q.dims or None, view=view)
             except DeriveError as error:
                 found.append(f"{q.name}: the reference answer does not parse: {error}")
                 continue

@@ -250,14 +250,14 @@ def test_the_readme_assignment_passes_its_check_and_grades_as_shown(tmp_path):
 
 
 def test_a_bug_while_checking_one_answer_scores_it_0_saying_so_and_grades_the_rest(homework, monkeypatch):
-    original = derive.grading.check_in
+    original = derive.grading.check
 
-    def broken(view, answer, **options):
-        if view.param.name == "w1":
+    def broken(answer, loss, wrt, **options):
+        if wrt.name == "w1":
             raise ZeroDivisionError("division by zero")
-        return original(view, answer, **options)
+        return original(answer, loss, wrt, **options)
 
-    monkeypatch.setattr(derive.grading, "check_in", broken)
+    monkeypatch.setattr(derive.grading, "check", broken)
     results = grade(homework / "hw.toml", homework / "student")
     entry = next(t for t in results["tests"] if t["name"] == "w1")
     assert entry["score"] == 0 and "internal error while checking this answer (ZeroDivisionError" in entry["output"]

@@ -25,6 +25,12 @@ names                  the network's symbols and named intermediates (``W_1``, `
                        ``\\mathbf{W}_1`` all find ``W1``; ``\\hat{y}`` finds ``yhat``)
 =====================  ==========================================================================
 
+LaTeX as students write it is read too: ``$...$`` and ``\\(...\\)`` wrappers, ``[...]``, ``\\{...\\}``,
+``\\left(`` and ``\\bigl(`` brackets, every function as a command (``\\tanh``, ``\\ln p``), accents and
+bold on names, ``^{\\mathsf{T}}``, ``'`` as a transpose after anything but a function's name,
+``\\tfrac``, ``\\dfrac`` and ``\\sum_i`` over the batch rows (``p_i`` inside it is row i of p).
+README's "Spellings students write" lists every spelling; each is a row of tests/checker/test_spellings.py.
+
 The tree (:class:`Node`) is what the checker rewrites to diagnose a slip; :func:`evaluate` gives it
 a meaning through a backend, SymPy here and NumPy in the checker, so both read one definition.
 """
@@ -46,6 +52,7 @@ from ..core.elementwise import Elementwise
 from ..core.softmax import log_softmax, softmax
 from ..errors import ParseError
 from .formula import Function, Node, Scope, function_of, functions, leaf, node, to_text
+from .spelling import read_sum, unwrap
 
 # --- tokens -------------------------------------------------------------------------------------------
 
@@ -102,22 +109,6 @@ def tokenize(text: str) -> list[Token]:
         pos = match.end()
     tokens.append(Token("end", "", len(text)))
     return tokens
-
-
-_WRAPPERS = (("$$", "$$"), ("$", "$"), (r"\(", r"\)"), (r"\[", r"\]"))
-
-
-def unwrap(text: str) -> str:
-    """A formula inside ``$...$``, ``$$...$$``, ``\\(...\\)`` or ``\\[...\\]``, with the wrapper blanked
-    out (spaces keep every column where it was, so a caret still points at the text)."""
-    body = text.strip()
-    for opening, closing in _WRAPPERS:
-        if len(body) >= len(opening) + len(closing) and body.startswith(opening) and body.endswith(closing):
-            start = text.index(opening)
-            end = text.rindex(closing)
-            return (text[:start] + " " * len(opening) + text[start + len(opening):end]
-                    + " " * len(closing) + text[end + len(closing):])
-    return text
 
 
 def _error(text: str, pos: int, message: str) -> ParseError:
@@ -368,7 +359,7 @@ class Parser:
             self.at -= 1
             return self._resolve(self._braced_name(), token)
         if cmd == r"\sum":
-            return self._sum(token)
+            return read_sum(self, token, _SUM)
         if cmd[1:] in self.functions:       # \tanh(Z), \exp(Z), \log(Z), \ln Z
             return self._call(self.functions[cmd[1:]], token)
         if cmd in _FONT_CMDS:
@@ -393,44 +384,6 @@ class Parser:
         if cmd == r"\partial":
             raise self.error(r"write a gradient as \frac{\partial L}{\partial Z}", token)
         raise self.error(f"the LaTeX command {cmd} is not part of this grammar", token)
-
-    def _sum(self, token: Token) -> Node:
-        """``\\sum_i G``, ``\\sum_{i=1}^{N} G``: the sum over the batch rows, ``1^T G``. Inside, ``p_i``
-        is row i of p. The sum takes in products and Hadamard products, up to a + or -."""
-        if not self.is_op("_"):
-            raise self.error(r"write the sum over the rows as \sum_i (...) or \sum_{i=1}^N (...)", token)
-        self.advance()
-        braced = self.is_op("{")
-        if braced:
-            self.advance()
-        index = self.advance()
-        if index.kind != "name" or len(index.text) != 1:
-            raise _error(self.text, index.pos, r"expected the row index after \sum_, as in \sum_i")
-        if braced:
-            if self.is_op("="):
-                self.advance()
-                self._bound()
-            self.expect("}")
-        if self.is_op("^"):
-            self.advance()
-            braced = self.is_op("{")
-            if braced:
-                self.advance()
-            self._bound()
-            if braced:
-                self.expect("}")
-        self.indices.append(index.text)
-        try:
-            summand = self.expression(_SUM)
-        finally:
-            self.indices.pop()
-        return node("call", summand, value=(self.functions["sum_rows"], False), pos=token.pos, text="sum_rows")
-
-    def _bound(self) -> None:
-        """A bound of a sum (1, N): read and checked to be a number or a known name, not used."""
-        bound = self.advance()
-        if not (bound.kind == "num" or (bound.kind == "name" and self.scope.symbol(bound.text) is not None)):
-            raise _error(self.text, bound.pos, "a bound of the sum is a number or a size such as N")
 
     def _braced_name(self) -> str:
         braced = self.is_op("{")
