@@ -355,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", parents=[verbose, convention],
                        help="check a hand-derived gradient (exit 0 right, 1 wrong, 2 bad input, 3 internal error)")
     p.add_argument("net", metavar="NET", help=net_help)
-    p.add_argument("--wrt", required=True, metavar="W", help="the parameter the hand gradient is for")
+    p.add_argument("--wrt", required=True, metavar="W", help="the parameter (or another matrix of the loss, an input X) the hand gradient is for")
     p.add_argument("--hand", required=True, metavar="FORMULA",
                    help="the hand gradient, e.g. \"X^T (dL/dZ ⊙ relu'(Z))\" (grammar in README.md)")
     p.add_argument("--dims", metavar="N=2,D=3", help="sizes to compare at (default: distinct odd primes, which cannot hide a factor)")

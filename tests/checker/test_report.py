@@ -161,3 +161,17 @@ def test_a_tidied_formula_reads_as_written_and_keeps_its_value(name, wrt, text, 
     assert to_text(tidy(tree)) == tidied
     point = net.points(1, seed=2)[0]
     assert np.allclose(net.numeric(parse(tidied, net.scope), point), net.numeric(tree, point), rtol=1e-9)
+
+
+def test_the_check_command_takes_every_matrix_its_error_lists():
+    """The unknown-name message lists dL/dX among the known gradients; --wrt X is then accepted too,
+    and its verdict is the independent truth's."""
+    code, text = run_check("seed_000_bce", "w2", "q")
+    assert "dL/dX" in text
+    code, text = run_check("seed_000_bce", "X", "dL/da w1^T")
+    assert code == 0, text
+    pytest.importorskip("torch", reason="autograd gives the independent truth's gradients")
+    from ..hand_truth import HandTruth
+    example = get("seed_000_bce")
+    X = next(s for s in example.loss.free_symbols if getattr(s, "name", "") == "X")
+    assert HandTruth(example.loss, X, example.names).verdict("dL/da w1^T") == "right"
