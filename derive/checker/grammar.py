@@ -233,6 +233,10 @@ class Parser:
                 if operand.kind == "pow" and abs(operand.value) > MAX_EXPONENT:
                     raise self.error(f"an entrywise power is at most {MAX_EXPONENT} in size", token)
             elif self.is_op("'"):       # after anything but a function's name (relu'(Z)), a transpose
+                after = self.tokens[self.at + 1]   # f'(s) reads as a derivative too: refused, h' (s) is not
+                if operand.kind == "leaf" and after.kind == "op" and after.text == "(" and after.pos == token.pos + 1:
+                    raise self.error(f"{operand.text}'(...) is ambiguous: write {operand.text}^T (...) for a transpose, "
+                                     "or the function's name for a derivative (sigmoid'(s))")
                 self.advance()
                 operand = self._transposed(operand, token)
             else:

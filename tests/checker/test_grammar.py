@@ -160,6 +160,7 @@ ERRORS = [
     ("$X^T G", 1, "unexpected character '$'"),
     ("2^100000 G", 2, "an entrywise power is at most 64"),
     ("X = G", 3, "unexpected '='"),
+    ("X'(G)", 2, "X'(...) is ambiguous"),
     (r"\sum G", 1, r"\sum_i (...)"),
     (r"\sum_{i=1}^{Q} G", 13, "a bound of the sum"),
     ("G +", 4, "the formula ends too early"),
