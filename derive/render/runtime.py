@@ -17,21 +17,9 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import scipy.special
 
 __all__ = ["HELPERS", "NEEDS", "closure", "source"]
-
-
-class _Scipy:
-    """``scipy`` for the helpers here, imported when one first reads ``scipy.special``: importing it
-    is a quarter of derive's import time, which ``derive check`` need not pay. (A generated module
-    imports scipy.special itself, in its template.)"""
-
-    def __getattr__(self, name):
-        import scipy.special
-        return getattr(scipy, name)
-
-
-scipy = _Scipy()
 
 # What the generated module's header sets when it uses the blockwise helpers (its template).
 THREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
