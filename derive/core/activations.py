@@ -33,6 +33,7 @@ from sympy.core.function import ArgumentIndexError
 
 from .algebra import hadamard, one_minus
 from .elementwise import Activation, activation
+from .lazy import special
 
 __all__ = [
     "LEAKY_SLOPE", "Elu", "Gelu", "Indicator", "LeakyRelu", "NormalCdf", "Relu", "Sigmoid", "Silu", "Softplus",
@@ -54,19 +55,8 @@ class _ScalarFunction(Function):
         return self.args[0].is_real
 
 
-def _special():
-    """scipy.special, imported at first use: it is a quarter of derive's import time, and a check
-    of a hand formula or a sheet never needs it."""
-    from scipy import special
-    return special
-
-
-def _expit(x):
-    return _special().expit(x)
-
-
 def _normal_cdf(x):
-    return 0.5 * (1.0 + _special().erf(x / math.sqrt(2.0)))
+    return 0.5 * (1.0 + special.erf(x / math.sqrt(2.0)))
 
 
 class Indicator(_ScalarFunction):
@@ -256,7 +246,7 @@ sigmoid = activation(Activation(
     "sigmoid", Sigmoid, r"\sigma", aliases=("sigma", "σ", "sigm", "logistic"),
     # the tanh form: no overflow warning for large |x|, unlike 1/(1 + exp(-x))
     numpy="(0.5 + 0.5 * np.tanh(0.5 * {a}))", numpy_prime="(0.25 - 0.25 * np.tanh(0.5 * {a}) ** 2)",
-    reference=_expit, derivative=lambda node, out: hadamard(out, one_minus(out)),
+    reference=special.expit, derivative=lambda node, out: hadamard(out, one_minus(out)),
     torch=lambda torch: torch.sigmoid, jax=lambda jax: jax.nn.sigmoid))
 
 gelu = activation(Activation(
@@ -270,7 +260,7 @@ gelu = activation(Activation(
 silu = activation(Activation(
     "silu", Silu, r"\operatorname{SiLU}", aliases=("SiLU", "swish"),
     numpy="({a} * (0.5 + 0.5 * np.tanh(0.5 * {a})))", numpy_prime="silu_prime({a})",
-    reference=lambda x: x * _expit(x),
+    reference=lambda x: x * special.expit(x),
     torch=lambda torch: torch.nn.functional.silu, jax=lambda jax: jax.nn.silu))
 
 softplus = activation(Activation(

@@ -85,6 +85,7 @@ from ...errors import (
 from ..activations import Indicator, NormalCdf
 from ..canonical import Blocks, Entries
 from ..elementwise import Elementwise, scalar_record
+from ..lazy import special
 from ..losses import BinaryCrossEntropy, SoftmaxCrossEntropy, SquaredError
 from ..softmax import log_softmax, softmax
 
@@ -412,16 +413,8 @@ def _scalar(function: Callable) -> Callable:
     return lambda node, *values: function(*values)
 
 
-def _special(name: str) -> Callable:
-    """A function of scipy.special, imported at first use (it is a quarter of derive's import time)."""
-    def call(*values):
-        from scipy import special
-        return getattr(special, name)(*values)
-    return call
-
-
 def _normal_cdf(x):
-    return 0.5 * (1.0 + _special("erf")(x / math.sqrt(2.0)))
+    return 0.5 * (1.0 + special.erf(x / math.sqrt(2.0)))
 
 
 # SymPy's elementary functions, and the two scalar functions of derive that are no activation of their
@@ -432,7 +425,7 @@ SCALAR_FUNCTIONS = {
     NormalCdf: _normal_cdf,
     exp: np.exp, log: np.log, sin: np.sin, cos: np.cos, tan: np.tan, tanh: np.tanh, sinh: np.sinh,
     cosh: np.cosh, asin: np.arcsin, acos: np.arccos, atan: np.arctan, Abs: np.abs, sign: np.sign,
-    erf: _special("erf"), erfc: _special("erfc"), conjugate: lambda x: x,
+    erf: special.erf, erfc: special.erfc, conjugate: lambda x: x,
     Heaviside: lambda x, at_zero=0.5: np.heaviside(x, at_zero),
     Min: lambda *xs: reduce(np.minimum, xs), Max: lambda *xs: reduce(np.maximum, xs),
 }
