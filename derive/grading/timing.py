@@ -2,7 +2,7 @@
 process start included), and a class of students' submissions of a 5-question assignment graded
 with one derivation per question.
 
-    python -m derive.bench.grading [--students 100] [--out output/bench]
+    python -m derive.grading.timing [--students 100] [--out output/bench]
 
 writes ``grading.md`` (a generated file) and prints it. The submissions cycle through answers
 that are right, wrong in one slip (each of the common ones), unparsable and missing, so the batch
@@ -22,8 +22,8 @@ from pathlib import Path
 
 from ..checker.check import check
 from ..examples import catalogue
-from ..grading import Assignment, grade
 from ..render.templates import GENERATED_MARK
+from . import Assignment, grade
 
 # The assignment: (name, network, wrt, points, the answers students give, cycled through)
 QUESTIONS = [
@@ -124,7 +124,7 @@ def report(students: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m derive.bench.grading", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m derive.grading.timing", description=__doc__.split("\n\n")[0])
     parser.add_argument("--students", type=int, default=100, help="submissions in the batch (default 100)")
     parser.add_argument("--out", default="output/bench", help="folder for grading.md (default output/bench)")
     args = parser.parse_args(argv)
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "grading.md").write_text(f"<!-- {GENERATED_MARK} (python -m derive.bench.grading); do not edit -->\n"
+    (out / "grading.md").write_text(f"<!-- {GENERATED_MARK} (python -m derive.grading.timing); do not edit -->\n"
                                     f"{table}\n", encoding="utf-8")
     return 0
 

@@ -1,10 +1,10 @@
-"""The grading timing (python -m derive.bench.grading): its assignment passes its own check, its
+"""The grading timing (python -m derive.grading.timing): its assignment passes its own check, its
 submissions are valid TOML answering the questions, and a small batch is graded and timed."""
 
 import tomllib
 
-from derive.bench.grading import QUESTIONS, answers_toml, assignment_toml, time_batch
 from derive.grading import Assignment
+from derive.grading.timing import QUESTIONS, answers_toml, assignment_toml, time_batch
 
 
 def test_the_timed_assignment_and_submissions_are_what_a_class_hands_in(tmp_path):

@@ -29,12 +29,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .checker.check import check, parameter
-from .checker.diagnoses import DIAGNOSES
-from .checker.network import NetworkView
-from .errors import AssignmentError, DeriveError, ParseError
-from .examples import catalogue, get
-from .examples.files import load_network_file
+from ..checker.check import check, parameter
+from ..checker.diagnoses import DIAGNOSES
+from ..checker.network import NetworkView
+from ..errors import AssignmentError, DeriveError, ParseError
+from ..examples import catalogue, get
+from ..examples.files import load_network_file
 
 ANSWERS = "answers.toml"
 QUESTION_KEYS = {"name", "network", "wrt", "points", "dims", "partial", "answer"}
