@@ -263,3 +263,8 @@ def test_a_bug_while_checking_one_answer_scores_it_0_saying_so_and_grades_the_re
     assert entry["score"] == 0 and "internal error while checking this answer (ZeroDivisionError" in entry["output"]
     others = [t for t in results["tests"] if t["name"] != "w1"]
     assert others == [t for t in EXPECTED["tests"] if t["name"] != "w1"]
+
+
+def test_grade_without_a_submission_or_check_says_what_it_needs(homework, capsys):
+    assert main(["grade", str(homework / "hw.toml")]) == 2
+    assert capsys.readouterr().err.startswith("derive: grade needs --submission DIR and --results FILE")
