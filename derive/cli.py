@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import runpy
 import shutil
 import subprocess
 import sys
@@ -27,11 +26,10 @@ import tempfile
 import traceback
 from pathlib import Path
 
-from sympy import MatrixSymbol
-
 from .bench import step as bench
-from .errors import DeriveError, DimsError, LatexError, NetworkFileError, OutputError
+from .errors import DeriveError, DimsError, LatexError, OutputError
 from .examples import Example
+from .examples.files import CONVENTIONS, load_network
 from .render.sheet import GENERATED_MARK
 from .version import __version__
 
@@ -39,7 +37,6 @@ __all__ = ["main"]
 
 TEX_MISSING = ("pdflatex was not found: PDFs skipped (install TeX Live's texlive-latex-base, "
                "texlive-latex-recommended and texlive-pictures to get them)")
-CONVENTIONS = ("rows", "columns")
 INTERNAL_ERROR = 3   # not 1: derive check's 1 means "the hand gradient is wrong"
 REPORT = ("this is a bug in derive, not in your input; please report it with the command you ran and the "
           "output of the same command with --verbose")
@@ -64,50 +61,8 @@ Exit status: 0 on success, 2 on a problem with the input or the output folder, 3
 
 
 # --- finding the network -----------------------------------------------------------------------
+# --- finding the network: derive/examples/files.py (load_network, load_network_file) ----------------
 
-def load_network(spec: str, convention: str | None = None) -> Example:
-    """A built-in example by name (in ``convention`` when given), or a network file (any argument
-    that is a path or ends in .py), as an :class:`~derive.examples.Example`."""
-    from .examples import catalogue, get
-    if spec in catalogue():
-        return get(spec, convention)
-    path = Path(spec)
-    if path.suffix == ".py" or os.sep in spec or path.exists():
-        network = load_network_file(path)
-        if convention is not None and network.convention != convention:
-            raise NetworkFileError(f"{path} is written with {network.convention} as examples (its `convention`), "
-                                   f"not {convention}")
-        return network
-    raise NetworkFileError(f"no built-in example named {spec!r} and no file {spec!r}; "
-                           "'derive list' shows the built-in ones")
-
-
-def load_network_file(path: Path) -> Example:
-    if not path.is_file():
-        raise NetworkFileError(f"network file {str(path)!r} does not exist")
-    try:
-        namespace = runpy.run_path(str(path), run_name="derive_network")
-    except SystemExit as error:  # exit() in the file would otherwise end derive silently with its code
-        raise NetworkFileError(f"{path}: it called exit({error.code!r}) instead of defining loss and wrt") from error
-    except Exception as error:  # the user's code: report it in one line, whatever it raised
-        raise NetworkFileError(f"{path}: running it failed with {type(error).__name__}: {error}") from error
-    missing = [key for key in ("loss", "wrt") if key not in namespace]
-    if missing:
-        raise NetworkFileError(f"{path} must define {' and '.join(missing)} (the scalar loss and the list of "
-                               "MatrixSymbols to differentiate with respect to)")
-    wrt = namespace["wrt"]
-    wrt = (wrt,) if isinstance(wrt, MatrixSymbol) else tuple(wrt) if isinstance(wrt, (list, tuple)) else wrt
-    optional = {}
-    for key in ("names", "dims", "values"):
-        value = namespace.get(key, {}) or {}
-        if not isinstance(value, dict):
-            raise NetworkFileError(f"{path}: {key} must be a dict, got {type(value).__name__}")
-        optional[key] = value
-    title = str(namespace.get("title", f"The network of {path.name}"))
-    convention = namespace.get("convention", "rows")
-    if convention not in CONVENTIONS:
-        raise NetworkFileError(f"{path}: convention must be 'rows' or 'columns', got {convention!r}")
-    return Example(path.stem, title, str(path), namespace["loss"], wrt, **optional, convention=convention)
 
 
 def parse_dims(text: str | None) -> dict:
@@ -311,12 +266,11 @@ def run_check(network, wrt_name: str, hand_text: str, dims: dict | None = None) 
     from .examples import get
     try:
         example = get(network) if isinstance(network, str) else network
-        params = {p.name: p for p in example.wrt}
-        if wrt_name not in params:
-            return 2, f"error: {example.name} has no parameter {wrt_name!r}; its parameters: {', '.join(params)}"
-        result = checking.check(hand_text, example.loss, params[wrt_name], names=example.names, dims=dims or None)
+        params = {p.name: p for p in example.wrt}     # or another matrix of the loss: dL/dX is a gradient too
+        result = checking.check(hand_text, example.loss, params.get(wrt_name, wrt_name), names=example.names,
+                                dims=dims or None)
     except DeriveError as error:
-        return 2, f"error: {error}"
+        return 2, f"derive: {error}"
     return (0 if result else 1), result.report()
 
 
@@ -324,6 +278,32 @@ def cmd_check(args) -> int:
     code, text = run_check(load_network(args.net, args.convention), args.wrt, args.hand, dims=parse_dims(args.dims) or None)
     print(text, file=sys.stderr if code == 2 else sys.stdout)
     return code
+
+
+def cmd_grade(args) -> int:
+    """``derive grade ASSIGNMENT --submission DIR --results FILE`` or ``derive grade ASSIGNMENT --check``."""
+    import json
+
+    from .grading import Assignment, grade
+    assignment = Assignment(args.assignment)
+    if args.check:
+        problems = assignment.problems()
+        for problem in problems:
+            print(f"derive: {problem}", file=sys.stderr)
+        if not problems:
+            print(f"{args.assignment}: {len(assignment.questions)} question(s), every network loads, every wrt "
+                  "exists, every reference answer passes")
+        return 2 if problems else 0
+    if args.submission is None or args.results is None:
+        print("derive: grade needs --submission DIR and --results FILE (or --check)", file=sys.stderr)
+        return 2
+    results = grade(assignment, args.submission)
+    path = Path(args.results)
+    write_atomic(path, json.dumps(results, indent=2, ensure_ascii=False) + "\n", force=True)
+    for test in results["tests"]:
+        print(f"{test['name']}: {test['score']} of {test['max_score']}")
+    print(f"wrote {path}: {results['score']} points")
+    return 0
 
 
 def cmd_bench(args) -> int:
@@ -341,13 +321,16 @@ def cmd_bench(args) -> int:
 # --- the parser and the entry point ------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--output-dir", default="output", metavar="DIR",
-                        help="folder for the generated files (default: output/)")
-    common.add_argument("--force", action="store_true",
-                        help="overwrite files even when they were not generated by derive")
-    common.add_argument("--verbose", action="store_true", help="show the full traceback of an error")
-    common.add_argument("--convention", choices=CONVENTIONS,
+    # each command lists only the options that do something for it (--help shows no dead ones)
+    verbose = argparse.ArgumentParser(add_help=False)
+    verbose.add_argument("--verbose", action="store_true", help="show the full traceback of an error")
+    files = argparse.ArgumentParser(add_help=False)
+    files.add_argument("--output-dir", default="output", metavar="DIR",
+                       help="folder for the generated files (default: output/)")
+    files.add_argument("--force", action="store_true",
+                       help="overwrite files even when they were not generated by derive")
+    convention = argparse.ArgumentParser(add_help=False)
+    convention.add_argument("--convention", choices=CONVENTIONS,
                         help="rows as examples (X W + 1 b) or column vectors (W X + b 1^T), for the built-in "
                              "examples that come in both (default: each network's own)")
     net_help = ("a built-in example (see 'derive list') or a Python file defining loss and wrt, and "
@@ -361,29 +344,38 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"derive {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("list", parents=[common], help="list the built-in example networks")
+    p = sub.add_parser("list", parents=[verbose], help="list the built-in example networks")
     p.set_defaults(run=cmd_list)
-    p = sub.add_parser("sheet", parents=[common], help="write the LaTeX derivation sheet NAME.tex")
+    p = sub.add_parser("sheet", parents=[verbose, files, convention], help="write the LaTeX derivation sheet NAME.tex")
     p.add_argument("net", metavar="NET", help=net_help)
     p.add_argument("--dims", metavar="N=2,D=3", help=dims_help)
     p.add_argument("--pdf", action="store_true", help="also compile it to NAME.pdf with pdflatex")
     p.set_defaults(run=cmd_sheet)
-    p = sub.add_parser("code", parents=[common], help="write verified NumPy code NAME.py for the gradients")
+    p = sub.add_parser("code", parents=[verbose, files, convention], help="write verified NumPy code NAME.py for the gradients")
     p.add_argument("net", metavar="NET", help=net_help)
     p.set_defaults(run=cmd_code)
-    p = sub.add_parser("build", parents=[common],
+    p = sub.add_parser("build", parents=[verbose, files, convention],
                        help="write .tex, .pdf (when pdflatex is installed) and .py for every built-in example")
     p.add_argument("--dims", metavar="N=2,D=3", help=dims_help)
     p.set_defaults(run=cmd_build)
-    p = sub.add_parser("check", parents=[common],
+    p = sub.add_parser("check", parents=[verbose, convention],
                        help="check a hand-derived gradient (exit 0 right, 1 wrong, 2 bad input, 3 internal error)")
     p.add_argument("net", metavar="NET", help=net_help)
-    p.add_argument("--wrt", required=True, metavar="W", help="the parameter the hand gradient is for")
+    p.add_argument("--wrt", required=True, metavar="W", help="the parameter (or another matrix of the loss, an input X) the hand gradient is for")
     p.add_argument("--hand", required=True, metavar="FORMULA",
                    help="the hand gradient, e.g. \"X^T (dL/dZ ⊙ relu'(Z))\" (grammar in README.md)")
     p.add_argument("--dims", metavar="N=2,D=3", help="sizes to compare at (default: distinct odd primes, which cannot hide a factor)")
     p.set_defaults(run=cmd_check)
-    p = sub.add_parser("bench", parents=[common],
+    p = sub.add_parser("grade", parents=[verbose], help="grade a submission of an assignment (TOML) into Gradescope's results.json, "
+                       "or --check the assignment (exit 0 written / fine, 2 a bad assignment)")
+    p.add_argument("assignment", metavar="ASSIGNMENT", help="the assignment's TOML file ([[question]] tables)")
+    p.add_argument("--submission", metavar="DIR", help="the folder holding the student's answers.toml")
+    p.add_argument("--results", metavar="FILE", help="where to write the results (Gradescope: "
+                   "/autograder/results/results.json)")
+    p.add_argument("--check", action="store_true", help="verify the assignment: every network loads, every wrt "
+                   "exists, every reference answer passes")
+    p.set_defaults(run=cmd_grade)
+    p = sub.add_parser("bench", parents=[verbose, files],
                        help="time the generated gradient step against PyTorch eager and the matrix-product "
                             "floor, and deriving against depth (results in OUTPUT_DIR/bench)")
     bench.add_bench_arguments(p)

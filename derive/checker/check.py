@@ -45,7 +45,8 @@ from .results import CheckResult
 
 # --- check --------------------------------------------------------------------------------------------
 
-def _param(loss: Basic, wrt) -> MatrixSymbol:
+def parameter(loss: Basic, wrt) -> MatrixSymbol:
+    """The matrix ``wrt`` (a MatrixSymbol, or the name of one of the loss's matrices) to differentiate by."""
     if isinstance(wrt, MatrixSymbol):
         return wrt
     matrices = {s.name: s for s in topological_order(canonical(loss)) if type(s) is MatrixSymbol}
@@ -86,7 +87,7 @@ def _in_network_symbols(hand: Basic, net: NetworkView) -> Basic:
 
 
 def check(hand, loss: Basic, wrt, *, names: Mapping | None = None, dims: Mapping | None = None,
-          points: int = 5, seed: int = 0) -> CheckResult:
+          points: int = 5, seed: int = 0, view: NetworkView | None = None) -> CheckResult:
     """Compare a hand gradient of ``loss`` with respect to ``wrt`` with the derived one.
 
     ``hand`` is text in the grammar of :mod:`derive.parse` (plain or LaTeX) or a SymPy matrix
@@ -95,10 +96,11 @@ def check(hand, loss: Basic, wrt, *, names: Mapping | None = None, dims: Mapping
     sizes to compare at (by default distinct odd primes, :func:`choose_dims`; the report warns of
     given sizes that can hide a factor). A text that is not in the grammar raises
     :class:`~derive.errors.ParseError`, a SymPy formula with a symbol the network does not have too;
-    a wrong formula does not raise, its result says why.
+    a wrong formula does not raise, its result says why. ``view``: this loss and parameter's
+    :class:`NetworkView` made before, at these names and dims (grading reuses one per question).
     """
-    param = _param(loss, wrt)
-    net = NetworkView(loss, param, names, dims)
+    param = parameter(loss, wrt)
+    net = view if view is not None else NetworkView(loss, param, names, dims)
     tree = _hand_tree(hand, net)
     sample = net.points(max(points, SCREEN_POINTS), seed)
     base = {"param": param, "hand": to_text(tree), "derived": to_text(from_sympy(net.g.compact(param), net.scope)),

@@ -41,6 +41,7 @@ from .formula import (
 from .meaning import to_sympy
 from .network import NetworkView
 from .results import Diagnosis
+from .tidy import tidy
 
 SCREEN_POINTS = 3         # points at which a proposed correction is tried before it is confirmed
 
@@ -55,6 +56,7 @@ class Proposal:
     tree: Node
     message: str
     against: Basic | None = None
+    corrected: Node | None = None      # the formula to suggest, when it is not ``tree``
 
 
 def _matrix_nodes(tree: Node) -> Iterator[tuple[tuple, Node]]:
@@ -75,7 +77,9 @@ def propose_factor(tree: Node, net: NetworkView, screen) -> Iterator[Proposal]:
     if factor is None or factor == 1:
         return
     scaled = node("prod", _factor_node(factor), tree) if factor != -1 else node("neg", tree)
-    yield Proposal(scaled, f"off by a constant factor: {factor} times the hand result is right")
+    mean = next((d for d in net.dims if factor == 1 / d), None)
+    why = f", the 1/{mean} of the mean" if mean is not None else ""
+    yield Proposal(scaled, f"off by a constant factor{why}: {factor} times the hand result is right")
 
 
 def _name_factor(ratio: float, tree: Node, net: NetworkView):
@@ -137,6 +141,48 @@ def propose_other_gradient(tree: Node, net: NetworkView, screen) -> Iterator[Pro
     others += [(str(a.name), a) for a in net.expansion if isinstance(a, LossGradient) and a != net.g.adjoint(net.param)]
     for name, gradient in others:
         yield Proposal(tree, f"this is the gradient of {name} (dL/d{name}), not of {net.param.name}", gradient)
+
+
+def propose_batch_sum(tree: Node, net: NetworkView, screen) -> Iterator[Proposal]:
+    """A bias's gradient without the sum over the batch (dL/dZ written for dL/db), perhaps without the
+    1/N of the mean too: a bias is added to every example, so its gradient sums over them."""
+    name = net.param.name
+    def summed(part: Node, rows: bool) -> Node:
+        return node("prod", node("ones", value=True), part) if rows else node("prod", part, node("ones", value=False))
+
+    for rows in (True, False):
+        message = (f"the sum over the batch is missing: {name} is added to every example (each of the "
+                   f"{'rows' if rows else 'columns'}), so dL/d{name} sums over them: {to_text(tidy(summed(tree, rows)))}")
+        yield Proposal(summed(tree, rows), message)
+        for d in sorted(net.dims, key=str):
+            mean = node("div", node("num", value=Integer(1), text="1"), leaf(d, str(d)))
+            yield Proposal(summed(node("prod", mean, tree), rows),
+                           f"{message}, and the 1/{d} of the mean is missing too")
+
+
+def propose_pre_activation(tree: Node, net: NetworkView, screen) -> Iterator[Proposal]:
+    """The hand formula is dL/dZ, the gradient of the quantity Z = A W + ... that the parameter
+    enters, one step of the chain rule short of dL/dW."""
+    derived = from_sympy(net.g.compact(net.param), net.scope)
+    for forward in net.g.forward:
+        if net.param not in forward.definition.atoms(MatrixSymbol):
+            continue
+        adjoint = LossGradient(forward.symbol.name, *forward.symbol.shape)
+        if adjoint not in net.expansion:
+            continue
+        corrected = _substituted(derived, adjoint, tree)
+        q = forward.symbol.name
+        yield Proposal(tree, f"this is dL/d{q}, the gradient of {q} = {to_text(net.tree(forward.definition))}; "
+                       f"dL/d{net.param.name} takes one more step of the chain rule, through {q}'s product with "
+                       f"{net.param.name}: {to_text(derived)}", adjoint, corrected)
+
+
+def _substituted(tree: Node, symbol: Basic, new: Node) -> Node:
+    """``tree`` with every leaf ``symbol`` replaced by ``new``."""
+    if tree.kind == "leaf" and tree.value == symbol:
+        return new
+    return node(tree.kind, *(_substituted(a, symbol, new) for a in tree.args), value=tree.value,
+                pos=tree.pos, text=tree.text)
 
 
 def propose_transpose(tree: Node, net: NetworkView, screen) -> Iterator[Proposal]:
@@ -274,6 +320,8 @@ def propose_wrong_symbol(tree: Node, net: NetworkView, screen) -> Iterator[Propo
 # The diagnoses, tried in this order; the first confirmed proposal names the slip.
 DIAGNOSES: dict[str, Callable] = {
     "factor": propose_factor,
+    "missing-batch-sum": propose_batch_sum,
+    "pre-activation": propose_pre_activation,
     "other-parameter": propose_other_gradient,
     "transpose": propose_transpose,
     "product-order": propose_product_order,
@@ -336,7 +384,8 @@ def diagnose(net: NetworkView, tree: Node, points: list[dict]) -> Diagnosis | No
     for kind, propose in DIAGNOSES.items():
         for proposal in propose(tree, net, screen):
             if screen.matches(proposal) and _confirmed(net, proposal, points):
-                corrected = to_text(proposal.tree) if proposal.against is None else to_text(tree)
+                suggested = proposal.corrected or (proposal.tree if proposal.against is None else tree)
+                corrected = to_text(tidy(suggested))
                 return Diagnosis(kind, proposal.message, corrected)
     return None
 

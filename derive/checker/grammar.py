@@ -25,6 +25,12 @@ names                  the network's symbols and named intermediates (``W_1``, `
                        ``\\mathbf{W}_1`` all find ``W1``; ``\\hat{y}`` finds ``yhat``)
 =====================  ==========================================================================
 
+LaTeX as students write it is read too: ``$...$`` and ``\\(...\\)`` wrappers, ``[...]``, ``\\{...\\}``,
+``\\left(`` and ``\\bigl(`` brackets, every function as a command (``\\tanh``, ``\\ln p``), accents and
+bold on names, ``^{\\mathsf{T}}``, ``'`` as a transpose after anything but a function's name,
+``\\tfrac``, ``\\dfrac`` and ``\\sum_i`` over the batch rows (``p_i`` inside it is row i of p).
+README's "Spellings students write" lists every spelling; each is a row of tests/checker/test_spellings.py.
+
 The tree (:class:`Node`) is what the checker rewrites to diagnose a slip; :func:`evaluate` gives it
 a meaning through a backend, SymPy here and NumPy in the checker, so both read one definition.
 """
@@ -46,6 +52,7 @@ from ..core.elementwise import Elementwise
 from ..core.softmax import log_softmax, softmax
 from ..errors import ParseError
 from .formula import Function, Node, Scope, function_of, functions, leaf, node, to_text
+from .spelling import read_sum, unwrap
 
 
 def _split_into(name: str, known) -> list[str] | None:
@@ -71,20 +78,24 @@ _NAME = r"[A-Za-z\u0370-\u03ff][A-Za-z0-9\u0370-\u03ff]*(?:_(?:\{[A-Za-z0-9]+\}|
 _LAYER = r"(?:\^\{?\([0-9]+\)\}?)"         # W^{(2)}: a layer index, part of the name
 _LOSS = r"(?:L|J|E|e|ℓ|l|\\ell)"
 _TOKENS = [
-    ("space", r"\s+|\\[,;!: ]|\\quad|\\qquad|\\left|\\right|\\big|\\Big"),
+    ("space", r"\s+|\\[,;!: ]|\\(?:left|right)\.|\\(?:quad|qquad|displaystyle|left|right|[bB]igg?[lr]?)(?![A-Za-z])"),
     ("grad", rf"[d∂]{_LOSS}\s*/\s*[d∂]\s*(?P<q>{_NAME}{_LAYER}?)"),
     ("transpose", r"\.T(?![A-Za-z0-9_])|ᵀ"),
     ("num", r"[0-9]+(?:\.[0-9]+)?|\.[0-9]+"),
     ("name", rf"{_NAME}{_LAYER}?"),
     ("cmd", r"\\[A-Za-z]+"),
-    ("op", r"[-+*/@^'(),\[\]{}>_⊙∘⊘·×−⊤𝟙]"),
+    ("op", r"\\[{}]|[-+*/@^'(),\[\]{}>=_⊙∘⊘·×−⊤𝟙′∑∇]"),
 ]
 _TOKEN_RE = re.compile("|".join(f"(?P<{kind}>{rx})" for kind, rx in _TOKENS))
-_OP_ALIASES = {"−": "-", "∘": "⊙", "·": "@", "×": "@"}
+_OP_ALIASES = {"−": "-", "∘": "⊙", "·": "@", "×": "@", "′": "'"}
+_UNICODE_CMDS = {"∑": r"\sum", "∇": r"\nabla"}
+_GROUPS = {"(": ")", "{": "}", "[": "]", r"\{": r"\}"}    # brackets of every kind group alike
 _CMD_OPS = {r"\odot": "⊙", r"\circ": "⊙", r"\cdot": "@", r"\times": "@", r"\oslash": "⊘", r"\top": "⊤",
             r"\intercal": "⊤", r"\prime": "'", r"\ell": "ℓ", r"\sigma": "σ", r"\lbrack": "[", r"\rbrack": "]"}
 _FONT_CMDS = {r"\mathbf", r"\boldsymbol", r"\bm", r"\mathrm", r"\mathit", r"\vec", r"\operatorname", r"\text",
-              r"\mathsf"}
+              r"\mathsf", r"\rm", r"\bf", r"\textrm", r"\mathbfit"}
+_ACCENTS = {r"\hat": "hat", r"\tilde": "tilde", r"\bar": "bar"}       # \hat{y} is the name yhat
+_FRACS = {r"\frac", r"\tfrac", r"\dfrac"}
 
 
 def tokenize(text: str) -> list[Token]:
@@ -100,6 +111,8 @@ def tokenize(text: str) -> list[Token]:
             tokens.append(Token("grad", match.group("q"), pos))
         elif kind == "cmd" and piece in _CMD_OPS:
             tokens.append(Token("op" if _CMD_OPS[piece] not in "σℓ" else "name", _CMD_OPS[piece], pos))
+        elif kind == "op" and piece in _UNICODE_CMDS:
+            tokens.append(Token("cmd", _UNICODE_CMDS[piece], pos))
         elif kind == "op":
             tokens.append(Token("op", _OP_ALIASES.get(piece, piece), pos))
         elif kind != "space":
@@ -115,6 +128,7 @@ def _error(text: str, pos: int, message: str) -> ParseError:
 
 
 MAX_LENGTH = 2000   # characters: a hand formula is a line or two, not a program
+MAX_EXPONENT = 64   # A^k: a gradient has small powers; 2^100000 is a number too large to print
 
 # --- the parser ---------------------------------------------------------------------------------------
 
@@ -130,7 +144,8 @@ class Parser:
 
     def __init__(self, text: str, scope: Scope):
         self.text, self.scope = text, scope
-        self.tokens = tokenize(text)
+        self.tokens = tokenize(unwrap(text))
+        self.indices: list[str] = []     # the row indices of the \sum_i around the current point
         self.functions = functions()
         self.at = 0
 
@@ -185,7 +200,7 @@ class Parser:
 
     def _starts_operand(self) -> bool:
         token = self.token
-        return token.kind in _STARTS or (token.kind == "op" and token.text in ("(", "{", "𝟙"))
+        return token.kind in _STARTS or (token.kind == "op" and (token.text in _GROUPS or token.text == "𝟙"))
 
     def infix(self, token: Token, left: Node, right: Node) -> Node:
         op = token.text
@@ -226,8 +241,15 @@ class Parser:
             elif self.is_op("^"):
                 self.advance()
                 operand = self._power(operand, token)
-            elif self.is_op("'"):
-                raise self.error("a prime marks a function's derivative (relu'(Z)); write A^T for a transpose")
+                if operand.kind == "pow" and abs(operand.value) > MAX_EXPONENT:
+                    raise self.error(f"an entrywise power is at most {MAX_EXPONENT} in size", token)
+            elif self.is_op("'"):       # after anything but a function's name (relu'(Z)), a transpose
+                after = self.tokens[self.at + 1]   # f'(s) reads as a derivative too: refused, h' (s) is not
+                if operand.kind == "leaf" and after.kind == "op" and after.text == "(" and after.pos == token.pos + 1:
+                    raise self.error(f"{operand.text}'(...) is ambiguous: write {operand.text}^T (...) for a transpose, "
+                                     "or the function's name for a derivative (sigmoid'(s))")
+                self.advance()
+                operand = self._transposed(operand, token)
             else:
                 return operand
 
@@ -243,6 +265,10 @@ class Parser:
         if braced:
             self.advance()
         token = self.advance()
+        if token.kind == "cmd" and token.text in _FONT_CMDS:   # ^{\mathsf{T}}, ^{\rm T}
+            self.at -= 1
+            where = self.token
+            token = Token("name", self._braced_name(), where.pos)
         if (token.kind == "name" and token.text == "T") or (token.kind == "op" and token.text == "⊤"):
             result = self._transposed(operand, token)
         elif token.kind == "num" or (token.kind == "op" and token.text == "-" and self.token.kind == "num"):
@@ -273,8 +299,8 @@ class Parser:
             return self._name()
         if token.kind == "cmd":
             return self._command()
-        if self.is_op("(", "{"):
-            closing = ")" if token.text == "(" else "}"
+        if self.is_op(*_GROUPS):
+            closing = _GROUPS[token.text]
             self.advance()
             if self.is_op(closing):
                 raise self.error("empty parentheses")
@@ -303,7 +329,7 @@ class Parser:
         name = token.text
         if name in self.functions and (self.is_op("(", "'") or (self.is_op("{") and name == "σ")):
             return self._call(self.functions[name], token)
-        found = self.scope.symbol(name)
+        found = self.lookup(name)
         if found is not None:
             return leaf(found, name, token.pos)
         if name[0] == "d" and len(name) > 1 and self.scope.gradient(name[1:]) is not None:
@@ -334,9 +360,11 @@ class Parser:
             prime = True
         if function.reduce and prime:
             raise self.error(f"{function.name} has no derivative to take", token)
-        if not self.is_op("(", "{"):
+        if not self.is_op(*_GROUPS):
+            if token.kind == "cmd":     # \log \sigma(Z), \exp Z: a command applies to the next factor
+                return _make_call(function, prime, [self.postfix(self.primary())], token, self)
             raise self.error(f"expected '(' after {token.text}")
-        closing = ")" if self.token.text == "(" else "}"
+        closing = _GROUPS[self.token.text]
         self.advance()
         args = [self.expression(0)]
         while self.is_op(","):
@@ -348,11 +376,15 @@ class Parser:
     def _command(self) -> Node:
         token = self.advance()
         cmd = token.text
-        if cmd == r"\frac":
+        if cmd in _FRACS:
             return self._frac(token)
-        if cmd in (r"\hat", r"\tilde", r"\bar"):
-            name = self._braced_name() + {r"\hat": "hat", r"\tilde": "tilde", r"\bar": "bar"}[cmd]
-            return self._resolve(name, token)
+        if cmd in _ACCENTS:
+            self.at -= 1
+            return self._resolve(self._braced_name(), token)
+        if cmd == r"\sum":
+            return read_sum(self, token, _SUM)
+        if cmd[1:] in self.functions:       # \tanh(Z), \exp(Z), \log(Z), \ln Z
+            return self._call(self.functions[cmd[1:]], token)
         if cmd in _FONT_CMDS:
             if self.is_op("{") and self.tokens[self.at + 1].text == "1" and self.tokens[self.at + 2].text == "}":
                 self.at += 3
@@ -367,6 +399,8 @@ class Parser:
             self.expect("}")
             if inner.text not in ("1", "I"):
                 raise self.error(r"\mathbb{1}[Z > 0] is the only \mathbb this grammar reads", token)
+            if not self.is_op("["):      # \mathbb{1}^T G: the ones vector
+                return node("ones", value=False, pos=token.pos, text="1")
             return self._indicator_brackets(token)
         if cmd == r"\nabla":
             return self._nabla(token)
@@ -379,8 +413,10 @@ class Parser:
         if braced:
             self.advance()
         token = self.advance()
-        if token.kind == "cmd" and token.text in (r"\hat", r"\tilde", r"\bar"):
-            name = self._braced_name() + token.text[1:]
+        if token.kind == "cmd" and token.text in _ACCENTS:        # \hat{\mathbf{y}}
+            name = self._braced_name() + _ACCENTS[token.text]
+        elif token.kind == "cmd" and token.text in _FONT_CMDS:    # \mathbf{\hat{y}}
+            name = self._braced_name()
         elif token.kind == "name":
             name = token.text
         else:
@@ -398,8 +434,17 @@ class Parser:
                 self.expect("}")
         return name
 
-    def _resolve(self, name: str, token: Token) -> Node:
+    def lookup(self, name: str):
+        """The symbol ``name`` stands for; inside ``\\sum_i`` also ``p_i`` for p, row i of p."""
         found = self.scope.symbol(name)
+        for index in self.indices:
+            match = re.fullmatch(rf"(.+)_(?:\{{{index}\}}|{index})", name)
+            if found is None and match:
+                found = self.scope.symbol(match.group(1))
+        return found
+
+    def _resolve(self, name: str, token: Token) -> Node:
+        found = self.lookup(name)
         if found is None and name.startswith("d") and self.scope.gradient(name[1:]) is not None:
             return self._gradient(name[1:], token)
         if found is None:

@@ -369,9 +369,11 @@ class ExplicitBackend(_Values):
             concrete = value.subs(self.net.dims)
             self.opened[concrete] = value
             return concrete.as_explicit()
+        known = value in self.memo        # measured once, when first written out
         result = super().leaf(value)
         named = isinstance(value, (Intermediate, LossGradient)) and isinstance(result, MatrixBase)
-        if named and max((count_ops(e) for e in result), default=0) > SYMBOLIC_LIMIT:
+        if named and not known and max((count_ops(e) for e in result), default=0) > SYMBOLIC_LIMIT:
+            self.memo.pop(value)
             raise SymbolicTooLarge(value)
         return result
 

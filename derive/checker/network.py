@@ -81,6 +81,7 @@ class NetworkView:
         # at larger dims the written-out entries take SymPy minutes: equality is left to the numbers
         self.symbolic = expansion_cost(root, self.dims) <= SYMBOLIC_COST
         self._trees: dict[Basic, Node] = {}
+        self._explicit: dict[Node, ImmutableMatrix] = {}
         self._backends: dict[int, tuple[dict, NumpyBackend]] = {}
 
     def _expansion(self) -> dict[Basic, Basic]:
@@ -145,10 +146,18 @@ class NetworkView:
         ``opaque``: the kinds of names (Intermediate, LossGradient) kept as their entries (``h[0, 1]``)
         instead of expanded; ``backend.opened`` then maps each one's entries back to it."""
         tree = what if isinstance(what, Node) else self.tree(what)
+        shared = backend is None and not opaque
+        if shared and tree in self._explicit:
+            return self._explicit[tree]
+        if shared:   # one backend for every plain call: the named quantities are written out once per network
+            backend = self._explicit_backend = getattr(self, "_explicit_backend", None) or ExplicitBackend(self)
         value = evaluate(tree, backend or ExplicitBackend(self, opaque))
         if not isinstance(value, MatrixBase):
             value = ImmutableMatrix([[value]])
-        return ImmutableMatrix(value.xreplace(self.constraints)) if self.constraints else ImmutableMatrix(value)
+        value = ImmutableMatrix(value.xreplace(self.constraints)) if self.constraints else ImmutableMatrix(value)
+        if shared and tree == self.truth_tree:     # the derived gradient: the same for every hand formula
+            self._explicit[tree] = value
+        return value
 
     def numeric(self, what, point: dict) -> np.ndarray:
         tree = what if isinstance(what, Node) else self.tree(what)

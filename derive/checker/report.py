@@ -1,26 +1,48 @@
 """The readable verdict of a check: what an autograder shows a student.
+
+Entries are numbered from 1 as on the sheets (``p[1, 1]``), numbers have 4 significant digits, and
+a counterexample is a few short lines: the entries cut to a line, the values of at most a few
+of the matrices' entries they use.
 """
 
 from __future__ import annotations
 
+from sympy.printing.str import StrPrinter
+
 from .network import hiding_sizes
 
-SHOWN_CHARS = 400         # longer symbolic entries are cut in the report
+SHOWN_CHARS = 120         # longer symbolic entries are cut in the report
+SHOWN_VALUES = 4          # entries of the point shown in a counterexample
+
+
+class EntryPrinter(StrPrinter):
+    """SymPy's str printer with matrix entries numbered from 1 and floats to 4 significant digits."""
+
+    def _print_MatrixElement(self, expr):
+        return f"{self._print(expr.parent)}[{int(expr.i) + 1}, {int(expr.j) + 1}]"
+
+    def _print_Float(self, expr):
+        return f"{float(expr):.4g}"
+
+
+def _entry_text(expr) -> str:
+    return EntryPrinter().doprint(expr)
 
 
 
 # --- the report ---------------------------------------------------------------------------------------
 
 def _cut(text: str) -> str:
-    return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + " ..."
+    return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS].rsplit(" ", 1)[0] + " ..."
 
 
 def _dims_text(dims: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(dims.items(), key=lambda kv: str(kv[0]))) or "the given sizes"
 
 
-def _values_text(values: dict, shown: int = 8) -> str:
-    text = ", ".join(f"{k} = {v:.4g}" for k, v in list(values.items())[:shown])
+def _values_text(values: dict, shown: int = SHOWN_VALUES) -> str:
+    ordered = sorted(values.items(), key=lambda kv: _entry_text(kv[0]))
+    text = ", ".join(f"{_entry_text(k)} = {v:.4g}" for k, v in ordered[:shown])
     return text + (f" and {len(values) - shown} more" if len(values) > shown else "")
 
 
@@ -43,14 +65,12 @@ def report(r) -> str:
         lines.append(f"  corrections tried at {_dims_text(r.dims)}")
     if r.counterexample is not None:
         c = r.counterexample
-        lines.append(f"  differs at {_dims_text(r.dims)}, first in entry [{c.entry[0]}, {c.entry[1]}]:")
-        lines.append(f"    hand:     {_cut(str(c.named_hand_entry))}")
-        lines.append(f"    derived:  {_cut(str(c.named_derived_entry))}")
-        lines.append(f"  counterexample: at {_values_text(c.named_point)}")
-        if set(c.named_point) != set(c.point):
-            lines.append(f"    (the network's inputs there: {_values_text(c.point)})")
-        lines.append(f"    the hand entry is {c.hand_value:.6g}, the derived one {c.derived_value:.6g}")
-        lines.append(f"  decided numerically, at {r.points} random points")
+        lines.append(f"  differs at {_dims_text(r.dims)}, first in entry [{c.entry[0] + 1}, {c.entry[1] + 1}]:")
+        lines.append(f"    hand:     {_cut(_entry_text(c.named_hand_entry))}")
+        lines.append(f"    derived:  {_cut(_entry_text(c.named_derived_entry))}")
+        lines.append(f"  counterexample: at {_values_text(c.named_point or c.point)}")
+        lines.append(f"    the hand entry is {c.hand_value:.4g}, the derived one {c.derived_value:.4g} "
+                     f"(decided numerically, at {r.points} random points)")
     if r.diagnosis is not None:
         d = r.diagnosis
         lines.append(f"  diagnosis ({d.kind}): {d.message}")

@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import special
 from sympy import (
     Function,
     HadamardPower,
@@ -34,6 +33,7 @@ from sympy.core.function import ArgumentIndexError
 
 from .algebra import hadamard, one_minus
 from .elementwise import Activation, activation
+from .lazy import special
 
 __all__ = [
     "LEAKY_SLOPE", "Elu", "Gelu", "Indicator", "LeakyRelu", "NormalCdf", "Relu", "Sigmoid", "Silu", "Softplus",

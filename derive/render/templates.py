@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from functools import cache
 from importlib import resources
+from typing import TYPE_CHECKING
 
-import jinja2
+if TYPE_CHECKING:
+    import jinja2
 
 __all__ = ["GENERATED_MARK", "environment", "render", "templates_dir"]
 
@@ -36,6 +38,8 @@ def templates_dir():
 @cache
 def environment(tex: bool) -> jinja2.Environment:
     """The environment for a TeX template (``tex``: TeX-safe delimiters) or a Python one."""
+    # imported here, not at the top: derive check and derive grade never render a template
+    import jinja2
     return jinja2.Environment(
         loader=jinja2.PackageLoader(PACKAGE, FOLDER),
         trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,

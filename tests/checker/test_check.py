@@ -140,7 +140,10 @@ WRONG = [
     ("seed_001_sigmoid_between", "W1", "X^T dL/dyhat W2^T ⊙ sigmoid'(Z)", "hadamard-order"),
     # note 001: "dL/db2 = sum dL/dyhat w2^T sigma'(h)" is the gradient of b1
     ("seed_001_sigmoid_between", "b2", "sum_rows(dL/dyhat W2^T ⊙ sigmoid'(Z))", "other-parameter"),
-    ("seed_000_bce", "w1", "dL/da", "other-parameter"),
+    # the gradient of the pre-activation a = X w1 for the weight's; a bias's without the batch sum
+    ("seed_000_bce", "w1", "dL/da", "pre-activation"),
+    ("seed_000_bce", "b", "(p - y)/N", "missing-batch-sum"),
+    ("seed_001_two_linear", "b1", "dL/dyhat W2^T", "missing-batch-sum"),
     # note 001: dy/dH with w^(1) entries where w^(2) belongs
     ("seed_001_two_linear", "W1", "X^T dL/dyhat W1^T", "wrong-symbol"),
 ]
@@ -180,9 +183,8 @@ def test_a_wrong_entry_comes_with_a_counterexample_that_holds():
     truth = derive.gradients(example.loss, example.wrt).elementwise("w2", result.dims)
     assert float(truth[c.entry].xreplace(c.point)) == pytest.approx(c.derived_value, rel=1e-9)
     report = result.report()
-    assert f"first in entry [{c.entry[0]}, {c.entry[1]}]" in report
-    assert "counterexample: at h[0, 0] = " in report           # named quantities, readable
-    assert "(the network's inputs there: X[0, 0] = " in report
+    assert f"first in entry [{c.entry[0] + 1}, {c.entry[1] + 1}]" in report     # numbered from 1, as on the sheets
+    assert "counterexample: at h[1, 1] = " in report           # named quantities, readable
     # the readable entries give the same values at the named quantities' values
     assert float(c.named_hand_entry.xreplace(c.named_point)) == pytest.approx(c.hand_value, rel=1e-9)
     assert float(c.named_derived_entry.xreplace(c.named_point)) == pytest.approx(c.derived_value, rel=1e-9)
@@ -498,8 +500,8 @@ def test_the_derived_tied_weight_gradient_checks_as_a_sympy_answer(scale):
 @pytest.mark.parametrize(("hand", "wrt", "code", "shown"), [
     ("h^T (p - y)/N", "w2", 0, "dL/dw2: right"),
     ("h^T (p - y)", "w2", 1, "diagnosis (factor)"),
-    ("h^T (p - y", "w2", 2, "error: expected ')'"),
-    ("h^T (p - y)/N", "W9", 2, "error: seed_000_bce has no parameter 'W9'"),
+    ("h^T (p - y", "w2", 2, "derive: expected ')'"),
+    ("h^T (p - y)/N", "W9", 2, "derive: wrt must be one of the loss's matrices (X, b, w1, w2, y), got 'W9'"),
 ])
 def test_run_check_exit_codes(hand, wrt, code, shown):
     exit_code, text = run_check("seed_000_bce", wrt, hand)
@@ -569,7 +571,7 @@ def test_a_failing_pytest_run_shows_the_report(tmp_path):
     assert run.returncode == 1, out + run.stderr
     assert "3 failed, 1 passed" in out
     assert out.count("- derive check -") == 2     # sections for the bare assert and the comparison
-    assert "diagnosis (factor): off by a constant factor: 1/N times the hand result is right" in out
+    assert "diagnosis (factor): off by a constant factor, the 1/N of the mean: 1/N times the hand result is right" in out
     assert "diagnosis (hadamard-order)" in out
     assert "diagnosis (other-parameter): this is the gradient of b1 (dL/db1), not of b2" in out
 

@@ -19,7 +19,6 @@ from collections.abc import Callable, Mapping, Sequence
 from functools import reduce
 
 import numpy as np
-from scipy import special
 from sympy import (
     Abs,
     Add,
@@ -86,6 +85,7 @@ from ...errors import (
 from ..activations import Indicator, NormalCdf, sigmoid
 from ..canonical import Blocks, Entries
 from ..elementwise import Elementwise, scalar_record
+from ..lazy import special
 from ..losses import BinaryCrossEntropy, SoftmaxCrossEntropy, SquaredError
 from ..softmax import log_softmax, softmax
 
