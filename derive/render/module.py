@@ -40,6 +40,7 @@ from ..core.algebra import mat_add
 from ..core.derivation import Derivation
 from ..core.dims import dimension_symbols
 from ..core.graph import topological_order
+from ..core.layer import Layer
 from ..core.losses import SoftmaxCrossEntropy
 from ..core.symbols import LossGradient
 from ..core.truth import Draw, Program, domain
@@ -126,6 +127,9 @@ def to_numpy(g: Derivation, name: str, *, dims: Mapping | None = None, verify: b
     """
     if not isinstance(g, Derivation):
         raise CodegenError(f"to_numpy expects a Derivation from derive.gradients, got {type(g).__name__}")
+    if isinstance(g, Layer):  # derive.vjp: the backward takes the upstream gradient
+        from .layer_numpy import to_numpy_layer
+        return to_numpy_layer(g, name, dims=dims, verify=verify)
     plan = plan_module(g, name, dims or {})
     source = render(plan)
     if verify:
