@@ -120,8 +120,10 @@ class Layer(Derivation):
 
     @property
     def arguments(self) -> tuple[MatrixSymbol, ...]:
-        """The matrices the layer's forward takes, in order of use: every one but the upstream G."""
-        return tuple(s for s in self.inputs if s != self.upstream)
+        """The matrices the layer's forward takes: its inputs, the constants it uses (in order of use),
+        then its parameters; every matrix but the upstream G."""
+        constants = [s for s in self.inputs if s != self.upstream and s not in self.params]
+        return (*self.layer_inputs, *constants, *self.layer_params)
 
     def __repr__(self):
         lines = [f"Layer {self.output_symbol.name} = {self.output}, upstream {self.upstream.name}"]
