@@ -55,6 +55,8 @@ and may define
   values  {w: 2, x: -1}  numbers for the computation graph (networks of 1 x 1 matrices)
   title   the sheet's title
   convention  "rows" (default: rows are examples, X W + 1 b) or "columns" (W x + b)
+A layer file defines output (a matrix expression), inputs and params (lists of MatrixSymbols)
+instead of loss and wrt, and optionally names, dims and title: derive.vjp derives it.
 Output files are named after the example or the file (NAME.tex, NAME.pdf, NAME.py). A file that
 does not start with derive's header line is never overwritten unless --force is given.
 
@@ -68,8 +70,8 @@ Exit status: 0 on success, 2 on a problem with the input or the output folder, 3
 def load_network(spec: str, convention: str | None = None) -> Example:
     """A built-in example by name (in ``convention`` when given), or a network file (any argument
     that is a path or ends in .py), as an :class:`~derive.examples.Example`."""
-    from .examples import catalogue, get
-    if spec in catalogue():
+    from .examples import catalogue, get, layers
+    if spec in catalogue() or spec in layers():
         return get(spec, convention)
     path = Path(spec)
     if path.suffix == ".py" or os.sep in spec or path.exists():
@@ -91,6 +93,8 @@ def load_network_file(path: Path) -> Example:
         raise NetworkFileError(f"{path}: it called exit({error.code!r}) instead of defining loss and wrt") from error
     except Exception as error:  # the user's code: report it in one line, whatever it raised
         raise NetworkFileError(f"{path}: running it failed with {type(error).__name__}: {error}") from error
+    if "output" in namespace and "loss" not in namespace:
+        return _layer_file(path, namespace)
     missing = [key for key in ("loss", "wrt") if key not in namespace]
     if missing:
         raise NetworkFileError(f"{path} must define {' and '.join(missing)} (the scalar loss and the list of "
@@ -176,6 +180,25 @@ def write_atomic(path: Path, data: bytes | str, force: bool) -> Path:
 
 # --- what the command produces ---------------------------------------------------------------------
 
+def _layer_file(path: Path, namespace: dict):
+    """A network file that defines a layer: ``output``, ``inputs`` and ``params`` (derive.vjp)."""
+    from .examples.layers import LayerExample
+    matrices = {}
+    for key in ("inputs", "params"):
+        value = namespace.get(key, ())
+        matrices[key] = (value,) if isinstance(value, MatrixSymbol) else tuple(value)
+    names = namespace.get("names", {}) or {}
+    dims = namespace.get("dims", {}) or {}
+    if not isinstance(names, dict) or not isinstance(dims, dict):
+        raise NetworkFileError(f"{path}: names and dims must be dicts")
+    title = str(namespace.get("title", f"The layer of {path.name}"))
+    return LayerExample(path.stem, title, str(path), namespace["output"], matrices["inputs"], matrices["params"],
+                        names=names, dims=dims)
+
+
+TARGETS = {"numpy": ("to_numpy", ".py"), "torch": ("to_torch", "_torch.py"), "jax": ("to_jax", "_jax.py")}
+
+
 def sheet_text(network: Example, dims: dict) -> str:
     """The sheet, written out at the given dims, else at the network's own when it has all of them."""
     from .core.dims import normalize_dims
@@ -191,10 +214,10 @@ def sheet_text(network: Example, dims: dict) -> str:
     return to_latex(g, title=network.title, source=network.source, dims=merged, values=network.values)
 
 
-def code_text(network: Example) -> str:
-    """The verified NumPy module (its template starts with derive's generated-file line)."""
-    from .render.module import to_numpy
-    return to_numpy(network.derive(), safe_identifier(network.name))
+def code_text(network: Example, target: str = "numpy") -> str:
+    """The verified NumPy, torch or JAX module (its template starts with derive's generated-file line)."""
+    import derive
+    return getattr(derive, TARGETS[target][0])(network.derive(), safe_identifier(network.name))
 
 
 def safe_identifier(name: str) -> str:
@@ -237,6 +260,10 @@ def cmd_list(args) -> int:
     for name, e in catalogue().items():
         params = ", ".join(p.name for p in e.wrt)
         print(f"{name:28s} {e.title}  [wrt {params}]")
+    from .examples import layers
+    for name, e in layers().items():
+        print(f"{name:28s} {e.title}  [layer: inputs {', '.join(p.name for p in e.inputs)}; "
+              f"params {', '.join(p.name for p in e.params)}]")
     return 0
 
 
@@ -256,8 +283,8 @@ def cmd_sheet(args) -> int:
 
 def cmd_code(args) -> int:
     network = load_network(args.net, args.convention)
-    source = code_text(network)
-    path = write_atomic(output_path(Path(args.output_dir), network.name, ".py"), source, args.force)
+    source = code_text(network, args.target)
+    path = write_atomic(output_path(Path(args.output_dir), network.name, TARGETS[args.target][1]), source, args.force)
     print(f"wrote {path}")
     return 0
 
@@ -364,6 +391,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_sheet)
     p = sub.add_parser("code", parents=[common], help="write verified NumPy code NAME.py for the gradients")
     p.add_argument("net", metavar="NET", help=net_help)
+    p.add_argument("--target", choices=tuple(TARGETS), default="numpy",
+                   help="numpy (NAME.py, the default), torch (NAME_torch.py) or jax (NAME_jax.py)")
     p.set_defaults(run=cmd_code)
     p = sub.add_parser("build", parents=[common],
                        help="write .tex, .pdf (when pdflatex is installed) and .py for every built-in example")

@@ -16,6 +16,7 @@ from ..core.derivation import Derivation, gradients
 from ..errors import DeriveError
 
 MODULES = ("seed_000", "seed_001", "seed_002", "seed_003", "seed_004", "mlp3", "residual")
+LAYER_MODULES = ("layers",)   # derive.vjp layers (derive.examples.layers.LayerExample), apart from the losses
 
 
 @dataclass(frozen=True)
@@ -46,9 +47,19 @@ def catalogue() -> dict[str, Example]:
     return found
 
 
+def layers() -> dict:
+    """Every built-in layer (a LayerExample: output, inputs, params), by name, in a stable order."""
+    found: dict = {}
+    for module in LAYER_MODULES:
+        for example in importlib.import_module(f"{__name__}.{module}").EXAMPLES:
+            found[example.name] = example
+    return found
+
+
 def get(name: str, convention: str | None = None) -> Example:
-    """The example ``name``, written in ``convention`` ("rows" or "columns") when one is asked for."""
-    examples = catalogue()
+    """The example ``name`` (a network or a layer), written in ``convention`` ("rows" or "columns")
+    when one is asked for."""
+    examples = {**catalogue(), **layers()}
     if name not in examples:
         raise DeriveError(f"no built-in example named {name!r}; known: {', '.join(examples)}")
     example = examples[name]

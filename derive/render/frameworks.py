@@ -92,6 +92,7 @@ def to_jax(g: Derivation, name: str, *, dims: Mapping | None = None, verify: boo
     plan, printer = plan_layer(g, name, lambda ids, definitions: DeriveJaxPrinter(ids, definitions, dtype="dtype"),
                                dims or {}, numpy_module._input)
     plan.helpers = _helpers(printer, "jax")
+    plan.extra["sizes"] = [local for local in plan.saved_values if local != "dtype"]   # dtype: the upstream's
     source = render_template("jax.py.j2", plan=plan)
     if verify:
         verify_jax_module(source, name, g)
