@@ -43,10 +43,10 @@ TORCH_DRAWS = {
     "positive": ("(0.5 + torch.rand({shape}, generator=generator, dtype=dtype))", "positive: under a log or a root"),
     "probability": ("(0.05 + 0.9 * torch.rand({shape}, generator=generator, dtype=dtype))", "probabilities"),
     "nonnegative": ("torch.rand({shape}, generator=generator, dtype=dtype)", "non-negative targets"),
-    "invertible": ("(torch.eye({rows}, dtype=dtype) + (torch.rand({shape}, generator=generator, dtype=dtype) - 0.5)"
-                   " / {n})", "I + E, |E_ij| < 1/(2n): det > 0, condition number < 3"),
-    "invertible positive": ("(torch.eye({rows}, dtype=dtype) + (0.05 + 0.45 * torch.rand({shape}, "
-                            "generator=generator, dtype=dtype)) / {n})", "I + E, 0 < E_ij < 1/(2n)"),
+    "invertible": (("(torch.eye({rows}, dtype=dtype) + (torch.rand({shape}, generator=generator, dtype=dtype) - 0.5)"
+                    " / {n})"), "I + E, |E_ij| < 1/(2n): det > 0, condition number < 3"),
+    "invertible positive": (("(torch.eye({rows}, dtype=dtype) + (0.05 + 0.45 * torch.rand({shape}, "
+                             "generator=generator, dtype=dtype)) / {n})"), "I + E, 0 < E_ij < 1/(2n)"),
 }
 
 

@@ -12,7 +12,6 @@ import re
 
 from sympy import Identity, MatrixSymbol, OneMatrix, ZeroMatrix
 
-from ..core.elementwise import record_of
 from ..errors import CodegenError
 from . import runtime
 from .layout import Layout

@@ -78,8 +78,8 @@ def verify_layer_module(source: str, name: str, g: Layer, *, points: int = 2, se
                                    f"gradient for {symbol.name}")
             if grad is None:
                 continue
-            numeric = numpy_module.central_differences(lambda: float(np.sum(upstream * module.forward(*args)[0])),
-                                                       value)
+            numeric = numpy_module.central_differences(
+                lambda args=args, upstream=upstream: float(np.sum(upstream * module.forward(*args)[0])), value)
             worst = max(worst, _compare(name, symbol.name, np.asarray(grad), numeric))
     return worst
 
