@@ -22,10 +22,10 @@ __all__ = ["TORCH_FORMS", "DeriveTorchPrinter"]
 _NORMAL_DENSITY = 0.3989422804014327   # 1 / sqrt(2 pi)
 
 # activation name -> (f(a), f'(a)): format strings of the argument {a} and parameters {p0} ..., that
-# keep a's dtype and device. GELU's slope is Phi(a) + a phi(a), with Phi torch's ndtr.
+# keep a's dtype and device (torch.where of two Python numbers would be float32). GELU's slope is Phi(a) + a phi(a), with Phi torch's ndtr.
 TORCH_FORMS = {
     "relu": ("torch.relu({a})", "({a} > 0).to({a}.dtype)"),
-    "leaky_relu": ("torch.where({a} > 0, {a}, {p0} * {a})", "torch.where({a} > 0, 1.0, {p0}).to({a}.dtype)"),
+    "leaky_relu": ("torch.where({a} > 0, {a}, {p0} * {a})", "torch.where({a} > 0, 1.0, torch.full_like({a}, {p0}))"),
     "elu": ("torch.where({a} > 0, {a}, {p0} * torch.expm1(torch.clamp({a}, max=0)))",
             "torch.where({a} > 0, 1.0, {p0} * torch.exp(torch.clamp({a}, max=0))).to({a}.dtype)"),
     "sigmoid": ("torch.sigmoid({a})", "(torch.sigmoid({a}) * (1 - torch.sigmoid({a})))"),
