@@ -182,7 +182,7 @@ def write_atomic(path: Path, data: bytes | str, force: bool) -> Path:
 
 def _layer_file(path: Path, namespace: dict):
     """A network file that defines a layer: ``output``, ``inputs`` and ``params`` (derive.vjp)."""
-    from .examples.layers import LayerExample
+    from .examples.layer import LayerExample
     matrices = {}
     for key in ("inputs", "params"):
         value = namespace.get(key, ())

@@ -16,7 +16,8 @@ from ..core.derivation import Derivation, gradients
 from ..errors import DeriveError
 
 MODULES = ("seed_000", "seed_001", "seed_002", "seed_003", "seed_004", "mlp3", "residual")
-LAYER_MODULES = ("layers",)   # derive.vjp layers (derive.examples.layers.LayerExample), apart from the losses
+# the layers (derive.vjp; derive.examples.layer.LayerExample), apart from the losses
+LAYER_MODULES = ("gelu_dense", "layer_norm", "attention_head", "gated_unit", "residual_mlp")
 
 
 @dataclass(frozen=True)

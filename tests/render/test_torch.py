@@ -173,3 +173,10 @@ def test_property_networks_through_to_torch(net):
     assert float(loss.detach()) == pytest.approx(want_loss, rel=1e-9, abs=1e-12)
     for key, value in want.items():
         assert np.allclose(grads[key].numpy(), value, rtol=1e-8, atol=1e-10), key
+
+
+def test_targets_declared_to_sum_to_one_are_checked(modules):
+    module = modules["seed_003_mlp_column"]
+    args, _ = module.example_inputs(torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="declared to sum to 1"):
+        module.Function.apply(*[2 * a if k == "y" else a for k, a in zip(module.ARGS, args)])
