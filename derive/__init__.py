@@ -36,7 +36,7 @@ from .errors import (
     UnsupportedOperation,
 )
 from .render.frameworks import to_jax, to_torch
-from .render.module import to_numpy
+from .render.layer_numpy import to_numpy
 from .render.sheet import to_latex
 from .version import __version__ as __version__
 

@@ -1,4 +1,5 @@
-"""Verified NumPy code for a layer (:func:`derive.vjp`): ``to_numpy(layer, name)`` lands here.
+"""Verified NumPy code for a layer (:func:`derive.vjp`); ``derive.to_numpy`` is :func:`to_numpy` here, which
+hands a loss derivation to :func:`derive.render.module.to_numpy`.
 
 The module has ``ARGS``, ``forward(*args) -> (output, cache)``, ``backward(cache, upstream)`` (the
 closed-form vector-Jacobian products, one per argument in ARGS order, None for the constants),
@@ -14,6 +15,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from ..core.derivation import Derivation
 from ..core.layer import Layer
 from ..core.truth import Program
 from ..errors import CodegenError
@@ -23,9 +25,16 @@ from .layer_plan import LayerPlan, plan_layer
 from .numpy import DeriveNumPyPrinter
 from .templates import render as render_template
 
-__all__ = ["check_output", "to_numpy_layer", "verify_layer_module"]
+__all__ = ["check_output", "to_numpy", "to_numpy_layer", "verify_layer_module"]
 
 OUTPUT_TOLERANCE = 1e-9
+
+
+def to_numpy(g: Derivation, name: str, *, dims: Mapping | None = None, verify: bool = True) -> str:
+    """``derive.to_numpy``: a layer's module (:func:`to_numpy_layer`), or a loss's (:func:`.module.to_numpy`)."""
+    if isinstance(g, Layer):
+        return to_numpy_layer(g, name, dims=dims, verify=verify)
+    return numpy_module.to_numpy(g, name, dims=dims, verify=verify)
 
 
 def to_numpy_layer(g: Layer, name: str, *, dims: Mapping | None = None, verify: bool = True) -> str:

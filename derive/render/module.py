@@ -127,9 +127,9 @@ def to_numpy(g: Derivation, name: str, *, dims: Mapping | None = None, verify: b
     """
     if not isinstance(g, Derivation):
         raise CodegenError(f"to_numpy expects a Derivation from derive.gradients, got {type(g).__name__}")
-    if isinstance(g, Layer):  # derive.vjp: the backward takes the upstream gradient
-        from .layer_numpy import to_numpy_layer
-        return to_numpy_layer(g, name, dims=dims, verify=verify)
+    if isinstance(g, Layer):  # derive.vjp: its module's backward takes the upstream (derive.to_numpy dispatches)
+        raise CodegenError(f"{name} is a layer (derive.vjp): write its module with derive.to_numpy, which "
+                           "dispatches to derive.render.layer_numpy")
     plan = plan_module(g, name, dims or {})
     source = render(plan)
     if verify:
