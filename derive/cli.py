@@ -308,9 +308,34 @@ def cmd_build(args) -> int:
             except DeriveError as error:
                 failures += 1
                 print(f"derive: {name} ({what}): {error}", file=sys.stderr)
+    failures += build_layers(out_dir, dims, have_tex, args.force)
     if failures:
         print(f"derive: {failures} file(s) could not be built (see above)", file=sys.stderr)
     return 2 if failures else 0
+
+
+def build_layers(out_dir: Path, dims: dict, have_tex: bool, force: bool) -> int:
+    """Each built-in layer's sheet and its NumPy, torch and JAX modules (torch and JAX where installed);
+    the number of failures."""
+    import importlib.util
+
+    from .examples import layers
+    targets = [t for t in TARGETS if t == "numpy" or importlib.util.find_spec(t) is not None]
+    for missing in sorted(set(TARGETS) - set(targets)):
+        print(f"derive: {missing} is not installed: the layers' {missing} modules skipped", file=sys.stderr)
+    failures = 0
+    for name, layer in layers().items():
+        makers = [("sheet", lambda n: build_sheet(n, out_dir, dims, have_tex, force))]
+        makers += [(t, lambda n, t=t: [write_atomic(output_path(out_dir, n.name, TARGETS[t][1]), code_text(n, t), force)])
+                   for t in targets]
+        for what, make in makers:
+            try:
+                for path in make(layer):
+                    print(f"wrote {path}")
+            except DeriveError as error:
+                failures += 1
+                print(f"derive: {name} ({what}): {error}", file=sys.stderr)
+    return failures
 
 
 def build_sheet(network: Example, out_dir: Path, dims: dict, have_tex: bool, force: bool) -> list[Path]:

@@ -78,6 +78,7 @@ def plan_layer(g: Derivation, name: str, make_printer: Callable, dims: Mapping,
     output = printer.doprint(g.output_symbol) if layer else numpy_module._loss_statement(g, printer).code
     backward, grads = numpy_module._backward(g, printer, ids)
     backward = [s for s in backward if not (s.op == "=" and s.target == s.code)]   # dY = dY
+    forward = _live(forward, [output, *(s.code for s in backward)])
     code = " ".join(s.code for s in [*forward, *backward]) + " " + output
     batch_first = [s for s in args if s not in g.params] + [s for s in args if s in g.params]
     dim_lines = [numpy_module._bind_dim(d, batch_first, printer) for d in dim_symbols
@@ -101,3 +102,15 @@ def plan_layer(g: Derivation, name: str, make_printer: Callable, dims: Mapping,
         forward=forward, output=output, saved=saved, saved_values=saved_values, backward=backward,
         grads=[(repr(s.name), by_param.get(repr(s.name))) for s in args], uses_dtype=printer.uses_dtype)
     return plan, printer
+
+
+def _live(forward: list[Statement], readers: list[str]) -> list[Statement]:
+    """The forward statements whose values are read (by a later statement, the output or the
+    backward): a display name the closed forms never use (Q = X Wq, inlined in S) is not computed."""
+    read = " ".join(readers)
+    live: list[Statement] = []
+    for statement in reversed(forward):
+        if not statement.target or numpy_module._mentions(read, statement.target):
+            live.append(statement)
+            read += " " + statement.code
+    return live[::-1]
