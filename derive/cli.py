@@ -374,6 +374,8 @@ def cmd_check(args) -> int:
 
 def cmd_bench(args) -> int:
     from .bench import derivation as derivation_bench
+    if args.layers:
+        return bench_layers(args)
     if not args.derivation_only:
         bench.thread_limiter(args.threads)  # before the derivation table: say at once what is missing
     table = derivation_bench.full_report(args.repeats or 5)
@@ -382,6 +384,20 @@ def cmd_bench(args) -> int:
     write_atomic(output_path(out, "derivation", ".md"),
                  f"<!-- {GENERATED_MARK} (derive bench); do not edit -->\n{table}\n", force=args.force)
     return 0 if args.derivation_only else bench.main_bench(args)
+
+
+def bench_layers(args) -> int:
+    """``derive bench --layers``: the layers table (output/bench/layers.md and layers.json)."""
+    from .bench import layers as layers_bench
+    sizes = {"n": 512, "width": 256} if args.quick else {"n": args.n or 4096, "width": 1024}
+    rows = layers_bench.run_layers(**sizes, repeats=args.repeats or 5)
+    out = Path(args.out or Path(args.output_dir) / "bench")
+    table = layers_bench.layers_markdown(rows)
+    print(table)
+    write_atomic(output_path(out, "layers", ".md"), f"<!-- {GENERATED_MARK} (derive bench --layers); do not edit -->\n"
+                 f"{table}\n", force=args.force)
+    write_atomic(output_path(out, "layers", ".json"), layers_bench.layers_json(rows), force=True)
+    return 0
 
 
 # --- the parser and the entry point ------------------------------------------------------------------
@@ -437,6 +453,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_bench_arguments(p)
     p.add_argument("--derivation-only", action="store_true",
                    help="only time deriving an L-layer MLP against depth, beside SymPy's own diff")
+    p.add_argument("--layers", action="store_true",
+                   help="only the layers table: each built-in layer's torch Function against eager autograd "
+                        "and torch.compile (N x 1024, float32; --quick: 512 x 256)")
     p.set_defaults(run=cmd_bench)
     return parser
 

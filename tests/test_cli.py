@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from derive import cli
-from derive.examples import catalogue, layers, get
+from derive.examples import catalogue, get, layers
 from derive.render.sheet import GENERATED_MARK, to_latex
 
 EXAMPLES = list(catalogue())

@@ -53,7 +53,7 @@ def test_code_writes_the_target_module_and_it_checks_itself(net, target, written
 def test_a_layer_file_is_derived_with_vjp(tmp_path, capsys):
     network = tmp_path / "tanh_layer.py"
     network.write_text(LAYER_FILE)
-    code, out, _ = run(["code", str(network), "--target", "torch", "--output-dir", str(tmp_path)], capsys)
+    code, _, _ = run(["code", str(network), "--target", "torch", "--output-dir", str(tmp_path)], capsys)
     assert code == 0
     source = (tmp_path / "tanh_layer_torch.py").read_text()
     assert "ARGS = ('X', 'W', 'b',)" in source and "def backward(ctx, dY)" in source

@@ -6,9 +6,10 @@ from ..core.activations import sigmoid, tanh
 from .layer import LayerExample, N, row_bias
 
 
-def gated_unit() -> LayerExample:
-    X = MatrixSymbol("X", N, 3)
-    Wg, bg, Wv, bv = MatrixSymbol("Wg", 3, 4), MatrixSymbol("bg", 1, 4), MatrixSymbol("Wv", 3, 4), MatrixSymbol("bv", 1, 4)
+def gated_unit(d: int = 3, h: int = 4) -> LayerExample:
+    X = MatrixSymbol("X", N, d)
+    Wg, bg = MatrixSymbol("Wg", d, h), MatrixSymbol("bg", 1, h)
+    Wv, bv = MatrixSymbol("Wv", d, h), MatrixSymbol("bv", 1, h)
     Zg, Zv = X * Wg + row_bias(bg), X * Wv + row_bias(bv)
     Y = HadamardProduct(sigmoid(Zg), tanh(Zv))
     return LayerExample("layer_gated_unit", "A gated unit, sigmoid(X Wg + 1 bg) times tanh(X Wv + 1 bv) entry by entry", "beyond the notes",

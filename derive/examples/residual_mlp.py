@@ -6,9 +6,11 @@ from ..core.activations import relu
 from .layer import D, LayerExample, N, row_bias
 
 
-def residual_mlp() -> LayerExample:
+def residual_mlp(h: int = 5) -> LayerExample:
+    """``h`` hidden units; the width D stays symbolic."""
     X = MatrixSymbol("X", N, D)
-    W1, b1, W2, b2 = MatrixSymbol("W1", D, 5), MatrixSymbol("b1", 1, 5), MatrixSymbol("W2", 5, D), MatrixSymbol("b2", 1, D)
+    W1, b1 = MatrixSymbol("W1", D, h), MatrixSymbol("b1", 1, h)
+    W2, b2 = MatrixSymbol("W2", h, D), MatrixSymbol("b2", 1, D)
     Z = X * W1 + row_bias(b1)
     H = relu(Z)
     Y = X + H * W2 + row_bias(b2)
