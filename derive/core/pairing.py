@@ -9,7 +9,8 @@ upstream gradient G itself. The declared scalar (what the truth expands and eval
 
 from __future__ import annotations
 
-from sympy import Expr, MatrixExpr
+from sympy import Add, Expr, Integer, MatrixExpr, Trace
+from sympy.matrices import MatrixBase
 
 __all__ = ["Pairing"]
 
@@ -21,7 +22,16 @@ class Pairing(Expr):
     is_real = True
 
     def __new__(cls, upstream: MatrixExpr, output: MatrixExpr):
+        if isinstance(upstream, MatrixBase) and isinstance(output, MatrixBase):   # explicit: the sum itself
+            return Add(*[u * o for u, o in zip(upstream, output)])
         return Expr.__new__(cls, upstream, output)
+
+    def doit(self, **hints):
+        """The sum of G_ij Y_ij at concrete shapes, SymPy's tr(G^T Y) otherwise: how the truth reads it."""
+        rows, cols = self.output.shape
+        if all(isinstance(d, (int, Integer)) for d in (rows, cols)):
+            return Add(*[self.upstream[i, j] * self.output[i, j] for i in range(rows) for j in range(cols)])
+        return Trace(self.upstream.T * self.output)
 
     @property
     def upstream(self) -> MatrixExpr:
