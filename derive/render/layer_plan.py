@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
-from sympy import MatrixSymbol
+from sympy import MatrixExpr, MatrixSymbol
 
 from ..core.derivation import Derivation
 from ..core.dims import dimension_symbols
@@ -73,8 +73,7 @@ def plan_layer(g: Derivation, name: str, make_printer: Callable, dims: Mapping,
 
     forward = [*numpy_module._target_checks(g, printer),
                *[line for f in g.forward
-                 for line in numpy_module._assign(printer.doprint(f.symbol), f.definition,
-                                                  numpy_module._shape(f.symbol, printer), printer)]]
+                 for line in _forward_statements(f, printer, full=layer and f.symbol == g.output_symbol)]]
     output = printer.doprint(g.output_symbol) if layer else numpy_module._loss_statement(g, printer).code
     backward, grads = numpy_module._backward(g, printer, ids)
     backward = [s for s in backward if not (s.op == "=" and s.target == s.code)]   # dY = dY
@@ -114,3 +113,18 @@ def _live(forward: list[Statement], readers: list[str]) -> list[Statement]:
             live.append(statement)
             read += " " + statement.code
     return live[::-1]
+
+
+def _forward_statements(entry, printer, full: bool) -> list[Statement]:
+    """A forward quantity's statements. One that is a row or column broadcast (layer norm's
+    1/sqrt(var + eps), a gain 1 gamma) is held as that row or column, and the statements after it
+    read it so, broadcasting where they combine it: N values computed and saved, not N x D."""
+    target, shape = printer.doprint(entry.symbol), numpy_module._shape(entry.symbol, printer)
+    if not full and isinstance(entry.definition, MatrixExpr):
+        layout = printer.layout_of(entry.definition)
+        if not layout.full and not layout.scalar:
+            code = printer.doprint(entry.definition)
+            printer._laid_out(entry.symbol, code, layout)
+            held = "one row" if layout.rows else "one column"
+            return [Statement(target, code, f"{shape}, held as {held}")]
+    return numpy_module._assign(target, entry.definition, shape, printer)
