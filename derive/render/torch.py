@@ -113,6 +113,8 @@ class DeriveTorchPrinter(DeriveNumPyPrinter):
     def _print_Elementwise(self, expr):
         record, prime = record_of(type(expr))
         argument, layout = self._argument(expr.arg)
+        if prime and record.name == "relu" and self._cached_value(expr) is not None:
+            argument = self._cached_value(expr)   # relu'(Z) from relu(Z): the same mask, and no Z saved
         form = self._form(record, prime)
         if form is None:
             return self._laid_out(expr, self._generic_elementwise(expr, argument), layout)
@@ -128,6 +130,14 @@ class DeriveTorchPrinter(DeriveNumPyPrinter):
             raise CodegenError(f"the activation {record.name} has no {self.framework} form; add one to "
                                f"derive.render.{self.framework}")
         return None
+
+    def _mask(self, factor) -> str | None:
+        mask = super()._mask(factor)
+        if mask is not None and record_of(type(factor))[0].name == "relu":
+            value = self._cached_value(factor)
+            if value is not None:   # relu(Z) > 0 exactly where Z > 0: the backward needs no Z saved
+                return f"{value} > 0"
+        return mask
 
     def times_in_place(self, target, factor):
         return None   # the NumPy helpers that multiply in place have no torch counterpart here

@@ -85,8 +85,10 @@ def test_the_module_holds_the_parameters(name, modules):
 
 
 # what each layer's backward reads, and so what its Function saves: for GELU only its pre-activation
-# besides the matrices of the products
-SAVED = {"layer_gelu_dense": ("X", "W", "Z")}
+# besides the matrices of the products; for the residual block the ReLU's output, not also its input
+# (the mask H > 0 is Z > 0); for layer norm 1/sqrt(var + eps) and var + eps as columns
+SAVED = {"layer_gelu_dense": ("X", "W", "Z"), "layer_residual_mlp": ("X", "W1", "W2", "H"),
+         "layer_norm": ("Z_1", "C", "Z_2", "R")}
 
 
 @pytest.mark.parametrize("name, saved", SAVED.items())
