@@ -112,6 +112,9 @@ class DeriveJaxPrinter(DeriveTorchPrinter):
         code = super()._print_Function(expr)
         return code.replace("torch.as_tensor(", "jnp.asarray(")
 
+    def _print_HadamardProduct(self, expr):
+        return super(DeriveTorchPrinter, self)._print_HadamardProduct(expr)   # XLA fuses the slope itself
+
     def _print_Indicator(self, expr):
         return f"jnp.heaviside({self._print(expr.args[0])}, 0.0)"
 

@@ -10,11 +10,12 @@ torch form is refused, never approximated).
 
 from __future__ import annotations
 
-from sympy import Identity, MatrixSymbol, OneMatrix, ZeroMatrix
+from sympy import HadamardProduct, Identity, MatrixSymbol, OneMatrix, ZeroMatrix
 
-from ..core.elementwise import record_of, scalar_record
+from ..core.activations import gelu
+from ..core.elementwise import Elementwise, record_of, scalar_record
 from ..errors import CodegenError
-from .layout import Layout
+from .layout import FULL, Layout
 from .numpy import DeriveNumPyPrinter
 
 __all__ = ["TORCH_FORMS", "DeriveTorchPrinter"]
@@ -138,6 +139,18 @@ class DeriveTorchPrinter(DeriveNumPyPrinter):
             if value is not None:   # relu(Z) > 0 exactly where Z > 0: the backward needs no Z saved
                 return f"{value} > 0"
         return mask
+
+    def _print_HadamardProduct(self, expr):
+        # G ⊙ gelu'(A) in one pass with torch's kernel of that very product (aten's gelu_backward, the
+        # exact GELU's slope times G; no autograd): the formula printed instead takes six passes
+        slopes = [a for a in expr.args if isinstance(a, Elementwise) and record_of(type(a)) == (gelu.record, True)]
+        if len(slopes) == 1 and len(expr.args) > 1:
+            others = [a for a in expr.args if a is not slopes[0]]
+            rest = others[0] if len(others) == 1 else HadamardProduct(*others)
+            if self.layout_of(rest).full and self.layout_of(slopes[0].arg).full:
+                code = f"torch.ops.aten.gelu_backward({self._print(rest)}, {self._print(slopes[0].arg)})"
+                return self._laid_out(expr, code, FULL)
+        return super()._print_HadamardProduct(expr)
 
     def times_in_place(self, target, factor):
         return None   # the NumPy helpers that multiply in place have no torch counterpart here
