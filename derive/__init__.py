@@ -13,6 +13,7 @@ from .core import truth as truth  # derive.truth.domain: the loss's domain (READ
 from .core.activations import elu, exp, gelu, leaky_relu, log, relu, sigmoid, silu, softplus, tanh
 from .core.derivation import Derivation, Forward, Verification, gradients
 from .core.graph import Step
+from .core.layer import Layer, vjp
 from .core.losses import bce, cross_entropy, mse
 from .core.rules import supported
 from .core.softmax import log_softmax, softmax
@@ -22,6 +23,8 @@ from .errors import (
     DimsError,
     ExpansionTooLarge,
     GradientMismatch,
+    InputIsParameter,
+    InvalidLayerOutput,
     InvalidParameter,
     LatexError,
     NetworkFileError,
@@ -32,7 +35,8 @@ from .errors import (
     ShapeError,
     UnsupportedOperation,
 )
-from .render.module import to_numpy
+from .render.frameworks import to_jax, to_torch
+from .render.layer_numpy import to_numpy
 from .render.sheet import to_latex
 from .version import __version__ as __version__
 
@@ -45,8 +49,11 @@ __all__ = [
     "ExpansionTooLarge",
     "Forward",
     "GradientMismatch",
+    "InputIsParameter",
+    "InvalidLayerOutput",
     "InvalidParameter",
     "LatexError",
+    "Layer",
     "NetworkFileError",
     "NonScalarLoss",
     "OutputError",
@@ -74,6 +81,9 @@ __all__ = [
     "softplus",
     "supported",
     "tanh",
+    "to_jax",
     "to_latex",
     "to_numpy",
+    "to_torch",
+    "vjp",
 ]

@@ -52,6 +52,8 @@ and may define
   values  {w: 2, x: -1}  numbers for the computation graph (networks of 1 x 1 matrices)
   title   the sheet's title
   convention  "rows" (default: rows are examples, X W + 1 b) or "columns" (W x + b)
+A layer file defines output (a matrix expression), inputs and params (lists of MatrixSymbols)
+instead of loss and wrt, and optionally names, dims and title: derive.vjp derives it.
 Output files are named after the example or the file (NAME.tex, NAME.pdf, NAME.py). A file that
 does not start with derive's header line is never overwritten unless --force is given.
 
@@ -131,6 +133,9 @@ def write_atomic(path: Path, data: bytes | str, force: bool) -> Path:
 
 # --- what the command produces ---------------------------------------------------------------------
 
+TARGETS = {"numpy": ("to_numpy", ".py"), "torch": ("to_torch", "_torch.py"), "jax": ("to_jax", "_jax.py")}
+
+
 def sheet_text(network: Example, dims: dict) -> str:
     """The sheet, written out at the given dims, else at the network's own when it has all of them."""
     from .core.dims import normalize_dims
@@ -146,10 +151,10 @@ def sheet_text(network: Example, dims: dict) -> str:
     return to_latex(g, title=network.title, source=network.source, dims=merged, values=network.values)
 
 
-def code_text(network: Example) -> str:
-    """The verified NumPy module (its template starts with derive's generated-file line)."""
-    from .render.module import to_numpy
-    return to_numpy(network.derive(), safe_identifier(network.name))
+def code_text(network: Example, target: str = "numpy") -> str:
+    """The verified NumPy, torch or JAX module (its template starts with derive's generated-file line)."""
+    import derive
+    return getattr(derive, TARGETS[target][0])(network.derive(), safe_identifier(network.name))
 
 
 def safe_identifier(name: str) -> str:
@@ -198,6 +203,10 @@ def cmd_list(args) -> int:
     for name, e in catalogue().items():
         params = ", ".join(p.name for p in e.wrt)
         print(f"{name:28s} {e.title}  [wrt {params}]")
+    from .examples import layers
+    for name, e in layers().items():
+        print(f"{name:28s} {e.title}  [layer: inputs {', '.join(p.name for p in e.inputs)}; "
+              f"params {', '.join(p.name for p in e.params)}]")
     return 0
 
 
@@ -217,8 +226,8 @@ def cmd_sheet(args) -> int:
 
 def cmd_code(args) -> int:
     network = load_network(args.net, args.convention)
-    source = code_text(network)
-    path = write_atomic(output_path(Path(args.output_dir), network.name, ".py"), source, args.force)
+    source = code_text(network, args.target)
+    path = write_atomic(output_path(Path(args.output_dir), network.name, TARGETS[args.target][1]), source, args.force)
     print(f"wrote {path}")
     return 0
 
@@ -242,9 +251,34 @@ def cmd_build(args) -> int:
             except DeriveError as error:
                 failures += 1
                 print(f"derive: {name} ({what}): {error}", file=sys.stderr)
+    failures += build_layers(out_dir, dims, have_tex, args.force)
     if failures:
         print(f"derive: {failures} file(s) could not be built (see above)", file=sys.stderr)
     return 2 if failures else 0
+
+
+def build_layers(out_dir: Path, dims: dict, have_tex: bool, force: bool) -> int:
+    """Each built-in layer's sheet and its NumPy, torch and JAX modules (torch and JAX where installed);
+    the number of failures."""
+    import importlib.util
+
+    from .examples import layers
+    targets = [t for t in TARGETS if t == "numpy" or importlib.util.find_spec(t) is not None]
+    for missing in sorted(set(TARGETS) - set(targets)):
+        print(f"derive: {missing} is not installed: the layers' {missing} modules skipped", file=sys.stderr)
+    failures = 0
+    for name, layer in layers().items():
+        makers = [("sheet", lambda n: build_sheet(n, out_dir, dims, have_tex, force))]
+        makers += [(t, lambda n, t=t: [write_atomic(output_path(out_dir, n.name, TARGETS[t][1]), code_text(n, t), force)])
+                   for t in targets]
+        for what, make in makers:
+            try:
+                for path in make(layer):
+                    print(f"wrote {path}")
+            except DeriveError as error:
+                failures += 1
+                print(f"derive: {name} ({what}): {error}", file=sys.stderr)
+    return failures
 
 
 def build_sheet(network: Example, out_dir: Path, dims: dict, have_tex: bool, force: bool) -> list[Path]:
@@ -308,6 +342,8 @@ def cmd_grade(args) -> int:
 
 def cmd_bench(args) -> int:
     from .bench import derivation as derivation_bench
+    if args.layers:
+        return bench_layers(args)
     if not args.derivation_only:
         bench.thread_limiter(args.threads)  # before the derivation table: say at once what is missing
     table = derivation_bench.full_report(args.repeats or 5)
@@ -316,6 +352,20 @@ def cmd_bench(args) -> int:
     write_atomic(output_path(out, "derivation", ".md"),
                  f"<!-- {GENERATED_MARK} (derive bench); do not edit -->\n{table}\n", force=args.force)
     return 0 if args.derivation_only else bench.main_bench(args)
+
+
+def bench_layers(args) -> int:
+    """``derive bench --layers``: the layers table (output/bench/layers.md and layers.json)."""
+    from .bench import layers as layers_bench
+    sizes = {"n": 512, "width": 256} if args.quick else {"n": args.n or 4096, "width": 1024}
+    rows = layers_bench.run_layers(**sizes, repeats=args.repeats or 5)
+    out = Path(args.out or Path(args.output_dir) / "bench")
+    table = layers_bench.layers_markdown(rows)
+    print(table)
+    write_atomic(output_path(out, "layers", ".md"), f"<!-- {GENERATED_MARK} (derive bench --layers); do not edit -->\n"
+                 f"{table}\n", force=args.force)
+    write_atomic(output_path(out, "layers", ".json"), layers_bench.layers_json(rows), force=True)
+    return 0
 
 
 # --- the parser and the entry point ------------------------------------------------------------------
@@ -353,6 +403,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_sheet)
     p = sub.add_parser("code", parents=[verbose, files, convention], help="write verified NumPy code NAME.py for the gradients")
     p.add_argument("net", metavar="NET", help=net_help)
+    p.add_argument("--target", choices=tuple(TARGETS), default="numpy",
+                   help="numpy (NAME.py, the default), torch (NAME_torch.py) or jax (NAME_jax.py)")
     p.set_defaults(run=cmd_code)
     p = sub.add_parser("build", parents=[verbose, files, convention],
                        help="write .tex, .pdf (when pdflatex is installed) and .py for every built-in example")
@@ -381,6 +433,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_bench_arguments(p)
     p.add_argument("--derivation-only", action="store_true",
                    help="only time deriving an L-layer MLP against depth, beside SymPy's own diff")
+    p.add_argument("--layers", action="store_true",
+                   help="only the layers table: each built-in layer's torch Function against eager autograd "
+                        "and torch.compile (N x 1024, float32; --quick: 512 x 256)")
     p.set_defaults(run=cmd_bench)
     return parser
 

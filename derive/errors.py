@@ -67,3 +67,11 @@ class CodegenError(DeriveError, RuntimeError):
 
 class InvalidArgument(DeriveError, ValueError):
     """A derive function called with an argument it cannot take (a reduction, an axis, a scalar)."""
+
+
+class InvalidLayerOutput(DeriveError, TypeError):
+    """The output given to ``derive.vjp`` is not a computed matrix expression (names what it is)."""
+
+
+class InputIsParameter(InvalidParameter):
+    """A matrix given to ``derive.vjp`` both as an input and as a parameter."""

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from derive import cli
-from derive.examples import catalogue, get
+from derive.examples import catalogue, get, layers
 from derive.render.sheet import GENERATED_MARK, to_latex
 
 EXAMPLES = list(catalogue())
@@ -30,7 +30,7 @@ def test_list_names_every_example(capsys):
     code, out, _ = run(["list"], capsys)
     assert code == 0
     listed = [line.split()[0] for line in out.splitlines()]
-    assert listed == EXAMPLES
+    assert listed == EXAMPLES + list(layers())   # the networks, then the layers
 
 
 @pytest.mark.parametrize("name", EXAMPLES)

@@ -55,6 +55,7 @@ from .algebra import embed, entry, hadamard, hadamard_power, mat_add, mat_mul, o
 from .canonical import Blocks, Entries
 from .elementwise import Elementwise, activations
 from .losses import BinaryCrossEntropy, SoftmaxCrossEntropy, SquaredError
+from .pairing import Pairing
 from .shapes import blocks_fit, equal_shapes, inner_dims_match, square
 from .softmax import log_softmax, softmax
 
@@ -354,6 +355,13 @@ def log_softmax_rule(node, out, upstream):
     probabilities = softmax(node.arg, node.axis)
     return [mat_add(upstream, mat_mul(S.NegativeOne, hadamard(probabilities, _broadcast_sum(upstream, node.axis)))),
             None]
+
+
+@register(Pairing, name="pairing", spelling="<G, Y> (derive.vjp: a layer's output with its upstream gradient)",
+          formula=r"dY = g G", shapes=equal_shapes("pairing"))
+def pairing(node, out, upstream):
+    upstream_gradient, output = node.args
+    return [Pullback(mat_mul(upstream, output)), Pullback(mat_mul(upstream, upstream_gradient), upstream_gradient)]
 
 
 # --- losses -----------------------------------------------------------------------------------

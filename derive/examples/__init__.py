@@ -16,6 +16,8 @@ from ..core.derivation import Derivation, gradients
 from ..errors import DeriveError
 
 MODULES = ("seed_000", "seed_001", "seed_002", "seed_003", "seed_004", "mlp3", "residual")
+# the layers (derive.vjp; derive.examples.layer.LayerExample), apart from the losses
+LAYER_MODULES = ("gelu_dense", "layer_norm", "attention_head", "gated_unit", "residual_mlp")
 
 
 @dataclass(frozen=True)
@@ -46,9 +48,19 @@ def catalogue() -> dict[str, Example]:
     return found
 
 
+def layers() -> dict:
+    """Every built-in layer (a LayerExample: output, inputs, params), by name, in a stable order."""
+    found: dict = {}
+    for module in LAYER_MODULES:
+        for example in importlib.import_module(f"{__name__}.{module}").EXAMPLES:
+            found[example.name] = example
+    return found
+
+
 def get(name: str, convention: str | None = None) -> Example:
-    """The example ``name``, written in ``convention`` ("rows" or "columns") when one is asked for."""
-    examples = catalogue()
+    """The example ``name`` (a network or a layer), written in ``convention`` ("rows" or "columns")
+    when one is asked for."""
+    examples = {**catalogue(), **layers()}
     if name not in examples:
         raise DeriveError(f"no built-in example named {name!r}; known: {', '.join(examples)}")
     example = examples[name]

@@ -1,5 +1,6 @@
 """Networks from files: a network file (Python that defines ``loss`` and ``wrt``) run with runpy and
-read into an :class:`~derive.examples.Example`, or a built-in example by name. The ``derive`` command
+read into an :class:`~derive.examples.Example` (or, when it defines ``output``, ``inputs`` and ``params``,
+a :class:`~derive.examples.layer.LayerExample`), or a built-in example by name. The ``derive`` command
 and the grading of assignments (:mod:`derive.grading`) load their networks here.
 """
 
@@ -20,8 +21,8 @@ CONVENTIONS = ("rows", "columns")
 def load_network(spec: str, convention: str | None = None) -> Example:
     """A built-in example by name (in ``convention`` when given), or a network file (any argument
     that is a path or ends in .py), as an :class:`~derive.examples.Example`."""
-    from . import catalogue, get
-    if spec in catalogue():
+    from . import catalogue, get, layers
+    if spec in catalogue() or spec in layers():
         return get(spec, convention)
     path = Path(spec)
     if path.suffix == ".py" or os.sep in spec or path.exists():
@@ -43,6 +44,8 @@ def load_network_file(path: Path) -> Example:
         raise NetworkFileError(f"{path}: it called exit({error.code!r}) instead of defining loss and wrt") from error
     except Exception as error:  # the user's code: report it in one line, whatever it raised
         raise NetworkFileError(f"{path}: running it failed with {type(error).__name__}: {error}") from error
+    if "output" in namespace and "loss" not in namespace:
+        return _layer_file(path, namespace)
     missing = [key for key in ("loss", "wrt") if key not in namespace]
     if missing:
         raise NetworkFileError(f"{path} must define {' and '.join(missing)} (the scalar loss and the list of "
@@ -60,3 +63,19 @@ def load_network_file(path: Path) -> Example:
     if convention not in CONVENTIONS:
         raise NetworkFileError(f"{path}: convention must be 'rows' or 'columns', got {convention!r}")
     return Example(path.stem, title, str(path), namespace["loss"], wrt, **optional, convention=convention)
+
+
+def _layer_file(path: Path, namespace: dict):
+    """A network file that defines a layer: ``output``, ``inputs`` and ``params`` (derive.vjp)."""
+    from .layer import LayerExample
+    matrices = {}
+    for key in ("inputs", "params"):
+        value = namespace.get(key, ())
+        matrices[key] = (value,) if isinstance(value, MatrixSymbol) else tuple(value)
+    names = namespace.get("names", {}) or {}
+    dims = namespace.get("dims", {}) or {}
+    if not isinstance(names, dict) or not isinstance(dims, dict):
+        raise NetworkFileError(f"{path}: names and dims must be dicts")
+    title = str(namespace.get("title", f"The layer of {path.name}"))
+    return LayerExample(path.stem, title, str(path), namespace["output"], matrices["inputs"], matrices["params"],
+                        names=names, dims=dims)

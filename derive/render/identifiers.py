@@ -55,6 +55,11 @@ class Identifiers:
             self._by_key[key] = self._fresh(kind, str(name))
         return self._by_key[key]
 
+    def alias(self, kind: str, name: str, identifier: str) -> None:
+        """Print ``name`` of ``kind`` as the identifier another name already has (a layer's dL/dY is
+        its upstream gradient G)."""
+        self._by_key[(kind, str(name))] = identifier
+
     def _fresh(self, kind: str, name: str) -> str:
         base = _clean(name) or "v_" + _UNSAFE.sub("_", name).strip("_")
         if kind == "adjoint":

@@ -294,6 +294,9 @@ class DeriveLatexPrinter(LatexPrinter):
 
     # --- losses ---------------------------------------------------------------------------------
 
+    def _print_Pairing(self, expr):
+        return rf"\left\langle {self._print(expr.upstream)}, {self._print(expr.output)} \right\rangle"
+
     def _print_SquaredError(self, expr):
         difference = rf"\left({self._print(expr.prediction)} - {self._print(expr.target)}\right)_{{ij}}^{{2}}"
         return self._scaled_sum(expr.scale, difference)

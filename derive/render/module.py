@@ -40,6 +40,7 @@ from ..core.algebra import mat_add
 from ..core.derivation import Derivation
 from ..core.dims import dimension_symbols
 from ..core.graph import topological_order
+from ..core.layer import Layer
 from ..core.losses import SoftmaxCrossEntropy
 from ..core.symbols import LossGradient
 from ..core.truth import Draw, Program, domain
@@ -130,6 +131,9 @@ def to_numpy(g: Derivation, name: str, *, dims: Mapping | None = None, verify: b
     """
     if not isinstance(g, Derivation):
         raise CodegenError(f"to_numpy expects a Derivation from derive.gradients, got {type(g).__name__}")
+    if isinstance(g, Layer):  # derive.vjp: its module's backward takes the upstream (derive.to_numpy dispatches)
+        raise CodegenError(f"{name} is a layer (derive.vjp): write its module with derive.to_numpy, which "
+                           "dispatches to derive.render.layer_numpy")
     plan = plan_module(g, name, dims or {})
     source = render(plan)
     if verify:

@@ -43,6 +43,7 @@ from derive import (
     softplus,
     tanh,
 )
+from derive.core.pairing import Pairing
 from derive.core.rules import RULES, supported
 
 from ..evaluator import evaluate
@@ -113,6 +114,7 @@ CASES = [
     ("matrix power", Trace(A ** 3), [A]),
     ("trace times loss", Trace(A) * mse(X * W, Y), [A, W]),
     ("identity shift", log(Determinant(A + Identity(D))), [A]),
+    ("pairing <G, Y> of derive.vjp", Pairing(Y, relu(Z)), [W, b]),
     # blocks, slices, explicit matrices of parameters, negative powers, index sums
     ("block matrix tr(B^T B), B = [X, X S]", Trace(blocks.T * blocks) + Trace(S.T * S), [S, X]),
     ("features concatenated [X, tanh(X W)] U", mse(BlockMatrix([[X, tanh(X * W)]]) * U, Y), [W, U]),

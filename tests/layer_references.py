@@ -1,0 +1,52 @@
+"""Independent re-implementations of the built-in layers in plain torch and plain JAX (test-only).
+
+Written from the layers' textbook definitions, not from derive's output: each takes the arrays by
+the layer's argument names and returns Y. Their autograd (torch) and jax.vjp (JAX) are the truth that
+derive's closed forms and generated modules are compared with.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def torch_reference(name: str):
+    import torch
+    import torch.nn.functional as F
+
+    return {
+        "layer_gelu_dense": lambda X, W, b: F.gelu(X @ W + b),
+        "layer_norm": lambda X, gamma, beta: F.layer_norm(X, (X.shape[1],), gamma.reshape(-1), beta.reshape(-1),
+                                                          eps=1e-5),
+        "layer_attention_head": lambda X, Wq, Wk, Wv: torch.softmax((X @ Wq) @ (X @ Wk).T / 2, dim=1) @ (X @ Wv),
+        "layer_gated_unit": lambda X, Wg, bg, Wv, bv: torch.sigmoid(X @ Wg + bg) * torch.tanh(X @ Wv + bv),
+        "layer_residual_mlp": lambda X, W1, b1, W2, b2: X + torch.relu(X @ W1 + b1) @ W2 + b2,
+    }[name]
+
+
+def jax_reference(name: str):
+    import jax
+    import jax.numpy as jnp
+
+    def layer_norm(X, gamma, beta):
+        mean = jnp.mean(X, axis=1, keepdims=True)
+        var = jnp.mean((X - mean) ** 2, axis=1, keepdims=True)
+        return (X - mean) / jnp.sqrt(var + 1e-5) * gamma + beta
+
+    return {
+        "layer_gelu_dense": lambda X, W, b: jax.nn.gelu(X @ W + b, approximate=False),
+        "layer_norm": layer_norm,
+        "layer_attention_head": lambda X, Wq, Wk, Wv: jax.nn.softmax((X @ Wq) @ (X @ Wk).T / 2, axis=1) @ (X @ Wv),
+        "layer_gated_unit": lambda X, Wg, bg, Wv, bv: jax.nn.sigmoid(X @ Wg + bg) * jnp.tanh(X @ Wv + bv),
+        "layer_residual_mlp": lambda X, W1, b1, W2, b2: X + jax.nn.relu(X @ W1 + b1) @ W2 + b2,
+    }[name]
+
+
+def draw(symbols, sizes: dict, seed: int = 0) -> dict[str, np.ndarray]:
+    """Standard normal float64 values of each MatrixSymbol at ``sizes`` (by dimension name)."""
+    rng = np.random.default_rng(seed)
+    values = {}
+    for s in symbols:
+        dims = tuple(int(d) if d.is_Integer else int(sizes[str(d)]) for d in s.shape)
+        values[s.name] = rng.standard_normal(dims)
+    return values

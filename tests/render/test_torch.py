@@ -1,0 +1,184 @@
+"""derive.to_torch: every built-in layer and network as a torch.autograd.Function, against torch
+autograd of independent re-implementations (tests/layer_references.py for the layers, the torch
+oracle of tests/evaluator.py for the networks), gradcheck in float64, float32 kept, another batch size
+than the one derived at, CUDA where there is one, and a sample of the property networks."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+
+import derive
+from derive.errors import CodegenError
+from derive.examples import catalogue, layers
+from derive.render.module import load_module
+
+from ..evaluator import torch_loss_and_grads
+from ..layer_references import draw, torch_reference
+from ..networks import networks
+
+torch = pytest.importorskip("torch")
+
+LAYERS = layers()
+NETWORKS = catalogue()
+SIZES = {"N": 5, "D": 3}     # not the default dims of the modules (N = 4) nor the layers' own (N = 2)
+
+
+@pytest.fixture(scope="module")
+def modules():
+    """Each built-in layer's and network's torch module, generated (and so verified) once."""
+    out = {name: load_module(derive.to_torch(example.derive(), name)) for name, example in LAYERS.items()}
+    out.update({name: load_module(derive.to_torch(example.derive(), name)) for name, example in NETWORKS.items()})
+    return out
+
+
+def _layer_case(name, modules, dtype=torch.float64, seed=3):
+    g = LAYERS[name].derive()
+    values = draw([*g.arguments, g.upstream], SIZES, seed=seed)
+    module = modules[name]
+    tensors = [torch.tensor(values[k], dtype=dtype, requires_grad=True) for k in module.ARGS]
+    upstream = torch.tensor(values[g.upstream.name], dtype=dtype)
+    return module, tensors, upstream
+
+
+@pytest.mark.parametrize("name", list(LAYERS))
+def test_every_layer_matches_autograd_of_an_independent_layer(name, modules):
+    module, tensors, upstream = _layer_case(name, modules)
+    output = module.Function.apply(*tensors)
+    grads = torch.autograd.grad(output, tensors, upstream)
+    reference_inputs = [t.detach().clone().requires_grad_(True) for t in tensors]
+    reference = torch_reference(name)(**dict(zip(module.ARGS, reference_inputs)))
+    expected = torch.autograd.grad(reference, reference_inputs, upstream)
+    assert torch.allclose(output, reference, rtol=1e-10, atol=1e-12)
+    for key, got, want in zip(module.ARGS, grads, expected):
+        assert torch.allclose(got, want, rtol=1e-9, atol=1e-11), key
+
+
+@pytest.mark.parametrize("name", list(LAYERS))
+def test_every_layer_passes_gradcheck_at_another_batch_size(name, modules):
+    module, tensors, _ = _layer_case(name, modules, seed=4)
+    assert torch.autograd.gradcheck(module.Function.apply, tensors, eps=1e-6, atol=1e-7, rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", list(LAYERS))
+def test_float32_stays_float32(name, modules):
+    module, tensors, upstream = _layer_case(name, modules, dtype=torch.float32)
+    output = module.Function.apply(*tensors)
+    grads = torch.autograd.grad(output, tensors, upstream)
+    reference_inputs = [t.detach().double().requires_grad_(True) for t in tensors]
+    reference = torch_reference(name)(**dict(zip(module.ARGS, reference_inputs)))
+    expected = torch.autograd.grad(reference, reference_inputs, upstream.double())
+    assert output.dtype == torch.float32 and all(g.dtype == torch.float32 for g in grads)
+    for key, got, want in zip(module.ARGS, grads, expected):
+        assert torch.allclose(got.double(), want, rtol=1e-4, atol=1e-5), key
+
+
+@pytest.mark.parametrize("name", list(LAYERS))
+def test_the_module_holds_the_parameters(name, modules):
+    module = modules[name]
+    layer = module.Module(generator=torch.Generator().manual_seed(0), dtype=torch.float64, **SIZES)
+    held = dict(layer.named_parameters())
+    assert tuple(held) == tuple(LAYERS[name].params[k].name for k in range(len(module.PARAMS)))
+    inputs = [torch.randn(5, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))]
+    call = [held[k] if k in module.PARAMS else inputs.pop(0) for k in module.ARGS]
+    assert torch.equal(layer(*[c for c, k in zip(call, module.ARGS) if k not in module.PARAMS]),
+                       module.Function.apply(*call))
+
+
+# what each layer's backward reads, and so what its Function saves: for GELU only its pre-activation
+# besides the matrices of the products; for the residual block the ReLU's output, not also its input
+# (the mask H > 0 is Z > 0); for layer norm 1/sqrt(var + eps) and var + eps as columns
+SAVED = {"layer_gelu_dense": ("X", "W", "Z"), "layer_residual_mlp": ("X", "W1", "W2", "H"),
+         "layer_norm": ("Z_1", "C", "Z_2", "R")}
+
+
+@pytest.mark.parametrize("name, saved", SAVED.items())
+def test_the_function_saves_only_what_backward_reads(name, saved, modules):
+    module, tensors, _ = _layer_case(name, modules)
+    packed = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: packed.append(t) or t, lambda t: t):
+        module.Function.apply(*tensors)
+    assert len(packed) == len(saved)
+    source = derive.to_torch(LAYERS[name].derive(), name)
+    assert f"({', '.join(saved)},)" in source
+    backward = source[source.index("def _backward"):source.index("class Function")]
+    assert "autograd" not in backward and "requires_grad" not in backward   # no autograd inside
+
+
+@pytest.mark.parametrize("name", list(NETWORKS))
+def test_every_network_matches_the_torch_oracle(name, modules):
+    module = modules[name]
+    example = NETWORKS[name]
+    args, _ = module.example_inputs(torch.Generator().manual_seed(5), dims={"N": 5})
+    tensors = [a.clone().requires_grad_(True) for a in args]
+    loss = module.Function.apply(*tensors)
+    grads = torch.autograd.grad(loss, tensors, allow_unused=True)
+    params = {p.name: t.detach().numpy() for p in example.wrt for k, t in zip(module.ARGS, tensors) if k == p.name}
+    batch = {k: t.detach().numpy() for k, t in zip(module.ARGS, tensors) if k not in params}
+    dims = {d: 5 if str(d) == "N" else module.DEFAULT_DIMS[str(d)] for p in example.wrt for d in p.shape
+            if not d.is_Integer}
+    dims.update({d: 5 if str(d) == "N" else module.DEFAULT_DIMS[str(d)] for s in example.loss.free_symbols
+                 for d in getattr(s, "shape", ()) if not getattr(d, "is_Integer", True)})
+    want_loss, want = torch_loss_and_grads(example.loss, params, batch, dims)
+    assert float(loss.detach()) == pytest.approx(want_loss, rel=1e-10)
+    for key, grad in zip(module.ARGS, grads):
+        if key in want:
+            assert np.allclose(grad.numpy(), want[key], rtol=1e-9, atol=1e-12), key
+        else:
+            assert grad is None, key
+
+
+@pytest.mark.parametrize("name", list(NETWORKS))
+def test_every_network_passes_gradcheck(name, modules):
+    module = modules[name]
+    assert module.check_gradients(seed=6)
+
+
+def test_a_scaled_upstream_scales_a_loss_gradient(modules):
+    module = modules["seed_000_bce"]
+    args, _ = module.example_inputs(torch.Generator().manual_seed(7))
+    tensors = [a.clone().requires_grad_(k in module.PARAMS) for k, a in zip(module.ARGS, args)]
+    loss = module.Function.apply(*tensors)
+    once = torch.autograd.grad(loss, [t for t in tensors if t.requires_grad], retain_graph=True)
+    thrice = torch.autograd.grad(3 * loss, [t for t in tensors if t.requires_grad])
+    assert all(torch.allclose(3 * a, b) for a, b in zip(once, thrice))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("name", list(LAYERS))
+def test_every_layer_runs_on_cuda(name, modules):
+    module, tensors, upstream = _layer_case(name, modules, dtype=torch.float32)
+    cuda = [t.detach().cuda().requires_grad_(True) for t in tensors]
+    output = module.Function.apply(*cuda)
+    grads = torch.autograd.grad(output, cuda, upstream.cuda())
+    cpu = torch.autograd.grad(module.Function.apply(*tensors), tensors, upstream)
+    assert output.device.type == "cuda"
+    assert all(torch.allclose(g.cpu(), c, rtol=1e-4, atol=1e-5) for g, c in zip(grads, cpu))
+
+
+@settings(max_examples=max(5, settings().max_examples // 20))
+@given(net=networks(most=3, widest=3))
+def test_property_networks_through_to_torch(net):
+    namespace = net.build()
+    g = derive.gradients(namespace["loss"], namespace["wrt"], names=namespace["names"])
+    try:
+        module = load_module(derive.to_torch(g, "drawn"))   # verified: gradcheck and the truth inside
+    except CodegenError as error:
+        pytest.fail(f"to_torch refused a drawn network: {error}")
+    values = net.values(namespace)
+    dims = {namespace["N"]: net.n, namespace["D"]: net.d}
+    tensors = [torch.tensor(values[k], requires_grad=True) for k in module.ARGS]
+    loss = module.Function.apply(*tensors)
+    grads = dict(zip(module.ARGS, torch.autograd.grad(loss, tensors, allow_unused=True)))
+    params = {p.name: values[p.name] for p in g.params}
+    batch = {k: v for k, v in values.items() if k not in params}
+    want_loss, want = torch_loss_and_grads(namespace["loss"], params, batch, dims)
+    assert float(loss.detach()) == pytest.approx(want_loss, rel=1e-9, abs=1e-12)
+    for key, value in want.items():
+        assert np.allclose(grads[key].numpy(), value, rtol=1e-8, atol=1e-10), key
+
+
+def test_targets_declared_to_sum_to_one_are_checked(modules):
+    module = modules["seed_003_mlp_column"]
+    args, _ = module.example_inputs(torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="declared to sum to 1"):
+        module.Function.apply(*[2 * a if k == "y" else a for k, a in zip(module.ARGS, args)])
