@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from .erf import _erf_regions, _erfc_tail, _polynomial, _select, _workspace, erf, erfc, ndtr
+from .erf import _erf_regions, _erfc_tail, _in_chunks, _polynomial, _select, _workspace, erf, erfc, ndtr
 
 __all__ = ["HELPERS", "NEEDS", "closure", "source"]
 
@@ -165,7 +165,7 @@ HELPERS = {
     "erf": (erf,),
     "erfc": (erfc,),
     "ndtr": (ndtr,),
-    "_erf_regions": (_erf_regions, _erfc_tail, _polynomial, _select, _workspace),
+    "_erf_regions": (_erf_regions, _erfc_tail, _polynomial, _select, _in_chunks, _workspace),
     "gelu": (gelu, _gelu_block),
     "gelu_prime": (gelu_prime, _gelu_prime_block, _times_gelu_prime_block, _times_gelu_prime_of_value_block,
                    _z_density),
