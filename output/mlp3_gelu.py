@@ -120,19 +120,27 @@ def _select(mask, one, zero, spare, out):
     return out
 
 
+def _in_chunks(function, x, out):
+    """function(x, out) on chunks of 2^16 entries: the workspace holds one, and a chunk stays in cache."""
+    flat_x = np.ascontiguousarray(x).reshape(-1)
+    flat_out = out.reshape(-1) if out.flags.c_contiguous else np.empty(out.size, out.dtype)
+    for start in range(0, flat_x.size, 1 << 16):
+        function(flat_x[start:start + (1 << 16)], flat_out[start:start + (1 << 16)])
+    if not out.flags.c_contiguous:
+        out[...] = flat_out.reshape(out.shape)
+    return out
+
+
 def _workspace(dtype, shape, rows):
-    """rows empty arrays of this shape and dtype, views of one buffer reused by this thread for blocks of
-    up to 2^16 entries: a block's dozen fresh temporaries cost more in page faults than the arithmetic."""
+    """rows empty arrays of this shape (at most 2^16 entries) and dtype, views of one buffer this thread
+    reuses: a block's dozen fresh temporaries cost more in page faults than the arithmetic on them."""
     from threading import get_ident
     size = int(np.prod(shape))
-    if size > 1 << 16:
-        buffer = np.empty(rows * size, dtype)
-    else:
-        buffers = _workspace.__dict__.setdefault("buffers", {})  # (thread, dtype) -> its buffer
-        key = (get_ident(), np.dtype(dtype))
-        buffer = buffers.get(key)
-        if buffer is None or buffer.size < rows * size:
-            buffer = buffers[key] = np.empty(rows << 16, dtype)
+    buffers = _workspace.__dict__.setdefault("buffers", {})  # (thread, dtype) -> its buffer
+    key = (get_ident(), np.dtype(dtype))
+    buffer = buffers.get(key)
+    if buffer is None or buffer.size < rows * size:
+        buffer = buffers[key] = np.empty(rows * max(size, 1 << 16), dtype)
     return [buffer[k * size:(k + 1) * size].reshape(shape) for k in range(rows)]
 
 
@@ -242,16 +250,19 @@ def ndtr(x, out):
     """Phi(x), the standard normal distribution function, (1 + erf(x / sqrt 2)) / 2 into out (float64 or
     float32): Cephes' rational approximations (see _erf_regions), the lower tail Phi(x) = erfc(-x / sqrt 2)
     / 2 computed without subtraction."""
+    if x.size > 1 << 16:
+        return _in_chunks(ndtr, x, out)
     work = _workspace(out.dtype, x.shape, 12)
     inner, tail, small, spare = _erf_regions(x, 0.5, work)
-    np.greater(x, 0, out=work[7])
-    np.copysign(inner, x, out=inner)
-    inner *= 0.5
-    inner += 0.5  # (1 + erf(x / sqrt 2)) / 2 for |x| < sqrt 2
-    tail *= 0.5  # q = Phi(-|x|)
-    np.subtract(1, tail, out=work[8])
-    _select(work[7], work[8], tail, spare, out=tail)  # 1 - q for x > 0, q for x < 0
-    _select(small, inner, tail, spare, out=out)
+    upper = np.greater(x, 0, out=work[7])
+    np.subtract(1, inner, out=inner)
+    inner *= small
+    np.subtract(1, small, out=spare)
+    tail *= spare
+    tail += inner  # erfc(|x| / sqrt 2): each product with 0 or 1 is exact
+    np.subtract(0.5, upper, out=spare)
+    tail *= spare
+    np.add(tail, upper, out=out)  # Phi(x) = 1 - erfc / 2 for x > 0, erfc / 2 for x <= 0 (no subtraction)
     return out
 
 
