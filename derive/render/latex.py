@@ -22,6 +22,7 @@ from sympy.printing.precedence import PRECEDENCE, precedence_traditional
 
 from ..core.activations import NormalCdf
 from ..core.elementwise import Elementwise, record_of, scalar_record
+from ..core.precedence import leads_with_minus
 from ..core.symbols import LossGradient
 
 __all__ = ["DeriveLatexPrinter", "latex", "latex_name", "latex_text"]
@@ -118,7 +119,7 @@ class DeriveLatexPrinter(LatexPrinter):
             over.append(r"\sum_{\text{cols}}")
             args = args[:-1]
         if not over:
-            return super()._print_MatMul(expr)
+            return self._print_product(expr)
         inner = args[0] if len(args) == 1 else MatMul(*args)
         printed = self._print(inner)
         if not _is_atomic(inner):
@@ -128,6 +129,19 @@ class DeriveLatexPrinter(LatexPrinter):
         if factor not in (1, -1) and precedence_traditional(factor) < PRECEDENCE["Mul"]:
             coeff = rf"\left({coeff.strip()}\right) "
         return coeff + " ".join(over) + " " + printed
+
+    def _print_product(self, expr):
+        """SymPy's LaTeX of a matrix product, its sign read off the coefficient: SymPy's own asks
+        could_extract_minus_sign, which calls doit on the whole product (derive/core/precedence.py)."""
+        def factor(x):
+            if isinstance(x, Mul) and not isinstance(x, MatMul):
+                return self._print(x)
+            return self.parenthesize(x, precedence_traditional(expr), False)
+        args = list(expr.args)
+        if not leads_with_minus(expr):
+            return " ".join(map(factor, args))
+        args = args[1:] if args[0] == -1 else [-args[0], *args[1:]]
+        return "- " + " ".join(map(factor, args))
 
     def _print_MatAdd(self, expr):
         # Terms with a plus sign first, a broadcast bias 1 b last: X W + 1 b, 1 - p.
