@@ -4,10 +4,11 @@ each shared subexpression printed once), for the sigmoid MLP of :mod:`.derivatio
 W1. Part of ``derive bench``'s derivation output (derivation.md).
 
 The tree's printed size grows with the square of the depth (each layer's ``sigmoid(Z_k)`` is written
-out again in every derivative below it), its DAG linearly; the named form's printing time follows the
-DAG. Before derive registered a matrix product's precedence (derive/core/precedence.py), SymPy's
-printers called ``doit`` on every product they parenthesized: ``str(g[W1])`` took 0.10 / 0.54 / 3.8 /
-14.8 s at L = 2 / 4 / 8 / 12.
+out again in every derivative below it), its DAG linearly. derive's LaTeX and NumPy printers print
+each node once (memoised), so their time follows the DAG; ``str`` is SymPy's own printer and follows
+the tree; the named form follows the DAG. Before derive registered a matrix product's precedence
+(derive/core/precedence.py), SymPy's printers called ``doit`` on every product they parenthesized:
+``str(g[W1])`` took 0.10 / 0.54 / 3.8 / 14.8 s at L = 2 / 4 / 8 / 12.
 """
 
 from __future__ import annotations

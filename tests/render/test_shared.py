@@ -1,6 +1,7 @@
 """Printing a deep gradient: the named form (derive/render/shared.py) is the expression again, the
-printers still print what SymPy's own would, and the printed forms of a 12-layer sigmoid MLP's
-gradient evaluate to derive's independent numeric truth (derive/core/truth)."""
+printers (with derive's precedence of a product and each node printed once) still print what SymPy's
+own would, and the printed forms of a 12-layer sigmoid MLP's gradient evaluate to derive's
+independent numeric truth (derive/core/truth)."""
 
 from __future__ import annotations
 
@@ -63,6 +64,7 @@ def test_str_and_latex_print_what_sympys_own_printers_print(expr, monkeypatch):
     ours_str, ours_latex = str(expr), latex(expr)
     monkeypatch.delitem(PRECEDENCE_FUNCTIONS, "MatMul")  # SymPy's own rule, with its doit
     monkeypatch.setattr(DeriveLatexPrinter, "_print_product", LatexPrinter._print_MatMul)
+    monkeypatch.setattr(DeriveLatexPrinter, "_print", DeriveLatexPrinter._print_node)  # no memo either
     assert ours_str == str(expr)
     assert ours_latex == latex(expr)
 
