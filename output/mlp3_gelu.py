@@ -34,7 +34,8 @@ def _erf_regions(x, c2, work):
     np.minimum(a, 28.5 / c, out=a)  # erfc(28.5) underflows; this keeps 32 a finite (nan stays nan)
     np.multiply(a, c, out=y)
     np.less(y, 1, out=small)
-    # erf(y) = y T(y^2) / U(y^2) for y < 1, y^2 = c^2 a^2 (a^2 rounded once)
+    # erf(y) = y T(y^2) / U(y^2) for y < 1, y^2 = c^2 a^2, in float32 too: with Cephes' erff.c instead,
+    # y T(y^2), ndtr's (1 - erf) / 2 near x = -1.4 reached 1.02e-6 (8.4e-7 so), float32's 1e-6 bound
     np.square(a, out=z)
     z *= c2
     _polynomial(z, (9.60497373987051638749E0, 9.00260197203842689217E1, 2.23200534594684319226E3,
@@ -57,26 +58,42 @@ def _erf_regions(x, c2, work):
 
 
 def _erfc_tail(a, y, c2, out, spare, m, rest):
-    """erfc(y), y = c a >= 1, into out (1-d rows, y may be overwritten): exp(-y^2) P(y) / Q(y) for y < 8,
-    exp(-y^2) R(y) / S(y) beyond (Cephes ndtr.c)."""
-    _polynomial(y, (2.46196981473530512524E-10, 5.64189564831068821977E-1, 7.46321056442269912687E0,
-                    4.86371970985681366614E1, 1.96520832956077098242E2, 5.26445194995477358631E2,
-                    9.34528527171957607540E2, 1.02755188689515710272E3, 5.57535335369399327526E2),
-                False, out=out)
-    _polynomial(y, (1.32281951154744992508E1, 8.67072140885989742329E1, 3.54937778887819891062E2,
-                    9.75708501743205489753E2, 1.82390916687909736289E3, 2.24633760818710981792E3,
-                    1.65666309194161350182E3, 5.57535340817727675546E2), True, out=spare)
-    out /= spare
-    far = np.flatnonzero(y >= 8)
-    if far.size:  # rare: only where a block has such an entry
-        w = y[far]
-        ratio = _polynomial(w, (5.64189583547755073984E-1, 1.27536670759978104416E0, 5.01905042251180477414E0,
-                                6.16021097993053585195E0, 7.40974269950448939160E0, 2.97886665372100240670E0),
-                            False, out=np.empty_like(w))
-        ratio /= _polynomial(w, (2.26052863220117276590E0, 9.39603524938001434673E0, 1.20489539808096656605E1,
-                                 1.70814450747565897222E1, 9.60896809063285878198E0, 3.36907645100081516050E0),
-                             True, out=np.empty_like(w))
-        out[far] = ratio
+    """erfc(y), y = c a >= 1, into out (1-d rows): exp(-y^2) P(y) / Q(y) for y < 8, exp(-y^2) R(y) / S(y)
+    beyond (Cephes ndtr.c); in float32 exp(-y^2) P(1 / y^2) / y for y < 2, R(1 / y^2) / y beyond (Cephes
+    erfcf.c: no division but 1 / y, and lower degrees)."""
+    if out.dtype == np.float32:
+        np.maximum(y, 1, out=spare)  # entries below 1 (computed, then not selected) stay finite
+        np.reciprocal(spare, out=spare)
+        np.square(spare, out=m)
+        _polynomial(m, (2.326819970068386E-2, -1.387039388740657E-1, 3.687424674597105E-1, -5.824733027278666E-1,
+                        6.210004621745983E-1, -4.944515323274145E-1, 3.404879937665872E-1, -2.741127028184656E-1,
+                        5.638259427386472E-1), False, out=out)
+        far = np.flatnonzero(y >= 2)
+        if far.size:
+            out[far] = _polynomial(m[far], (-1.047766399936249E+1, 1.297719955372516E+1, -7.495518717768503E+0,
+                                            2.921019019210786E+0, -1.015265279202700E+0, 4.218463358204948E-1,
+                                            -2.820767439740514E-1, 5.641895067754075E-1), False,
+                                   out=np.empty(far.size, out.dtype))
+        out *= spare
+    else:
+        _polynomial(y, (2.46196981473530512524E-10, 5.64189564831068821977E-1, 7.46321056442269912687E0,
+                        4.86371970985681366614E1, 1.96520832956077098242E2, 5.26445194995477358631E2,
+                        9.34528527171957607540E2, 1.02755188689515710272E3, 5.57535335369399327526E2),
+                    False, out=out)
+        _polynomial(y, (1.32281951154744992508E1, 8.67072140885989742329E1, 3.54937778887819891062E2,
+                        9.75708501743205489753E2, 1.82390916687909736289E3, 2.24633760818710981792E3,
+                        1.65666309194161350182E3, 5.57535340817727675546E2), True, out=spare)
+        out /= spare
+        far = np.flatnonzero(y >= 8)
+        if far.size:  # rare: only where a block has such an entry
+            w = y[far]
+            ratio = _polynomial(w, (5.64189583547755073984E-1, 1.27536670759978104416E0, 5.01905042251180477414E0,
+                                    6.16021097993053585195E0, 7.40974269950448939160E0, 2.97886665372100240670E0),
+                                False, out=np.empty_like(w))
+            ratio /= _polynomial(w, (2.26052863220117276590E0, 9.39603524938001434673E0, 1.20489539808096656605E1,
+                                     1.70814450747565897222E1, 9.60896809063285878198E0, 3.36907645100081516050E0),
+                                 True, out=np.empty_like(w))
+            out[far] = ratio
     # exp(-c^2 a^2) with a = m + f, m = rint(32 a) / 32: c^2 m^2 is exact, the rest c^2 f (2 m + f) small
     f = spare
     np.multiply(a, 32, out=m)
