@@ -5,8 +5,9 @@ The approximations are Cephes' (S. L. Moshier, Cephes Math Library 2.2, 1992, ``
 SciPy still uses in ``xsf/cephes/ndtr.h``): erf(y) = y T(y^2) / U(y^2) for |y| < 1, erfc(y) =
 exp(-y^2) P(y) / Q(y) for 1 <= y < 8 and exp(-y^2) R(y) / S(y) beyond, each a rational function of
 relative error near 1e-16. Each is evaluated on a whole block with in-place ufuncs (the callers run in
-:func:`derive.render.runtime.blockwise`'s cache-sized blocks), the regions joined with ``np.where``;
-R / S is computed only for a block that has an entry beyond 8. float32 runs in float32 arithmetic, with
+:func:`derive.render.runtime.blockwise`'s cache-sized blocks, in a workspace each thread reuses), the
+regions joined by exact products with 0/1 masks (``np.where`` on a random mask costs 10 multiplications);
+erfc only on the entries that need it when they are few, R / S only where a block has an entry past 8. float32 runs in float32 arithmetic, with
 the tail of Cephes' single-precision erfcf.c (exp(-y^2) P(1 / y^2) / y on [1, 2), R beyond: no division
 but one reciprocal, lower degrees); its erf is the float64 one's T / U.
 
