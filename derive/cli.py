@@ -344,9 +344,10 @@ def cmd_bench(args) -> int:
     from .bench import derivation as derivation_bench
     if args.layers:
         return bench_layers(args)
+    from .bench import printing as printing_bench
     if not args.derivation_only:
         bench.thread_limiter(args.threads)  # before the derivation table: say at once what is missing
-    table = derivation_bench.full_report(args.repeats or 5)
+    table = derivation_bench.full_report(args.repeats or 5) + "\n" + printing_bench.full_report()
     print(table)
     out = Path(args.out or Path(args.output_dir) / "bench")
     write_atomic(output_path(out, "derivation", ".md"),

@@ -17,7 +17,7 @@ __all__ = ["RESERVED", "Identifiers", "safe_comment"]
 RESERVED = {
     "np", "scipy", "params", "batch", "cache", "loss", "grads", "rng", "dims", "forward", "backward",
     "loss_and_grads", "example_inputs", "check_gradients", "softmax", "log_softmax",
-    "binary_cross_entropy", "dtype", "ndtr", "blockwise", "THREADS", "BLOCK", "ThreadPoolExecutor", "os",
+    "binary_cross_entropy", "dtype", "ndtr", "erf", "erfc", "blockwise", "THREADS", "BLOCK", "ThreadPoolExecutor", "os",
     "silu_prime", "gelu", "gelu_prime", "PARAMS", "BATCH", "SHAPES", "DEFAULT_DIMS", "main", "check_targets",
 }
 

@@ -248,6 +248,16 @@ class DeriveLatexPrinter(LatexPrinter):
     # --- activations ----------------------------------------------------------------------------
 
     def _print(self, expr, **kwargs):
+        # Each node is printed once per printer: a deep network's gradient is a DAG whose tree repeats
+        # sigmoid(Z_k) in every derivative below it, so printing it node by node would cost its tree.
+        if kwargs or not isinstance(expr, Basic):
+            return self._print_node(expr, **kwargs)
+        printed = self.__dict__.setdefault("_printed", {})
+        if expr not in printed:
+            printed[expr] = self._print_node(expr)
+        return printed[expr]
+
+    def _print_node(self, expr, **kwargs):
         # an activation prints by its record, even where SymPy has a printer of its name (log)
         if isinstance(expr, Elementwise):
             return self._print_Elementwise(expr)

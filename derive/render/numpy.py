@@ -91,12 +91,19 @@ class DeriveNumPyPrinter(NumPyPrinter):
             if value.imag == 0:
                 return repr(value.real)  # a Python float: never promotes a float32 array
         parent_reads_layouts = self._readers[-1] if self._readers else True
-        self._readers.append(isinstance(expr, self._READS_LAYOUTS))
-        try:
-            # an activation prints by its record even where SymPy has a printer of that name (tanh, exp)
-            code = self._print_Elementwise(expr) if isinstance(expr, Elementwise) else super()._print(expr, **kwargs)
-        finally:
-            self._readers.pop()
+        # a matrix node is printed once per printer (its layout too): a deep gradient's tree repeats
+        # sigmoid(Z_k) in every derivative below it, its DAG does not
+        printed = self.__dict__.setdefault("_printed", {})
+        code = printed.get(expr) if isinstance(expr, MatrixExpr) and not kwargs else None
+        if code is None:
+            self._readers.append(isinstance(expr, self._READS_LAYOUTS))
+            try:
+                # an activation prints by its record even where SymPy has a printer of that name (tanh, exp)
+                code = self._print_Elementwise(expr) if isinstance(expr, Elementwise) else super()._print(expr, **kwargs)
+            finally:
+                self._readers.pop()
+            if isinstance(expr, MatrixExpr) and not kwargs:
+                printed[expr] = code
         if not parent_reads_layouts and isinstance(expr, MatrixExpr) and not self.layout(expr).full:
             return self._broadcast(expr, code)
         return code

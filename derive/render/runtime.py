@@ -1,6 +1,7 @@
 """The helpers of generated NumPy modules, as real Python: softmax, log-softmax, binary
 cross-entropy, the target check of a declared cross-entropy, the SiLU slope, and GELU with its
-blocked, threaded machinery and the normal distribution function ``ndtr``.
+blocked, threaded machinery and the normal distribution function ``ndtr`` (vectorised erf, erfc and
+ndtr: derive/render/erf.py).
 
 A generated module carries a copy of the helpers it calls, taken from this file's source with
 :func:`inspect.getsource` (:func:`source`), so the module stays self-contained and ruff and the unit
@@ -17,7 +18,8 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-import scipy.special
+
+from .erf import _erf_regions, _erfc_tail, _in_chunks, _polynomial, _select, _workspace, erf, erfc, ndtr
 
 __all__ = ["HELPERS", "NEEDS", "closure", "source"]
 
@@ -99,37 +101,6 @@ def _pool():
     return pool
 
 
-def ndtr(x, out):
-    """Phi(x), the standard normal distribution function, into out: SciPy's in float64; in float32 the
-    Chebyshev fit of erfc of Numerical Recipes (relative error 1.2e-7 before rounding; in float32 under
-    1e-5 down to x = -12, as x^2 / 2 is rounded in exp(-x^2 / 2))."""
-    if out.dtype != np.float32:
-        out[...] = scipy.special.ndtr(x)
-        return out
-    a = np.abs(x, dtype=np.float32)
-    t = a * 0.3535533905932738  # |x| / sqrt 2 / 2
-    t += 1
-    np.reciprocal(t, out=t)
-    np.multiply(t, 0.17087277, out=out)
-    for coefficient in (-0.82215223, 1.48851587, -1.13520398, 0.27886807, -0.18628806, 0.09678418,
-                        0.37409196, 1.00002368):
-        out += coefficient
-        out *= t
-    out -= 1.26551223
-    np.square(a, out=a)
-    a *= 0.5  # exact: x^2 / 2 rounded once
-    out -= a
-    np.exp(out, out=out)
-    out *= t
-    out *= 0.5  # q = Phi(-|x|) = erfc(|x| / sqrt 2) / 2
-    np.greater_equal(x, 0, out=a)  # Phi(x) = q + [x >= 0] (1 - 2 q): q itself, exact, for x < 0
-    np.multiply(out, -2, out=t)
-    t += 1
-    t *= a
-    out += t
-    return out
-
-
 def gelu(z):
     """z Phi(z), Phi the standard normal distribution function (the exact GELU), block by block."""
     return blockwise(_gelu_block, np.empty_like(z, dtype=np.result_type(z, np.float32)), z)
@@ -191,14 +162,17 @@ HELPERS = {
     "check_targets": (check_targets,),
     "silu_prime": (silu_prime,),
     "blockwise": (blockwise, _pool),
+    "erf": (erf,),
+    "erfc": (erfc,),
     "ndtr": (ndtr,),
+    "_erf_regions": (_erf_regions, _erfc_tail, _polynomial, _select, _in_chunks, _workspace),
     "gelu": (gelu, _gelu_block),
     "gelu_prime": (gelu_prime, _gelu_prime_block, _times_gelu_prime_block, _times_gelu_prime_of_value_block,
                    _z_density),
 }
 
-NEEDS = {"gelu": ("ndtr", "blockwise"), "gelu_prime": ("ndtr", "blockwise"), "ndtr": ("scipy",),
-         "blockwise": ("threads",)}
+NEEDS = {"gelu": ("ndtr", "blockwise"), "gelu_prime": ("ndtr", "blockwise"), "ndtr": ("_erf_regions",),
+         "erf": ("_erf_regions",), "erfc": ("_erf_regions",), "blockwise": ("threads",)}
 
 
 def closure(names) -> set[str]:

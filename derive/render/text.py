@@ -13,12 +13,10 @@ from sympy import MatMul
 from sympy.printing.precedence import PRECEDENCE, precedence, precedence_traditional
 from sympy.printing.str import StrPrinter
 
+# the one reading of a product's sign, shared with the precedence registered for SymPy's own printers
+from ..core.precedence import leads_with_minus as negative_coefficient
+
 __all__ = ["DeriveStrPrinter", "negative_coefficient", "product_precedence", "text"]
-
-
-def negative_coefficient(product: MatMul) -> bool:
-    first = product.args[0]
-    return bool(first.is_Number and first.is_extended_negative)
 
 
 def product_precedence(item, of=precedence_traditional) -> int:

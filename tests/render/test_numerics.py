@@ -105,7 +105,7 @@ def test_dtype_is_kept_and_results_are_deterministic(modules, loss, rows, dtype)
     assert all(first[k].tobytes() == second[k].tobytes() for k in params)
 
 
-# --- the GELU helpers: exact erf GELU in float64, a Chebyshev fit of erfc in float32, in blocks ------
+# --- the GELU helpers: exact erf GELU from Cephes' rational fits (float64, float32), in blocks --------
 
 @pytest.fixture(scope="module")
 def gelu_module():
@@ -123,7 +123,7 @@ def gelu_truth(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return x * cdf, cdf + x * np.exp(-x * x / 2) / np.sqrt(2 * np.pi)
 
 
-@pytest.mark.parametrize(("dtype", "atol", "cdf_rtol"), [(np.float64, 1e-15, 1e-15), (np.float32, 1e-6, 1e-5)],
+@pytest.mark.parametrize(("dtype", "atol", "cdf_rtol"), [(np.float64, 1e-15, 2.5e-15), (np.float32, 1e-6, 1e-6)],
                          ids=["float64", "float32"])
 @pytest.mark.parametrize(("threads", "block"), [(1, 1 << 16), (2, 7), (1, 100)], ids=["whole", "threads", "blocks"])
 def test_gelu_helpers_match_the_exact_gelu(gelu_module, monkeypatch, dtype, atol, cdf_rtol, threads, block):
@@ -137,8 +137,8 @@ def test_gelu_helpers_match_the_exact_gelu(gelu_module, monkeypatch, dtype, atol
     np.testing.assert_allclose(got_slope, slope, rtol=cdf_rtol, atol=atol)
     cdf = gelu_module.ndtr(x, np.empty_like(x))
     lower = x < -1  # the lower tail keeps its relative accuracy: 1 - (1 - q) would lose it
-    from scipy.special import ndtr
-    np.testing.assert_allclose(cdf[lower], ndtr(x[lower].astype(np.float64)), rtol=cdf_rtol, atol=1e-37)
+    from .erf_truth import truth  # SciPy's ndtr is off by up to 2000 ulp there
+    np.testing.assert_allclose(cdf[lower], truth("ndtr", x[lower]), rtol=cdf_rtol, atol=1e-37)
     upstream = np.linspace(-1, 1, x.size, dtype=dtype).reshape(x.shape)
     times = gelu_module.gelu_prime(x, times=upstream.copy())
     np.testing.assert_allclose(times, upstream * got_slope, rtol=4 * np.finfo(dtype).eps, atol=1e-37)

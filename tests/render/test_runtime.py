@@ -45,14 +45,6 @@ def test_silu_slope_is_the_derivative_of_silu():
     np.testing.assert_allclose(runtime.silu_prime(Z), (silu(Z + h) - silu(Z - h)) / (2 * h), rtol=1e-7, atol=1e-9)
 
 
-@pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-15), (np.float32, 1e-5)])
-def test_ndtr_is_scipys_normal_distribution_function(dtype, rtol):
-    x = np.linspace(-12, 12, 4001).astype(dtype)
-    got = runtime.ndtr(x, np.empty_like(x))
-    assert got.dtype == dtype
-    np.testing.assert_allclose(got, special.ndtr(x.astype(np.float64)), rtol=rtol)
-
-
 @pytest.mark.parametrize("block, threads", [(7, 1), (7, 3), (1 << 16, 1)])
 def test_blocked_gelu_and_its_slope_in_threads(monkeypatch, block, threads):
     monkeypatch.setattr(runtime, "BLOCK", block)
