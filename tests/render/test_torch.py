@@ -13,7 +13,7 @@ from derive.examples import catalogue, layers
 from derive.render.module import load_module
 
 from ..evaluator import torch_loss_and_grads
-from ..layer_references import draw, torch_reference
+from ..layer_references import draw, named_layer, torch_reference
 from ..networks import networks
 
 torch = pytest.importorskip("torch")
@@ -103,6 +103,27 @@ def test_the_function_saves_only_what_backward_reads(name, saved, modules):
     backward = source[source.index("def _backward"):source.index("class Function")]
     assert "autograd" not in backward and "requires_grad" not in backward   # no autograd inside
 
+
+
+# names the generated torch module uses itself (its import, Function.forward's ctx, Module's self, the
+# device its constants are made on, the generator its draws use) given to an input, a parameter or a
+# size: each is mangled, and the module is right, against autograd of the layer written in torch
+OWN_NAMES = [(name, role) for name in ("torch", "ctx", "self", "device", "generator")
+             for role in ("input", "parameter", "size")]
+
+
+@pytest.mark.parametrize("name, role", OWN_NAMES)
+def test_names_the_module_uses_itself_are_mangled(name, role):
+    g, batch = named_layer(name, role)
+    module = load_module(derive.to_torch(g, "named"))
+    values = draw([*g.arguments, g.upstream], {batch: 5}, seed=2)
+    tensors = [torch.tensor(values[k], requires_grad=True) for k in module.ARGS]
+    upstream = torch.tensor(values[g.upstream.name])
+    grads = torch.autograd.grad(module.Function.apply(*tensors), tensors, upstream)
+    X, W, Q = [t.detach().clone().requires_grad_(True) for t in tensors]
+    reference = torch.sigmoid(X @ W) @ Q + torch.nn.functional.gelu(X @ W) + 1
+    for key, got, want in zip(module.ARGS, grads, torch.autograd.grad(reference, [X, W, Q], upstream)):
+        assert torch.allclose(got, want, rtol=1e-9, atol=1e-11), key
 
 @pytest.mark.parametrize("name", list(NETWORKS))
 def test_every_network_matches_the_torch_oracle(name, modules):
