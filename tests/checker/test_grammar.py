@@ -109,6 +109,9 @@ LATEX = [
     (r"\mathbf{W}_1", W1),
     (r"\hat{y}", yhat),
     (r"X^T \cdot G", X.T * G),
+    (r"\sum_i X_i^T G_i", X.T * G),                     # the sum over i of the outer products of rows i
+    (r"\frac{1}{N} \sum_{i=1}^{4} X_{i}^T G_{i}", X.T * G / N),
+    (r"\sum_{i=1}^{4} G_i", ONES_ROW * G),
 ]
 
 
