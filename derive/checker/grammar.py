@@ -128,6 +128,7 @@ def _error(text: str, pos: int, message: str) -> ParseError:
 
 
 MAX_LENGTH = 2000   # characters: a hand formula is a line or two, not a program
+MAX_DEPTH = 200    # nested operations: the checker's walks over the tree recurse, a few frames a level
 MAX_EXPONENT = 64   # A^k: a gradient has small powers; 2^100000 is a number too large to print
 
 # --- the parser ---------------------------------------------------------------------------------------
@@ -556,6 +557,19 @@ def parse(text: str, scope: Scope) -> Node:
     if len(text) > MAX_LENGTH:
         raise ParseError(f"the formula is {len(text)} characters long; at most {MAX_LENGTH} are read")
     try:
-        return Parser(text, scope).parse()
+        tree = Parser(text, scope).parse()
     except RecursionError:
         raise ParseError("the formula is nested too deeply to read") from None
+    if _depth(tree) > MAX_DEPTH:   # a postfix chain (G^T^T..., G^2^2...) nests without the parser recursing
+        raise ParseError("the formula is nested too deeply to read")
+    return tree
+
+
+def _depth(tree: Node) -> int:
+    """The depth of a tree, walked without recursion (the tree may be deeper than Python recurses)."""
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        n, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack.extend((a, depth + 1) for a in n.args)
+    return deepest

@@ -179,6 +179,9 @@ ERRORS = [
 @pytest.mark.parametrize(("text", "message"), [
     ("(" * 600 + "G" + ")" * 600, "nested too deeply"),
     ("G + " * 600 + "G", "at most 2000 are read"),
+    ("G" + "^T" * 990, "nested too deeply"),            # postfix chains nest without the parser recursing
+    ("G" + "'" * 1990, "nested too deeply"),
+    ("(G" + "^2" * 600 + ")", "nested too deeply"),
 ])
 def test_oversized_formula_is_a_parse_error(scope, text, message):
     with pytest.raises(ParseError, match=message):
