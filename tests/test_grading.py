@@ -164,6 +164,8 @@ BAD_ASSIGNMENTS = [
     ("[[question]\nname = 'x'", "is not valid TOML"),
     ("title = 'empty'", "no [[question]] tables"),
     ("[[question]]\nname = 'a'\nnetwork = 'seed_000_bce'\nwrt = 'w2'", "points must be a number"),
+    ("[[question]]\nname = 'a'\nnetwork = 'seed_000_bce'\nwrt = 'w2'\npoints = inf", "points must be a number"),
+    ("[[question]]\nname = 'a'\nnetwork = 'seed_000_bce'\nwrt = 'w2'\npoints = nan", "points must be a number"),
     ("[[question]]\nname = 'a'\nnetwork = 'seed_000_bce'\nwrt = 'w2'\npoints = 1\npoint = 2", "unknown key(s) point"),
     ("[[question]]\nname = 'a'\nnetwork = 'seed_000_bce'\npoints = 1", "wrt must be given as text"),
     ("[[question]]\nname = 'a'\nnetwork = 'seed_000_bce'\nwrt = 'w2'\npoints = 1\npartial = { factr = 0.5 }",

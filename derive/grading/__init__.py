@@ -25,6 +25,7 @@ which. :func:`grade` returns Gradescope's results (``score``, ``tests``: ``name`
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,8 +98,8 @@ def _question(path: Path, k: int, table, defaults: dict) -> Question:
         if not isinstance(table.get(key), str) or not table[key].strip():
             raise _fail(path, where, f"{key} must be given as text")
     points = table.get("points")
-    if isinstance(points, bool) or not isinstance(points, (int, float)) or points < 0:
-        raise _fail(path, where, f"points must be a number of points, 0 or more, got {points!r}")
+    if isinstance(points, bool) or not isinstance(points, (int, float)) or not 0 <= points < math.inf:
+        raise _fail(path, where, f"points must be a number of points, 0 or more (and finite), got {points!r}")
     dims = table.get("dims", {})
     if not isinstance(dims, dict) or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0
                                              for v in dims.values()):
