@@ -199,6 +199,8 @@ def test_check_passes_a_sound_assignment(homework, capsys):
 @pytest.mark.parametrize(("change", "message"), [
     (('answer = "h^T (p - y)/N"', 'answer = "h^T (p - y)"'), "w2: the reference answer is wrong"),
     (('answer = "h^T (p - y)/N"', 'answer = "h^T (p - y"'), "w2: the reference answer does not parse"),
+    (('answer = "h^T (p - y)/N"', 'answer = "h^T (p - y)/N"\ndims = { N = 1 }'),
+     "w2: dims N=1 can hide a constant factor"),   # h^T (p - y), off by 1/N, would get the points
     (('wrt = "w1"', 'wrt = "W1"'), "w1: seed_000_bce: wrt must be one of the loss's matrices (X, b, w1, w2, y), got 'W1'"),
     (('network = "seed_001_linreg_batch"\nwrt = "w"', 'network = "nets/missing.py"\nwrt = "w"'),
      "linreg w: network file"),

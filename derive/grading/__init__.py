@@ -32,7 +32,7 @@ from pathlib import Path
 
 from ..checker.check import check, parameter
 from ..checker.diagnoses import DIAGNOSES
-from ..checker.network import NetworkView
+from ..checker.network import NetworkView, hiding_sizes
 from ..errors import AssignmentError, DeriveError, ParseError
 from ..examples import catalogue, get
 from ..examples.files import load_network_file
@@ -216,7 +216,8 @@ class Assignment:
 
     def problems(self) -> list[str]:
         """What would go wrong before the assignment goes to students: a network that does not
-        load, a parameter it does not have, a reference answer that does not pass. Empty when fine."""
+        load, a parameter it does not have, dims that can hide a constant factor, a reference answer
+        that does not pass. Empty when fine."""
         found = []
         for q in self.questions:
             try:
@@ -224,6 +225,11 @@ class Assignment:
             except DeriveError as error:
                 found.append(f"{q.name}: {error}")
                 continue
+            hiding = hiding_sizes(q.dims)
+            if hiding:   # an answer off by 1/N is equal to the gradient at N = 1: it would get the points
+                found.append(f"{q.name}: dims {', '.join(hiding)} can hide a constant factor (2/N is 1 at N=2, "
+                             "N/D is 1 at N=D), so an answer off by it would get the points; leave dims out or give "
+                             "distinct odd primes")
             if q.answer is None:
                 continue
             try:
