@@ -406,7 +406,7 @@ class Parser:
         if cmd == r"\nabla":
             return self._nabla(token)
         if cmd == r"\partial":
-            raise self.error(r"write a gradient as \frac{\partial L}{\partial Z}", token)
+            return self._partial_over_partial(token)
         raise self.error(f"the LaTeX command {cmd} is not part of this grammar", token)
 
     def _braced_name(self) -> str:
@@ -505,6 +505,20 @@ class Parser:
             suffix = {r"\hat": "hat", r"\tilde": "tilde", r"\bar": "bar"}.get(token.text, "")
             return self._braced_name() + suffix
         return None
+
+    def _partial_over_partial(self, token: Token) -> Node:
+        """``\\partial L / \\partial Z``: the gradient of L with respect to Z, as ``∂L/∂Z``."""
+        loss = self.advance()
+        if loss.kind != "name" or loss.text not in ("L", "J", "E", "e", "ℓ", "l") or not self.is_op("/"):
+            raise self.error(r"write a gradient as \frac{\partial L}{\partial Z} or \partial L / \partial Z", token)
+        self.advance()
+        where = self.token
+        if not (where.kind == "cmd" and where.text == r"\partial"):
+            raise self.error(r"write a gradient as \partial L / \partial Z", where)
+        quantity = self._differential()
+        if quantity is None:
+            raise self.error(r"expected the quantity after \partial, as in \partial L / \partial Z", self.token)
+        return self._gradient(quantity, where)
 
     def _nabla(self, token: Token) -> Node:
         """``\\nabla_Z L`` or ``\\nabla_{Z} L``: the gradient of L with respect to Z."""

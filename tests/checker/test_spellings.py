@@ -81,6 +81,7 @@ SPELLINGS = [
     (r"\mathbf{1}^T, \mathbb{1}^T, 1^T", "seed_000_bce", "b", r"\mathbb{1}^T (p - y)/N", r"\mathbf{1}^T (p - y)"),
     (r"\frac{\partial L}{\partial z}", "seed_000_bce", "w2", r"h^T \frac{\partial L}{\partial z}",
      r"2 h^T \frac{\partial L}{\partial z}"),
+    (r"\partial L / \partial z", "seed_000_bce", "w2", r"h^T \partial L / \partial z", r"h^T \partial L / \partial p"),
     (r"\frac{dL}{dz}, dL/dz, ∂L/∂z, dz", "seed_000_bce", "w2", r"h^T \frac{dL}{dz}", "h^T ∂L/∂z / N"),
     (r"\nabla_z L", "seed_000_bce", "w2", r"h^T \nabla_z L", r"(\nabla_{z} L)^T h"),
     ("W_1, W_{1}, W^{(1)}", "seed_001_sigmoid_between", "W1", "X^T (dL/dyhat W_2^T ⊙ A ⊙ (1 - A))",
