@@ -133,6 +133,15 @@ def test_answers_that_are_not_toml_score_0_saying_why(homework):
     assert all("answers.toml is not valid TOML" in t["output"] for t in results["tests"])
 
 
+def test_answers_to_no_question_are_named_briefly(homework):
+    answers = ANSWERS + "".join(f'extra{k} = "x"\n' for k in range(10_000))
+    (homework / "student" / "answers.toml").write_text(answers, encoding="utf-8")
+    results = grade(homework / "hw.toml", homework / "student")
+    assert results["tests"] == EXPECTED["tests"]
+    assert "named 'bonus', 'extra0', 'extra1', " in results["output"] and "and 9991 more;" in results["output"]
+    assert len(results["output"]) < 1000
+
+
 def test_a_failing_network_file_scores_0_saying_which(homework):
     (homework / "broken.py").write_text("raise RuntimeError('oops')\n", encoding="utf-8")
     (homework / "hw.toml").write_text(ASSIGNMENT.replace('network = "seed_001_linreg_batch"\nwrt = "w"',

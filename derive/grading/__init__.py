@@ -40,6 +40,7 @@ from ..examples.files import load_network_file
 ANSWERS = "answers.toml"
 QUESTION_KEYS = {"name", "network", "wrt", "points", "dims", "partial", "answer"}
 TOP_KEYS = {"title", "partial", "question"}
+UNKNOWN_SHOWN = 10      # answers to no question named in the results
 
 
 @dataclass(frozen=True)
@@ -176,8 +177,10 @@ class Assignment:
         most = sum(t["max_score"] for t in tests)
         output = f"{self.title}: {_points(total)} of {_points(most)} points"
         unknown = sorted(set(answers) - {q.name for q in self.questions})
-        if unknown:
-            output += (f"\nderive: {ANSWERS} answers no question named {', '.join(map(repr, unknown))}; "
+        if unknown:   # named up to a few: a file of thousands of keys must not fill the results
+            named = ", ".join(map(repr, unknown[:UNKNOWN_SHOWN]))
+            more = f" and {len(unknown) - UNKNOWN_SHOWN} more" if len(unknown) > UNKNOWN_SHOWN else ""
+            output += (f"\nderive: {ANSWERS} answers no question named {named}{more}; "
                        f"the questions: {', '.join(repr(q.name) for q in self.questions)}")
         return {"score": _points(total), "output": output, "tests": tests}
 
