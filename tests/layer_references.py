@@ -42,6 +42,20 @@ def jax_reference(name: str):
     }[name]
 
 
+def named_layer(name: str, role: str):
+    """(the layer sigmoid(X W) Q + gelu(X W) + 1 with the input X, the parameter Q or the batch size
+    named ``name``, the batch size's name): names a generated module might use itself."""
+    from sympy import MatrixSymbol, OneMatrix, Symbol
+
+    import derive
+
+    N = Symbol(name if role == "size" else "N", integer=True, positive=True)
+    X = MatrixSymbol(name if role == "input" else "X", N, 3)
+    W, Q = MatrixSymbol("W", 3, 4), MatrixSymbol(name if role == "parameter" else "Q", 4, 4)
+    output = derive.sigmoid(X * W) * Q + derive.gelu(X * W) + OneMatrix(N, 4)
+    return derive.vjp(output, inputs=[X], params=[W, Q]), str(N)
+
+
 def draw(symbols, sizes: dict, seed: int = 0) -> dict[str, np.ndarray]:
     """Standard normal float64 values of each MatrixSymbol at ``sizes`` (by dimension name)."""
     rng = np.random.default_rng(seed)

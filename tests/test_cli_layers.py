@@ -61,11 +61,20 @@ def test_a_layer_file_is_derived_with_vjp(tmp_path, capsys):
     assert code == 0 and r"\left\langle dY, Y \right\rangle" in (tmp_path / "tanh_layer.tex").read_text()
 
 
-def test_a_layer_file_with_a_bad_layer_is_refused_in_one_line(tmp_path, capsys):
+BAD_LAYER_FILES = [
+    # (the line of LAYER_FILE replaced, its replacement, words of the one-line message)
+    ("params = [W, b]", "params = [W, b, X]", "X is given both as an input and as a parameter"),
+    ("inputs = [X]", "inputs = 3", "inputs must be a MatrixSymbol or a list of them, got int"),
+    ("params = [W, b]", "params = {W: 1}", "params must be a MatrixSymbol or a list of them, got dict"),
+]
+
+
+@pytest.mark.parametrize("line, replacement, words", BAD_LAYER_FILES)
+def test_a_layer_file_with_a_bad_layer_is_refused_in_one_line(line, replacement, words, tmp_path, capsys):
     network = tmp_path / "bad_layer.py"
-    network.write_text(LAYER_FILE.replace("params = [W, b]", "params = [W, b, X]"))
+    network.write_text(LAYER_FILE.replace(line, replacement))
     code, _, err = run(["code", str(network), "--output-dir", str(tmp_path)], capsys)
-    assert code == 2 and "X is given both as an input and as a parameter" in err
+    assert code == 2 and words in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "bad_layer.py.tmp").exists()
 
 

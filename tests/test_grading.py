@@ -133,6 +133,15 @@ def test_answers_that_are_not_toml_score_0_saying_why(homework):
     assert all("answers.toml is not valid TOML" in t["output"] for t in results["tests"])
 
 
+def test_answers_to_no_question_are_named_briefly(homework):
+    answers = ANSWERS + "".join(f'extra{k} = "x"\n' for k in range(10_000))
+    (homework / "student" / "answers.toml").write_text(answers, encoding="utf-8")
+    results = grade(homework / "hw.toml", homework / "student")
+    assert results["tests"] == EXPECTED["tests"]
+    assert "named 'bonus', 'extra0', 'extra1', " in results["output"] and "and 9991 more;" in results["output"]
+    assert len(results["output"]) < 1000
+
+
 def test_a_failing_network_file_scores_0_saying_which(homework):
     (homework / "broken.py").write_text("raise RuntimeError('oops')\n", encoding="utf-8")
     (homework / "hw.toml").write_text(ASSIGNMENT.replace('network = "seed_001_linreg_batch"\nwrt = "w"',
@@ -164,6 +173,8 @@ BAD_ASSIGNMENTS = [
     ("[[question]\nname = 'x'", "is not valid TOML"),
     ("title = 'empty'", "no [[question]] tables"),
     ("[[question]]\nname = 'a'\nnetwork = 'seed_000_bce'\nwrt = 'w2'", "points must be a number"),
+    ("[[question]]\nname = 'a'\nnetwork = 'seed_000_bce'\nwrt = 'w2'\npoints = inf", "points must be a number"),
+    ("[[question]]\nname = 'a'\nnetwork = 'seed_000_bce'\nwrt = 'w2'\npoints = nan", "points must be a number"),
     ("[[question]]\nname = 'a'\nnetwork = 'seed_000_bce'\nwrt = 'w2'\npoints = 1\npoint = 2", "unknown key(s) point"),
     ("[[question]]\nname = 'a'\nnetwork = 'seed_000_bce'\npoints = 1", "wrt must be given as text"),
     ("[[question]]\nname = 'a'\nnetwork = 'seed_000_bce'\nwrt = 'w2'\npoints = 1\npartial = { factr = 0.5 }",
@@ -197,6 +208,8 @@ def test_check_passes_a_sound_assignment(homework, capsys):
 @pytest.mark.parametrize(("change", "message"), [
     (('answer = "h^T (p - y)/N"', 'answer = "h^T (p - y)"'), "w2: the reference answer is wrong"),
     (('answer = "h^T (p - y)/N"', 'answer = "h^T (p - y"'), "w2: the reference answer does not parse"),
+    (('answer = "h^T (p - y)/N"', 'answer = "h^T (p - y)/N"\ndims = { N = 1 }'),
+     "w2: dims N=1 can hide a constant factor"),   # h^T (p - y), off by 1/N, would get the points
     (('wrt = "w1"', 'wrt = "W1"'), "w1: seed_000_bce: wrt must be one of the loss's matrices (X, b, w1, w2, y), got 'W1'"),
     (('network = "seed_001_linreg_batch"\nwrt = "w"', 'network = "nets/missing.py"\nwrt = "w"'),
      "linreg w: network file"),

@@ -44,6 +44,10 @@ from .results import Diagnosis
 from .tidy import tidy
 
 SCREEN_POINTS = 3         # points at which a proposed correction is tried before it is confirmed
+# operations in a formula past which no slip is looked for: every slip is tried on every part and each
+# trial evaluates the whole formula, so the time grows as the square of its size (a hand gradient has
+# tens of operations; 400 repeated factors took minutes)
+DIAGNOSED_SIZE = 100
 
 
 
@@ -380,6 +384,8 @@ class Screen:
 
 
 def diagnose(net: NetworkView, tree: Node, points: list[dict]) -> Diagnosis | None:
+    if _size(tree) > DIAGNOSED_SIZE:
+        return None
     screen = Screen(net, points[:SCREEN_POINTS])
     for kind, propose in DIAGNOSES.items():
         for proposal in propose(tree, net, screen):
@@ -388,6 +394,15 @@ def diagnose(net: NetworkView, tree: Node, points: list[dict]) -> Diagnosis | No
                 corrected = to_text(tidy(suggested))
                 return Diagnosis(kind, proposal.message, corrected)
     return None
+
+
+def _size(tree: Node) -> int:
+    """The number of operations and names in a tree."""
+    count, stack = 0, [tree]
+    while stack:
+        count += 1
+        stack.extend(stack.pop().args)
+    return count
 
 
 def _confirmed(net: NetworkView, proposal: Proposal, points: list[dict]) -> bool:

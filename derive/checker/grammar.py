@@ -128,6 +128,7 @@ def _error(text: str, pos: int, message: str) -> ParseError:
 
 
 MAX_LENGTH = 2000   # characters: a hand formula is a line or two, not a program
+MAX_DEPTH = 200    # nested operations: the checker's walks over the tree recurse, a few frames a level
 MAX_EXPONENT = 64   # A^k: a gradient has small powers; 2^100000 is a number too large to print
 
 # --- the parser ---------------------------------------------------------------------------------------
@@ -405,7 +406,7 @@ class Parser:
         if cmd == r"\nabla":
             return self._nabla(token)
         if cmd == r"\partial":
-            raise self.error(r"write a gradient as \frac{\partial L}{\partial Z}", token)
+            return self._partial_over_partial(token)
         raise self.error(f"the LaTeX command {cmd} is not part of this grammar", token)
 
     def _braced_name(self) -> str:
@@ -505,6 +506,20 @@ class Parser:
             return self._braced_name() + suffix
         return None
 
+    def _partial_over_partial(self, token: Token) -> Node:
+        """``\\partial L / \\partial Z``: the gradient of L with respect to Z, as ``∂L/∂Z``."""
+        loss = self.advance()
+        if loss.kind != "name" or loss.text not in ("L", "J", "E", "e", "ℓ", "l") or not self.is_op("/"):
+            raise self.error(r"write a gradient as \frac{\partial L}{\partial Z} or \partial L / \partial Z", token)
+        self.advance()
+        where = self.token
+        if not (where.kind == "cmd" and where.text == r"\partial"):
+            raise self.error(r"write a gradient as \partial L / \partial Z", where)
+        quantity = self._differential()
+        if quantity is None:
+            raise self.error(r"expected the quantity after \partial, as in \partial L / \partial Z", self.token)
+        return self._gradient(quantity, where)
+
     def _nabla(self, token: Token) -> Node:
         """``\\nabla_Z L`` or ``\\nabla_{Z} L``: the gradient of L with respect to Z."""
         self.expect("_")
@@ -556,6 +571,19 @@ def parse(text: str, scope: Scope) -> Node:
     if len(text) > MAX_LENGTH:
         raise ParseError(f"the formula is {len(text)} characters long; at most {MAX_LENGTH} are read")
     try:
-        return Parser(text, scope).parse()
+        tree = Parser(text, scope).parse()
     except RecursionError:
         raise ParseError("the formula is nested too deeply to read") from None
+    if _depth(tree) > MAX_DEPTH:   # a postfix chain (G^T^T..., G^2^2...) nests without the parser recursing
+        raise ParseError("the formula is nested too deeply to read")
+    return tree
+
+
+def _depth(tree: Node) -> int:
+    """The depth of a tree, walked without recursion (the tree may be deeper than Python recurses)."""
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        n, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack.extend((a, depth + 1) for a in n.args)
+    return deepest

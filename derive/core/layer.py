@@ -79,7 +79,8 @@ def _check_output(output) -> MatrixExpr:
         raise InvalidLayerOutput(f"vjp: the output {output!r} is a {type(output).__name__}, not a matrix expression; "
                                  "a layer's output is a matrix (a scalar is a 1 x 1 MatrixSymbol expression), and "
                                  "a scalar loss goes to derive.gradients")
-    if isinstance(output, LEAVES):
+    uses_matrices = isinstance(output, MatrixBase) and output.atoms(MatrixSymbol)
+    if isinstance(output, LEAVES) and not uses_matrices:   # an explicit matrix of entries is computed
         raise InvalidLayerOutput(f"vjp: the output {output} is a matrix of the layer itself, not computed from "
                                  "its inputs and parameters")
     return output

@@ -71,6 +71,9 @@ def _layer_file(path: Path, namespace: dict):
     matrices = {}
     for key in ("inputs", "params"):
         value = namespace.get(key, ())
+        if not isinstance(value, (MatrixSymbol, list, tuple)):
+            raise NetworkFileError(f"{path}: {key} must be a MatrixSymbol or a list of them, got "
+                                   f"{type(value).__name__}")
         matrices[key] = (value,) if isinstance(value, MatrixSymbol) else tuple(value)
     names = namespace.get("names", {}) or {}
     dims = namespace.get("dims", {}) or {}

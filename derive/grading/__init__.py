@@ -25,13 +25,14 @@ which. :func:`grade` returns Gradescope's results (``score``, ``tests``: ``name`
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..checker.check import check, parameter
 from ..checker.diagnoses import DIAGNOSES
-from ..checker.network import NetworkView
+from ..checker.network import NetworkView, hiding_sizes
 from ..errors import AssignmentError, DeriveError, ParseError
 from ..examples import catalogue, get
 from ..examples.files import load_network_file
@@ -39,6 +40,7 @@ from ..examples.files import load_network_file
 ANSWERS = "answers.toml"
 QUESTION_KEYS = {"name", "network", "wrt", "points", "dims", "partial", "answer"}
 TOP_KEYS = {"title", "partial", "question"}
+UNKNOWN_SHOWN = 10      # answers to no question named in the results
 
 
 @dataclass(frozen=True)
@@ -97,8 +99,8 @@ def _question(path: Path, k: int, table, defaults: dict) -> Question:
         if not isinstance(table.get(key), str) or not table[key].strip():
             raise _fail(path, where, f"{key} must be given as text")
     points = table.get("points")
-    if isinstance(points, bool) or not isinstance(points, (int, float)) or points < 0:
-        raise _fail(path, where, f"points must be a number of points, 0 or more, got {points!r}")
+    if isinstance(points, bool) or not isinstance(points, (int, float)) or not 0 <= points < math.inf:
+        raise _fail(path, where, f"points must be a number of points, 0 or more (and finite), got {points!r}")
     dims = table.get("dims", {})
     if not isinstance(dims, dict) or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0
                                              for v in dims.values()):
@@ -175,8 +177,10 @@ class Assignment:
         most = sum(t["max_score"] for t in tests)
         output = f"{self.title}: {_points(total)} of {_points(most)} points"
         unknown = sorted(set(answers) - {q.name for q in self.questions})
-        if unknown:
-            output += (f"\nderive: {ANSWERS} answers no question named {', '.join(map(repr, unknown))}; "
+        if unknown:   # named up to a few: a file of thousands of keys must not fill the results
+            named = ", ".join(map(repr, unknown[:UNKNOWN_SHOWN]))
+            more = f" and {len(unknown) - UNKNOWN_SHOWN} more" if len(unknown) > UNKNOWN_SHOWN else ""
+            output += (f"\nderive: {ANSWERS} answers no question named {named}{more}; "
                        f"the questions: {', '.join(repr(q.name) for q in self.questions)}")
         return {"score": _points(total), "output": output, "tests": tests}
 
@@ -215,7 +219,8 @@ class Assignment:
 
     def problems(self) -> list[str]:
         """What would go wrong before the assignment goes to students: a network that does not
-        load, a parameter it does not have, a reference answer that does not pass. Empty when fine."""
+        load, a parameter it does not have, dims that can hide a constant factor, a reference answer
+        that does not pass. Empty when fine."""
         found = []
         for q in self.questions:
             try:
@@ -223,6 +228,11 @@ class Assignment:
             except DeriveError as error:
                 found.append(f"{q.name}: {error}")
                 continue
+            hiding = hiding_sizes(q.dims)
+            if hiding:   # an answer off by 1/N is equal to the gradient at N = 1: it would get the points
+                found.append(f"{q.name}: dims {', '.join(hiding)} can hide a constant factor (2/N is 1 at N=2, "
+                             "N/D is 1 at N=D), so an answer off by it would get the points; leave dims out or give "
+                             "distinct odd primes")
             if q.answer is None:
                 continue
             try:

@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -391,6 +392,22 @@ EDGES = [
 @pytest.mark.parametrize(("name", "wrt", "hand"), EDGES, ids=ids(EDGES))
 def test_a_formula_at_the_edges_gets_a_verdict(name, wrt, hand):
     assert_verdict_is_the_truth(name, wrt, hand)
+
+
+# Long formulas within the grammar's 2000 characters: every slip tried on every part of them took
+# minutes (the diagnosis is quadratic in the formula's size); past a size the verdict comes alone
+LONG = [
+    ("seed_000_bce", "w2", "h^T (p - y) " + "1/N " * 400),
+    ("seed_000_bce", "w2", "X^T X " * 200 + "w1 w2 0/N"),
+    ("seed_000_bce", "w2", "h^T (p - y)/N" + " + 0 h^T p" * 100),
+]
+
+
+@pytest.mark.parametrize(("name", "wrt", "hand"), LONG, ids=[hand[:20] for _, _, hand in LONG])
+def test_a_long_formula_gets_its_verdict_in_seconds(name, wrt, hand):
+    start = time.process_time()
+    assert_verdict_is_the_truth(name, wrt, hand)
+    assert time.process_time() - start < 20
 
 
 # The derived form a report shows, its named gradients written in, read back by the grammar: it must be

@@ -109,6 +109,9 @@ LATEX = [
     (r"\mathbf{W}_1", W1),
     (r"\hat{y}", yhat),
     (r"X^T \cdot G", X.T * G),
+    (r"\sum_i X_i^T G_i", X.T * G),                     # the sum over i of the outer products of rows i
+    (r"\frac{1}{N} \sum_{i=1}^{4} X_{i}^T G_{i}", X.T * G / N),
+    (r"\sum_{i=1}^{4} G_i", ONES_ROW * G),
 ]
 
 
@@ -176,6 +179,9 @@ ERRORS = [
 @pytest.mark.parametrize(("text", "message"), [
     ("(" * 600 + "G" + ")" * 600, "nested too deeply"),
     ("G + " * 600 + "G", "at most 2000 are read"),
+    ("G" + "^T" * 990, "nested too deeply"),            # postfix chains nest without the parser recursing
+    ("G" + "'" * 1990, "nested too deeply"),
+    ("(G" + "^2" * 600 + ")", "nested too deeply"),
 ])
 def test_oversized_formula_is_a_parse_error(scope, text, message):
     with pytest.raises(ParseError, match=message):

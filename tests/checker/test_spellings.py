@@ -74,12 +74,14 @@ SPELLINGS = [
     (r"\sum_{i=1}^N, \sum_{i=1}^{N}", "seed_000_bce", "b", r"\frac{1}{N} \sum_{i=1}^{N} (p_{i} - y_{i})",
      r"\frac{1}{N} \sum_{i=1}^N p_i"),
     ("∑_i", "seed_000_bce", "b", "1/N ∑_i (p_i - y_i)", "1/N ∑_i (y_i - p_i)"),
+    (r"\sum_i a_i^T b_i", "seed_000_bce", "w2", r"\frac{1}{N} \sum_i h_i^T (p_i - y_i)", r"\sum_i h_i^T (p_i - y_i)"),
     (r"\mathbb{1}[...]", "seed_000_bce", "w1", r"X^T ((p - y)/N w2^T ⊙ \mathbb{1}[a > 0])",
      r"X^T ((p - y) w2^T ⊙ \mathbb{1}[a > 0])"),
     ("1[...], 𝟙[...]", "seed_000_bce", "w1", "X^T ((p - y)/N w2^T ⊙ 𝟙[a > 0])", "X^T ((p - y)/N w2^T ⊙ 1[h > 0] ⊙ h)"),
     (r"\mathbf{1}^T, \mathbb{1}^T, 1^T", "seed_000_bce", "b", r"\mathbb{1}^T (p - y)/N", r"\mathbf{1}^T (p - y)"),
     (r"\frac{\partial L}{\partial z}", "seed_000_bce", "w2", r"h^T \frac{\partial L}{\partial z}",
      r"2 h^T \frac{\partial L}{\partial z}"),
+    (r"\partial L / \partial z", "seed_000_bce", "w2", r"h^T \partial L / \partial z", r"h^T \partial L / \partial p"),
     (r"\frac{dL}{dz}, dL/dz, ∂L/∂z, dz", "seed_000_bce", "w2", r"h^T \frac{dL}{dz}", "h^T ∂L/∂z / N"),
     (r"\nabla_z L", "seed_000_bce", "w2", r"h^T \nabla_z L", r"(\nabla_{z} L)^T h"),
     ("W_1, W_{1}, W^{(1)}", "seed_001_sigmoid_between", "W1", "X^T (dL/dyhat W_2^T ⊙ A ⊙ (1 - A))",
@@ -134,6 +136,10 @@ NOT_FORMULAS = [
     ("$$", "the formula is empty"),
     ("$X^T G", "unexpected character '$'"),
     (r"\sum_i", "the formula ends too early"),
+    (r"\sum_i \sum_i (p_i - y_i)/N", "i is already the index of a sum around this one"),
+    (r"\sum_{i=1}^{2} (p_i - y_i)/N", "the sum over the rows of p runs up to N"),
+    (r"\sum_{i=2}^{N} (p_i - y_i)/N", "the sum over the rows runs from i=1"),
+    (r"\sum_i h_i^T/N", r"write \sum_i a_i^T b_i (that is a^T b) or a sum of rows"),
 ]
 
 

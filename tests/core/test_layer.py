@@ -3,7 +3,7 @@ against torch autograd of independent re-implementations (tests/layer_references
 
 import numpy as np
 import pytest
-from sympy import Identity, MatrixSymbol, Symbol, Trace, Transpose, preorder_traversal
+from sympy import Identity, Matrix, MatrixSymbol, Symbol, Trace, Transpose, exp, preorder_traversal
 
 import derive
 from derive import relu, sigmoid
@@ -76,6 +76,21 @@ def test_a_layer_with_a_constant_leaves_it_undifferentiated():
     assert all(c.symbolic for c in g.verify({N: 2}))
 
 
+def test_an_explicit_matrix_of_the_inputs_and_parameters_is_a_layer():
+    torch = pytest.importorskip("torch")
+    x, a = MatrixSymbol("x", 2, 1), MatrixSymbol("a", 1, 1)
+    g = derive.vjp(Matrix([[a[0, 0] * x[0, 0], x[1, 0] ** 2], [exp(a[0, 0]), x[0, 0] * x[1, 0]]]), [x], [a])
+    assert all(c.symbolic for c in g.verify({}))
+    values = draw([x, a, g.upstream], {}, seed=3)
+    tx, ta = (torch.tensor(values[k], requires_grad=True) for k in ("x", "a"))
+    output = torch.stack([torch.stack([ta[0, 0] * tx[0, 0], tx[1, 0] ** 2]),
+                          torch.stack([torch.exp(ta[0, 0]), tx[0, 0] * tx[1, 0]])])
+    expected = torch.autograd.grad(output, [tx, ta], torch.tensor(values[g.upstream.name]))
+    for param, truth in zip([x, a], expected):
+        closed = np.asarray(evaluate(g[param], values, {}), dtype=float).reshape(truth.shape)
+        assert np.allclose(closed, truth.numpy(), rtol=1e-10, atol=1e-12), param.name
+
+
 def _x():
     return MatrixSymbol("X", N, 3)
 
@@ -89,6 +104,7 @@ BAD_LAYERS = [
     (lambda: Trace(_x().T * _x()), [], [], None, derive.InvalidLayerOutput, "not a matrix expression"),
     (lambda: 3, [], [], None, derive.InvalidLayerOutput, "not a matrix expression"),
     (lambda: _x(), [_x()], [], None, derive.InvalidLayerOutput, "not computed"),
+    (lambda: Matrix([[1, 2]]), [], [], None, derive.InvalidLayerOutput, "not computed"),
     (lambda: relu(_x() * W_), [_x()], [W_, V_], None, derive.ParameterNotInLoss, "does not depend on V"),
     (lambda: relu(_x() * W_), [_x()], [_x(), W_], None, derive.InputIsParameter, "X is given both"),
     (lambda: relu(_x() * W_), [_x()], ["W"], None, derive.InvalidParameter, "MatrixSymbols"),

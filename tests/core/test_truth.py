@@ -198,6 +198,7 @@ def _rows_on_simplex(a):
 
 
 # id, loss, symbol, the kind it must be drawn from, what its values satisfy
+_t = MatrixSymbol("t", 1, 1)
 DOMAINS = [
     ("log det", log(Determinant(A)), A, "invertible", _invertible),
     ("inverse", Trace(Inverse(A) * B), A, "invertible", _invertible),
@@ -218,6 +219,8 @@ DOMAINS = [
     ("elementwise log", derive.mse(derive.log(P), Y), P, "positive", lambda a: np.all(a > 0)),
     ("root", sum_entries(HadamardPower(P, Rational(1, 2))), P, "positive", lambda a: np.all(a > 0)),
     ("log of a trace", log(Trace(A.T * B)), B, "positive", lambda a: np.all(a > 0)),
+    ("a learnable exponent of a probability", derive.bce(HadamardPower(derive.sigmoid(Z), _t[0, 0]), Y), _t,
+     "positive", lambda a: np.all(a > 0)),
     ("relu under a log stays unconstrained", log(sum_entries(derive.exp(derive.relu(X * W)))), W, "normal",
      lambda a: np.any(a < 0)),
 ]

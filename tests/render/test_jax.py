@@ -10,7 +10,7 @@ from derive.examples import catalogue, layers
 from derive.render.module import load_module
 
 from ..evaluator import torch_loss_and_grads
-from ..layer_references import draw, jax_reference
+from ..layer_references import draw, jax_reference, named_layer
 
 jax = pytest.importorskip("jax")
 jnp = jax.numpy
@@ -89,6 +89,26 @@ def test_float32_stays_float32(name, modules):
     grads = pullback(jnp.asarray(values[g.upstream.name], dtype=jnp.float32))
     assert output.dtype == jnp.float32 and all(a.dtype == jnp.float32 for a in grads)
 
+
+
+# names the generated JAX module uses itself (its imports, the sizes its backward rule reads, its
+# residuals) given to an input, a parameter or a size: each is mangled, and the module is right,
+# against jax.vjp of the layer written in JAX
+OWN_NAMES = [(name, role) for name in ("jnp", "jax", "np", "sizes", "residuals") for role in ("input", "parameter", "size")]
+
+
+@pytest.mark.parametrize("name, role", OWN_NAMES)
+def test_names_the_module_uses_itself_are_mangled(name, role):
+    g, batch = named_layer(name, role)
+    module = load_module(derive.to_jax(g, "named"))
+    values = draw([*g.arguments, g.upstream], {batch: 5}, seed=2)
+    with jax.enable_x64(True):
+        args = [jnp.asarray(values[k]) for k in module.ARGS]
+        upstream = jnp.asarray(values[g.upstream.name])
+        reference = lambda X, W, Q: jax.nn.sigmoid(X @ W) @ Q + jax.nn.gelu(X @ W, approximate=False) + 1
+        got, want = jax.vjp(module.fn, *args)[1](upstream), jax.vjp(reference, *args)[1](upstream)
+        for key, a, b in zip(module.ARGS, got, want):
+            assert np.allclose(a, b, rtol=1e-9, atol=1e-11), key
 
 @pytest.mark.parametrize("name", list(NETWORKS))
 def test_every_network_matches_the_torch_oracle(name, modules):

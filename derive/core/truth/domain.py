@@ -162,6 +162,9 @@ def _requests(node: Basic, tags: set):
         # a root (any power but an integer) needs a positive base; an integer power keeps it positive
         if not args[1].is_integer or _POSITIVE in tags:
             yield args[0], {_POSITIVE}
+        # a learnable exponent of a probability (sigmoid(Z)^t under a BCE) keeps it one only when positive
+        if _PROBABILITY in tags and not args[1].is_number:
+            yield args[1], {_POSITIVE}
         return
     if not tags:
         return
