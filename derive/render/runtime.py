@@ -164,11 +164,12 @@ class Workspace:
     shapes or dtypes change. One workspace per thread: two steps at once would write the same arrays."""
 
     def __init__(self):
-        self.parts = {}  # function name -> (its inputs' shapes and dtypes, {target: its array})
+        self.parts = {}  # function -> (its inputs' shapes and dtypes, {target: its array})
 
     def part(self, function, *inputs):
         """The arrays of ``function`` (a dict, target name -> array, that the function fills on its first
-        call) for these inputs (dicts of arrays and sizes): empty when their shapes or dtypes changed."""
+        call) for these inputs (dicts of arrays and sizes): empty when their shapes or dtypes changed.
+        Keyed by the function itself: a workspace handed to two modules gives each arrays of its own."""
         signature = tuple((key, np.shape(value), getattr(value, "dtype", type(value))) for values in inputs
                           for key, value in values.items())
         known = self.parts.get(function)

@@ -131,3 +131,17 @@ def test_a_layer_module_has_no_workspace():
     example = next(iter(layers().values()))
     with pytest.raises(CodegenError, match=r"layer .*workspace"):
         derive.to_numpy(example.derive(), example.name, workspace=True)
+
+
+def test_one_workspace_handed_to_two_networks_gives_each_its_own_arrays():
+    _, _, relu = generated("mlp3_relu")
+    _, _, gelu = generated("mlp3_gelu")
+    workspace = relu.Workspace()
+    params, batch = inputs(gelu, 0)
+    for _ in range(2):
+        found = {m: m.loss_and_grads(params, batch, workspace=workspace) for m in (relu, gelu)}
+    for module, (loss, grads) in found.items():
+        plain_loss, plain = module.loss_and_grads(params, batch)
+        assert float(loss) == float(plain_loss)
+        assert all(np.array_equal(grads[k], plain[k]) for k in plain)
+    assert found[relu][1]["W1"] is not found[gelu][1]["W1"]
