@@ -62,7 +62,7 @@ def results_markdown(results: dict) -> str:
         "# derive bench: generated NumPy step vs PyTorch eager vs the matmul floor",
         "",
         (f"MLP {d}-{h}-{h}-{c}, N = {config['n']}, softmax cross-entropy; {config['repeats']} runs after "
-         f"{config['warmup']} warm-up, the steps taking turns (one run of each per round); times are medians, "
+         f"{config['warmup']} warm-up, the steps taking turns (one run of each per round, each round starting one step later); times are medians, "
          "each ratio is taken per round (the two steps of one round) and given as the median and (min-max) "
          f"over the rounds; numpy {results['numpy']}, torch {results['torch'] or 'not measured'}, jax "
          f"{results.get('jax') or 'not measured'}, {cpus} CPUs."),

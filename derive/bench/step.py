@@ -79,15 +79,18 @@ QUICK = {"n": 512, "widths": (256, 256, 256, 10), "repeats": 7, "warmup": 1}
 
 def interleaved_medians(steps: dict[str, Callable[[], object]], repeats: int, warmup: int) -> dict[str, list[float]]:
     """Run times of each step, taken in turns (one run of each per round) so that a change in the
-    machine's load during the measurement affects every step alike; ``warmup`` untimed rounds first."""
+    machine's load during the measurement affects every step alike; ``warmup`` untimed rounds first.
+    Each round starts one step later than the one before, so that no step always runs right after the
+    same other one (whose idle threads may still hold a core)."""
     for _ in range(warmup):
         for step in steps.values():
             step()
+    names = list(steps)
     times: dict[str, list[float]] = {name: [] for name in steps}
-    for _ in range(repeats):
-        for name, step in steps.items():
+    for round_ in range(repeats):
+        for name in names[round_ % len(names):] + names[:round_ % len(names)]:
             start = time.perf_counter()
-            step()
+            steps[name]()
             times[name].append(time.perf_counter() - start)
     return times
 

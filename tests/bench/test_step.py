@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+from functools import partial
 
 import numpy as np
 import pytest
@@ -200,3 +201,10 @@ def test_derive_bench_measures_in_a_child_started_with_the_thread_settings(idle,
     if settings["pools"] is not None:  # what the libraries themselves say (threadpoolctl)
         assert settings["pools"] and all(pool["threads"] == threads for pool in settings["pools"])
     assert ("idle threads sleep at once" in (tmp_path / "results.md").read_text()) == (idle == "sleep")
+
+
+def test_the_steps_take_turns_each_round_starting_one_step_later():
+    order = []
+    times = bench.interleaved_medians({name: partial(order.append, name) for name in "abc"}, repeats=3, warmup=1)
+    assert "".join(order) == "abc" + "abc" + "bca" + "cab"  # the warm-up round, then the timed rounds
+    assert all(len(runs) == 3 and min(runs) >= 0 for runs in times.values())
