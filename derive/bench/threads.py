@@ -96,8 +96,9 @@ def describe(settings: dict) -> str:
     idle = ("idle threads sleep at once" if all(env.get(var) == value for var, value in IDLE.items())
             else "idle threads as each library leaves them (OpenBLAS's and libgomp's spin)")
     pools = settings.get("pools")
-    counted = Counter(f"{p['library']} ({p['prefix']}) {p['threads']}" for p in pools or ())
-    pools = (", ".join(f"{pool} x {n}" if n > 1 else pool for pool, n in counted.items()) if pools is not None
+    counted = Counter((p["library"], p["prefix"], p["threads"]) for p in pools or ())  # NumPy's and SciPy's OpenBLAS
+    pools = (", ".join(f"{library} ({prefix}{f', {n} copies' if n > 1 else ''}) {threads}"
+                       for (library, prefix, threads), n in counted.items()) if pools is not None
              else "threadpoolctl not installed, pools not read back")
     contenders = [f"derive's elementwise helpers {settings['derive_helpers']}"]
     if settings.get("torch"):
