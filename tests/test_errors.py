@@ -201,6 +201,8 @@ BAD_FILES = [
     ("values not a dict", "loss = mse(X*W, Y)\nwrt = [W]\nvalues = 1\n", "values must be a dict, got int"),
     ("import error", "import no_such_module_here\n", "ModuleNotFoundError: No module named 'no_such_module_here'"),
     ("calls exit", "raise SystemExit(3)\n", "it called exit(3)"),
+    ("loss and layer", "output = X*W\ninputs = [X]\nparams = [W]\nloss = mse(X*W, Y)\nwrt = [W]\n",
+     "defines both a loss (loss, wrt) and a layer (output, inputs, params)"),
 ]
 
 
@@ -230,3 +232,12 @@ def test_the_header_alone_defines_a_valid_network(tmp_path):
     path.write_text(HEADER + "loss = mse(relu(X*W), Y) + Trace(Inverse(W*W.T + 3*Identity(2)))\nwrt = [W]\n")
     g = cli.load_network(str(path)).derive()
     assert g.verify({"N": 2})[0].max_relative_error < 1e-10
+
+
+def test_a_loss_file_may_name_its_prediction_output(tmp_path):
+    """Only a file that also declares a layer's inputs or params is read as a layer."""
+    path = tmp_path / "net.py"
+    path.write_text(HEADER + "output = relu(X*W)\nloss = mse(output, Y)\nwrt = [W]\n")
+    network = cli.load_network(str(path))
+    assert [str(param) for param in network.wrt] == ["W"]
+    assert network.derive().verify({"N": 2})[0].max_relative_error < 1e-10
