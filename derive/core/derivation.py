@@ -35,16 +35,19 @@ from functools import cached_property
 from sympy import Basic, Dummy, Eq, ImmutableMatrix, MatrixExpr, MatrixSymbol, Symbol, ZeroMatrix
 from sympy.matrices import MatrixBase
 
-from ..errors import InvalidParameter, ParameterNotInLoss
-from .algebra import mat_add, substitute
+from ..errors import InvalidParameter, ParameterNotInLoss, ShapeError
+from .algebra import mat_add, mat_mul, substitute
 from .canonical import canonical
 from .dims import check_expansion_size, normalize_dims
 from .explicit import elementwise_gradient, explicit, numeric_mismatch, simplifies_to_zero, target_constraints
 from .graph import Graph, Step, check_scalar, reverse_sweep, topological_order
+from .hessian import read_off
 from .naming import choose_names
 from .rules import Rule
+from .second_order import Hvp, check_directions, tangent_pass
 from .symbols import LEAVES, Intermediate, LossGradient
 from .truth import NumericCheck, check_gradients
+from .truth.second import check_hvp
 
 __all__ = ["Derivation", "Forward", "Verification", "gradients", "index_statement", "set_latex_display"]
 
@@ -167,6 +170,7 @@ class Derivation:
         self.forward: tuple[Forward, ...] = self._forward()
         self.root_compact: Basic = self._sweep.refs[graph.root]   # the loss's name, or the loss on its arguments' names
         self.numeric_check: NumericCheck | None = None
+        self.hvp_check: NumericCheck | None = None   # the last HVP's numeric check (hvp, check=True)
 
     # --- construction helpers -------------------------------------------------------------------
 
@@ -354,6 +358,43 @@ class Derivation:
         closed = {p: self.compact(p) for p in self.params}
         self.numeric_check = check_gradients(self.loss, self.params, closed, self.bindings, seed=seed)
         return self.numeric_check
+
+    # --- second order ---------------------------------------------------------------------------
+
+    def hvp(self, directions: Mapping, *, check: bool = True, seed: int = 0) -> Hvp:
+        """The Hessian of the loss in all the parameters jointly, applied to ``directions`` (param ->
+        a MatrixSymbol of its shape; a parameter left out has direction 0): ``{param: closed form}``.
+
+        Forward over reverse (:mod:`.second_order`): the tangent rules applied to every binding, so the
+        value also publishes the tangent steps (``.steps``, ``.bindings``, ``.compact``) for renderers.
+        With ``check`` the closed forms are compared with mixed second differences of the loss
+        (:func:`derive.core.truth.second.check_hvp`) before they are returned.
+        """
+        taken = {m.name for m in self.graph.order if isinstance(m, MatrixSymbol)} | {p.name for p in self.params}
+        moving = check_directions(directions, self._param, taken)
+        gradients = {p: (self.compact(p) if p in self.graph.depends else None) for p in self.params}
+        result = tangent_pass(self.bindings, gradients, self.closed_names, moving)
+        if check:
+            self.hvp_check = check_hvp(self.loss, self.params, moving, result.compact,
+                                       self.bindings + result.bindings, seed=seed)
+        return result
+
+    def hessian(self, param, *, check: bool = True) -> Basic:
+        """The n x n closed form of d^2 L / dx dx^T for a vector parameter x (n x 1 or 1 x n), read off
+        the HVP (:mod:`.hessian`); for a matrix parameter, use :meth:`hvp`."""
+        param = self._param(param)
+        if 1 not in param.shape:
+            raise ShapeError(f"hessian: {param.name} is a {param.shape[0]} x {param.shape[1]} matrix; its Hessian would "
+                             f"be a 4-index tensor. Use g.hvp({{{param.name}: V}}) with V a {param.shape[0]} x "
+                             f"{param.shape[1]} MatrixSymbol for its product with a direction")
+        taken = {m.name for m in self.graph.order if isinstance(m, MatrixSymbol)}
+        name = next(n for n in (f"V_{param.name}", *(f"V_{param.name}_{k}" for k in range(99))) if n not in taken)
+        direction = MatrixSymbol(name, *param.shape)
+        hessian = read_off(self.hvp({param: direction}, check=check)[param], direction)
+        if check:   # the matrix read off, against the loss's second differences in its own right
+            product = mat_mul(hessian, direction) if param.shape[1] == 1 else mat_mul(direction, hessian)
+            check_hvp(self.loss, (param,), {param: direction}, {param: product})
+        return hessian
 
     # --- index forms ----------------------------------------------------------------------------
 
