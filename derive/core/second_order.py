@@ -109,6 +109,8 @@ def tangent_pass(bindings, compact_gradients: Mapping, closed_names: Mapping, di
     known: dict[Basic, Basic] = dict(directions)
     steps: list[TangentStep] = []
     for symbol, definition in bindings:
+        if definition == symbol:   # a quantity whose gradient is its consumer's, bound to that name again
+            continue
         moved = tangent(definition, symbol, known)
         if moved is None:
             continue
