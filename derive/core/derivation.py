@@ -39,7 +39,14 @@ from ..errors import InvalidParameter, ParameterNotInLoss, ShapeError
 from .algebra import mat_add, mat_mul, substitute
 from .canonical import canonical
 from .dims import check_expansion_size, normalize_dims
-from .explicit import elementwise_gradient, explicit, numeric_mismatch, simplifies_to_zero, target_constraints
+from .explicit import (
+    elementwise_gradient,
+    elementwise_hvp,
+    explicit,
+    numeric_mismatch,
+    simplifies_to_zero,
+    target_constraints,
+)
 from .graph import Graph, Step, check_scalar, reverse_sweep, topological_order
 from .hessian import read_off
 from .naming import choose_names
@@ -79,6 +86,7 @@ class Verification:
     symbolic: bool          # SymPy simplified every entry's difference to 0
     max_relative_error: float
     points: int
+    order: int = 1          # 1: the gradient dL/d(param); 2: the HVP's component for param
 
 
 def gradients(loss: Basic, wrt: Iterable[MatrixSymbol] | MatrixSymbol, *,
@@ -171,6 +179,7 @@ class Derivation:
         self.root_compact: Basic = self._sweep.refs[graph.root]   # the loss's name, or the loss on its arguments' names
         self.numeric_check: NumericCheck | None = None
         self.hvp_check: NumericCheck | None = None   # the last HVP's numeric check (hvp, check=True)
+        self.hvps: list[Hvp] = []                    # every HVP asked of this derivation: verify checks them
 
     # --- construction helpers -------------------------------------------------------------------
 
@@ -374,6 +383,7 @@ class Derivation:
         moving = check_directions(directions, self._param, taken)
         gradients = {p: (self.compact(p) if p in self.graph.depends else None) for p in self.params}
         result = tangent_pass(self.bindings, gradients, self.closed_names, moving)
+        self.hvps.append(result)
         if check:
             self.hvp_check = check_hvp(self.loss, self.params, moving, result.compact,
                                        self.bindings + result.bindings, seed=seed)
@@ -427,16 +437,36 @@ class Derivation:
         return explicit(self[param].subs(dims))
 
     def verify(self, dims: Mapping, *, points: int = 3, seed: int = 0, symbolic: bool = True,
-               tolerance: float = 1e-10) -> tuple[Verification, ...]:
+               tolerance: float = 1e-10, hvp: bool = False) -> tuple[Verification, ...]:
         """Check every closed form against the elementwise truth at ``dims``.
 
         Exactly where SymPy simplifies the difference to 0 (``symbolic``), numerically always at
         ``points`` random float64 points (relative error under ``tolerance``). A mismatch raises
-        :class:`GradientMismatch` naming the parameter, the entry and both values.
+        :class:`GradientMismatch` naming the parameter, the entry and both values. Every HVP asked of
+        this derivation (and with ``hvp`` one along a direction ``V_P`` for every parameter) is checked
+        too, against d/d(param) of sum_P <elementwise dL/dP, V_P> (Verifications of ``order`` 2).
         """
         dims = normalize_dims(dims, self.root)
         constraints = target_constraints(self.graph.order, dims)
-        return tuple(self._verify_one(p, dims, constraints, points, seed, symbolic, tolerance) for p in self.params)
+        first = [self._verify_one(p, dims, constraints, points, seed, symbolic, tolerance) for p in self.params]
+        if hvp:
+            self.hvp(self._fresh_directions(), check=False)
+        second = [self._verify_hvp(h, p, dims, constraints, points, seed, symbolic, tolerance)
+                  for h in self.hvps for p in self.params]
+        return tuple(first + second)
+
+    def _fresh_directions(self) -> dict:
+        taken = {m.name for m in self.graph.order if isinstance(m, MatrixSymbol)}
+        return {p: MatrixSymbol(next(n for n in (f"V_{p.name}", *(f"V_{p.name}_{k}" for k in range(99)))
+                                     if n not in taken), *p.shape) for p in self.params}
+
+    def _verify_hvp(self, hvp: Hvp, param, dims, constraints, points, seed, symbolic, tolerance) -> Verification:
+        check_expansion_size(self.root, dims)
+        closed = explicit(hvp[param].subs(dims)).xreplace(constraints)
+        truth = elementwise_hvp(self.loss, tuple(hvp.directions.items()), param, dims).xreplace(constraints)
+        exact = symbolic and all(simplifies_to_zero(c - t) for c, t in zip(closed, truth))
+        error = numeric_mismatch(param, closed, truth, points, seed, tolerance, self._square_symbols(dims))
+        return Verification(param, exact, error, points, order=2)
 
     def _verify_one(self, param, dims, constraints, points, seed, symbolic, tolerance) -> Verification:
         closed = self.explicit_gradient(param, dims).xreplace(constraints)
