@@ -10,7 +10,19 @@ parameter is read by rows the same way. A form met on V's path that is neither r
 
 from __future__ import annotations
 
-from sympy import Add, Basic, HadamardProduct, Identity, MatAdd, MatMul, MatrixExpr, Mul, OneMatrix, Transpose
+from sympy import (
+    Add,
+    Basic,
+    HadamardProduct,
+    Identity,
+    MatAdd,
+    MatMul,
+    MatrixExpr,
+    Mul,
+    OneMatrix,
+    Transpose,
+    ZeroMatrix,
+)
 from sympy.matrices.expressions.matexpr import MatrixElement
 
 from ..errors import UnsupportedOperation
@@ -22,6 +34,8 @@ __all__ = ["read_off"]
 def read_off(hvp: Basic, direction: Basic) -> Basic:
     """The n x n matrix H with ``hvp = H V`` (V = ``direction``, n x 1) or ``hvp = V H`` (V 1 x n)."""
     reader = _Reader(direction)
+    if isinstance(hvp, ZeroMatrix):   # the loss is linear in the parameter
+        return ZeroMatrix(reader.n, reader.n)
     return reader.columns(hvp) if direction.shape[1] == 1 else reader.rows(hvp)
 
 
