@@ -505,3 +505,21 @@ def torch_loss_and_grads(loss: Basic, params: dict, batch: dict, dims: dict) -> 
     grads = torch.autograd.grad(value, [leaves[k] for k in params], allow_unused=True)
     return float(value.detach()), {k: (np.zeros_like(params[k]) if g is None else g.detach().numpy())
                                    for k, g in zip(params, grads)}
+
+
+def torch_hvp(loss: Basic, params: dict, batch: dict, dims: dict, directions: dict) -> dict:
+    """The Hessian of the loss in all of ``params`` jointly applied to ``directions`` (name -> array; a
+    parameter left out has direction 0), by ``torch.autograd.functional.hvp`` in float64."""
+    ops = TorchOps()
+    torch = ops.torch
+    names = list(params)
+    fixed = {k: torch.tensor(v, dtype=torch.float64) for k, v in batch.items()}
+
+    def of_params(*tensors):
+        return evaluate(loss, {**fixed, **dict(zip(names, tensors))}, dims, ops).reshape(())
+
+    at = tuple(torch.tensor(params[k], dtype=torch.float64) for k in names)
+    along = tuple(torch.tensor(directions[k], dtype=torch.float64) if k in directions else torch.zeros_like(t)
+                  for k, t in zip(names, at))
+    _, products = torch.autograd.functional.hvp(of_params, at, along)
+    return {k: p.numpy() for k, p in zip(names, products)}

@@ -16,6 +16,10 @@ Two forms of every gradient exist:
 * closed (``g[W]``): in the network's own symbols only, so that ``subs(dims).as_explicit()`` and
   ``lambdify`` work on it with plain SymPy.
 
+Second order: ``g.hvp({W: V})`` is the Hessian of the loss applied to a direction, by the tangent
+(R-operator) pass of :mod:`.second_order` over ``g.bindings``, and ``g.hessian(w)`` a vector parameter's
+Hessian read off it (:mod:`.hessian`); both are checked numerically like the gradients.
+
 ``g.elementwise(W, dims)`` is the independent truth: the loss expanded into scalars at concrete
 dims and differentiated entry by entry with ``sympy.diff`` (:mod:`.explicit`); ``g.verify(dims)``
 compares the two. Before ``gradients`` returns, every closed form is also checked numerically
@@ -35,16 +39,26 @@ from functools import cached_property
 from sympy import Basic, Dummy, Eq, ImmutableMatrix, MatrixExpr, MatrixSymbol, Symbol, ZeroMatrix
 from sympy.matrices import MatrixBase
 
-from ..errors import InvalidParameter, ParameterNotInLoss
-from .algebra import mat_add, substitute
+from ..errors import InvalidParameter, ParameterNotInLoss, ShapeError
+from .algebra import mat_add, mat_mul, substitute
 from .canonical import canonical
 from .dims import check_expansion_size, normalize_dims
-from .explicit import elementwise_gradient, explicit, numeric_mismatch, simplifies_to_zero, target_constraints
+from .explicit import (
+    elementwise_gradient,
+    elementwise_hvp,
+    explicit,
+    numeric_mismatch,
+    simplifies_to_zero,
+    target_constraints,
+)
 from .graph import Graph, Step, check_scalar, reverse_sweep, topological_order
+from .hessian import read_off
 from .naming import choose_names
 from .rules import Rule
+from .second_order import Hvp, check_directions, tangent_pass
 from .symbols import LEAVES, Intermediate, LossGradient
 from .truth import NumericCheck, check_gradients
+from .truth.second import check_hvp
 
 __all__ = ["Derivation", "Forward", "Verification", "gradients", "index_statement", "set_latex_display"]
 
@@ -76,6 +90,7 @@ class Verification:
     symbolic: bool          # SymPy simplified every entry's difference to 0
     max_relative_error: float
     points: int
+    order: int = 1          # 1: the gradient dL/d(param); 2: the HVP's component for param
 
 
 def gradients(loss: Basic, wrt: Iterable[MatrixSymbol] | MatrixSymbol, *,
@@ -167,6 +182,8 @@ class Derivation:
         self.forward: tuple[Forward, ...] = self._forward()
         self.root_compact: Basic = self._sweep.refs[graph.root]   # the loss's name, or the loss on its arguments' names
         self.numeric_check: NumericCheck | None = None
+        self.hvp_check: NumericCheck | None = None   # the last HVP's numeric check (hvp, check=True)
+        self.hvps: list[Hvp] = []                    # every HVP asked of this derivation: verify checks them
 
     # --- construction helpers -------------------------------------------------------------------
 
@@ -355,6 +372,44 @@ class Derivation:
         self.numeric_check = check_gradients(self.loss, self.params, closed, self.bindings, seed=seed)
         return self.numeric_check
 
+    # --- second order ---------------------------------------------------------------------------
+
+    def hvp(self, directions: Mapping, *, check: bool = True, seed: int = 0) -> Hvp:
+        """The Hessian of the loss in all the parameters jointly, applied to ``directions`` (param ->
+        a MatrixSymbol of its shape; a parameter left out has direction 0): ``{param: closed form}``.
+
+        Forward over reverse (:mod:`.second_order`): the tangent rules applied to every binding, so the
+        value also publishes the tangent steps (``.steps``, ``.bindings``, ``.compact``) for renderers.
+        With ``check`` the closed forms are compared with mixed second differences of the loss
+        (:func:`derive.core.truth.second.check_hvp`) before they are returned.
+        """
+        taken = {m.name for m in self.graph.order if isinstance(m, MatrixSymbol)} | {p.name for p in self.params}
+        moving = check_directions(directions, self._param, taken)
+        gradients = {p: (self.compact(p) if p in self.graph.depends else None) for p in self.params}
+        result = tangent_pass(self.bindings, gradients, self.closed_names, moving)
+        self.hvps.append(result)
+        if check and moving:   # with no direction every component is a zero matrix: nothing to difference
+            self.hvp_check = check_hvp(self.loss, self.params, moving, result.compact,
+                                       self.bindings + result.bindings, seed=seed)
+        return result
+
+    def hessian(self, param, *, check: bool = True) -> Basic:
+        """The n x n closed form of d^2 L / dx dx^T for a vector parameter x (n x 1 or 1 x n), read off
+        the HVP (:mod:`.hessian`); for a matrix parameter, use :meth:`hvp`."""
+        param = self._param(param)
+        if 1 not in param.shape:
+            raise ShapeError(f"hessian: {param.name} is a {param.shape[0]} x {param.shape[1]} matrix; its Hessian would "
+                             f"be a 4-index tensor. Use g.hvp({{{param.name}: V}}) with V a {param.shape[0]} x "
+                             f"{param.shape[1]} MatrixSymbol for its product with a direction")
+        taken = {m.name for m in self.graph.order if isinstance(m, MatrixSymbol)}
+        name = next(n for n in (f"V_{param.name}", *(f"V_{param.name}_{k}" for k in range(99))) if n not in taken)
+        direction = MatrixSymbol(name, *param.shape)
+        hessian = read_off(self.hvp({param: direction}, check=check)[param], direction)
+        if check:   # the matrix read off, against the loss's second differences in its own right
+            product = mat_mul(hessian, direction) if param.shape[1] == 1 else mat_mul(direction, hessian)
+            check_hvp(self.loss, (param,), {param: direction}, {param: product})
+        return hessian
+
     # --- index forms ----------------------------------------------------------------------------
 
     def index_form(self, what) -> Eq:
@@ -386,16 +441,36 @@ class Derivation:
         return explicit(self[param].subs(dims))
 
     def verify(self, dims: Mapping, *, points: int = 3, seed: int = 0, symbolic: bool = True,
-               tolerance: float = 1e-10) -> tuple[Verification, ...]:
+               tolerance: float = 1e-10, hvp: bool = False) -> tuple[Verification, ...]:
         """Check every closed form against the elementwise truth at ``dims``.
 
         Exactly where SymPy simplifies the difference to 0 (``symbolic``), numerically always at
         ``points`` random float64 points (relative error under ``tolerance``). A mismatch raises
-        :class:`GradientMismatch` naming the parameter, the entry and both values.
+        :class:`GradientMismatch` naming the parameter, the entry and both values. Every HVP asked of
+        this derivation (and with ``hvp`` one along a direction ``V_P`` for every parameter) is checked
+        too, against d/d(param) of sum_P <elementwise dL/dP, V_P> (Verifications of ``order`` 2).
         """
         dims = normalize_dims(dims, self.root)
         constraints = target_constraints(self.graph.order, dims)
-        return tuple(self._verify_one(p, dims, constraints, points, seed, symbolic, tolerance) for p in self.params)
+        first = [self._verify_one(p, dims, constraints, points, seed, symbolic, tolerance) for p in self.params]
+        if hvp:
+            self.hvp(self._fresh_directions(), check=False)
+        second = [self._verify_hvp(h, p, dims, constraints, points, seed, symbolic, tolerance)
+                  for h in self.hvps for p in self.params]
+        return tuple(first + second)
+
+    def _fresh_directions(self) -> dict:
+        taken = {m.name for m in self.graph.order if isinstance(m, MatrixSymbol)}
+        return {p: MatrixSymbol(next(n for n in (f"V_{p.name}", *(f"V_{p.name}_{k}" for k in range(99)))
+                                     if n not in taken), *p.shape) for p in self.params}
+
+    def _verify_hvp(self, hvp: Hvp, param, dims, constraints, points, seed, symbolic, tolerance) -> Verification:
+        check_expansion_size(self.root, dims)
+        closed = explicit(hvp[param].subs(dims)).xreplace(constraints)
+        truth = elementwise_hvp(self.loss, tuple(hvp.directions.items()), param, dims).xreplace(constraints)
+        exact = symbolic and all(simplifies_to_zero(c - t) for c, t in zip(closed, truth))
+        error = numeric_mismatch(param, closed, truth, points, seed, tolerance, self._square_symbols(dims))
+        return Verification(param, exact, error, points, order=2)
 
     def _verify_one(self, param, dims, constraints, points, seed, symbolic, tolerance) -> Verification:
         closed = self.explicit_gradient(param, dims).xreplace(constraints)

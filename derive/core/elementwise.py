@@ -19,12 +19,12 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sympy import Basic, Dummy, Integer, Lambda, MatrixExpr, sympify
+from sympy import Basic, Dummy, Integer, Lambda, MatrixExpr, ZeroMatrix, sympify
 from sympy.matrices.expressions.matexpr import MatrixElement
 
-from ..errors import InvalidArgument
+from ..errors import InvalidArgument, UnsupportedOperation
 
-__all__ = ["Activation", "Elementwise", "activation", "activations", "record_of", "scalar_record"]
+__all__ = ["Activation", "Elementwise", "activation", "activations", "derivative_order", "record_of", "scalar_record"]
 
 
 @dataclass(frozen=True)
@@ -94,9 +94,20 @@ def activations() -> dict[str, type[Elementwise]]:
 
 
 def record_of(cls: type) -> tuple[Activation, bool]:
-    """The record of an activation's matrix class (or of its derivative's), and whether it is f'."""
+    """The record of an activation's matrix class (or of its derivative's), and whether it is f'.
+
+    A second derivative f'' (met only in second-order results) is refused here, so that a printer that
+    knows f and f' only fails loudly instead of printing f'' as f': it reads :func:`derivative_order`."""
     original = getattr(cls, "of", None)
+    if derivative_order(cls) > 1:
+        raise UnsupportedOperation(f"{cls.__name__}, the derivative of order {derivative_order(cls)} of "
+                                   f"{original.__name__}, has no record of its own; read derivative_order(cls)")
     return (original or cls).record, original is not None
+
+
+def derivative_order(cls: type) -> int:
+    """0 for an activation f, 1 for its f', 2 for f'' ..."""
+    return getattr(cls, "order", 0)
 
 
 def scalar_record(function: type) -> Activation | None:
@@ -202,7 +213,8 @@ _PRIMES: dict[type, type] = {}
 class _Derivative(Elementwise):
     """``f'`` applied entry by entry: its scalar is the derivative SymPy takes of ``f``."""
 
-    of: type[Elementwise] = None
+    of: type[Elementwise] = None   # the activation f itself, whatever the order
+    order: int = 1
 
     def __new__(cls, arg, *params):
         return super().__new__(cls, arg, *params)
@@ -216,15 +228,23 @@ class _Derivative(Elementwise):
         return cls._scalar_prime(x, *params)
 
     def derivative(self, out: Basic) -> Basic:
-        return self.prime()(self.arg, *self.params)
+        """The next derivative; a zero matrix where it vanishes identically (relu'' = leaky_relu'' = 0:
+        their slopes are constant on each side of 0, and the Dirac delta at 0 plays no part, as in
+        PyTorch's double backward)."""
+        prime = self.prime()
+        if prime._scalar_prime.expr == 0:
+            return ZeroMatrix(*self.shape)
+        return prime(self.arg, *self.params)
 
 
 def _prime_class(cls: type[Elementwise]) -> type[Elementwise]:
     if cls not in _PRIMES:
         x = Dummy("x")
-        params = [Dummy(f"p{k}") for k in range(len(cls.record.params))]
+        original = getattr(cls, "of", None) or cls
+        params = [Dummy(f"p{k}") for k in range(len(original.record.params))]
         scalar_prime = Lambda((x, *params), sympify(cls.scalar(x, *params)).diff(x))
-        _PRIMES[cls] = type(f"{cls.__name__}_prime", (_Derivative,), {
-            "_scalar_prime": staticmethod(scalar_prime), "of": cls, "__module__": __name__,
+        order = derivative_order(cls) + 1
+        _PRIMES[cls] = type(f"{original.__name__}_{'prime' if order == 1 else f'prime{order}'}", (_Derivative,), {
+            "_scalar_prime": staticmethod(scalar_prime), "of": original, "order": order, "__module__": __name__,
         })
     return _PRIMES[cls]

@@ -57,7 +57,7 @@ from .identity import vanishes
 from .losses import Loss
 from .symbols import LEAVES
 
-__all__ = ["elementwise_gradient", "explicit", "numeric_mismatch", "simplifies_to_zero", "target_constraints", "variables"]
+__all__ = ["elementwise_gradient", "elementwise_hvp", "explicit", "numeric_mismatch", "simplifies_to_zero", "target_constraints", "variables"]
 
 # Differences bigger than these many operations are left to the numeric check (cancel and
 # simplify take minutes on the rational functions an explicit 3 x 3 inverse produces).
@@ -357,6 +357,18 @@ def _elementwise_gradient(loss: Basic, param: MatrixSymbol, dims: tuple) -> Immu
     entries = param.subs(dict(dims)).as_explicit()
     scalar_loss = _scalar_loss(loss, dims)
     return ImmutableMatrix(entries.shape[0], entries.shape[1], lambda i, j: scalar_loss.diff(entries[i, j]))
+
+
+def elementwise_hvp(loss: Basic, directions: tuple, param: MatrixSymbol, dims: Mapping) -> ImmutableMatrix:
+    """The explicit HVP's component for ``param``: d/d(param_ij) of sum_P <dL/dP, V_P>, with each dL/dP
+    the elementwise gradient and ``directions`` the pairs (P, V_P), all written out at ``dims``."""
+    key = tuple(sorted(((d, int(v)) for d, v in dims.items()), key=str))
+    pairing = S.Zero
+    for moving, direction in directions:
+        gradient = _elementwise_gradient(loss, moving, key)
+        pairing += sum((g * v for g, v in zip(gradient, direction.subs(dict(key)).as_explicit())), S.Zero)
+    entries = param.subs(dict(key)).as_explicit()
+    return ImmutableMatrix(entries.shape[0], entries.shape[1], lambda i, j: pairing.diff(entries[i, j]))
 
 
 @lru_cache(maxsize=16)

@@ -5,6 +5,9 @@ node to the gradient of that argument, or ``None`` where no gradient flows (a di
 constant parameter). ``node`` has its arguments already replaced by their names, ``out`` stands for
 the node's own value (so ``sigmoid'`` is written with the output) and ``upstream`` is dL/d(node).
 An entry may be a :class:`Pullback` that also carries the local factor, for the derivation sheet.
+Beside each pullback sits its tangent (forward-mode) rule, ``tangent(node, out, tangents) -> d(node)``
+(:func:`tangent_of`): what the second-order pass (:mod:`.second_order`) applies to the forward
+quantities and to the pullbacks' own results, which are built of the table's operations again.
 
 The table is the documentation of what is supported: :func:`supported` lists it, and
 :func:`rule_for` finds a rule through the class's MRO, so a subclass inherits its parent's rule.
@@ -14,7 +17,7 @@ Nothing here knows about graphs or printing.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 from sympy import (
@@ -42,6 +45,7 @@ from sympy import (
     Sum,
     Trace,
     Transpose,
+    ZeroMatrix,
     log,
 )
 from sympy.core.function import ArgumentIndexError
@@ -82,6 +86,9 @@ class Rule:
     formula_for: Callable | None = None
     shapes: Callable[[Basic], None] | None = None   # raises a ShapeError where the arguments do not fit
     linear: bool = False
+    # the forward-mode (jvp) rule: tangent(node, out, tangents) -> d(node) from its arguments' tangents
+    # (a zero for each argument that does not move); what the second-order (R-operator) pass applies
+    tangent: Callable | None = None
 
     def formula_of(self, node: Basic) -> str:
         return self.formula if self.formula_for is None else self.formula_for(node)
@@ -108,6 +115,56 @@ def register(*types: type, name: str, spelling: str | Callable[[], str], formula
         return apply
 
     return add
+
+
+def tangent_of(*types: type):
+    """Attach the decorated function as the tangent rule of each of ``types``' registered rules; it
+    sits beside the pullback it belongs to. ``tangent(node, out, tangents)`` receives one tangent per
+    argument of ``node`` (a zero where the argument does not move) and returns the node's own."""
+
+    def add(tangent: Callable) -> Callable:
+        for cls in types:
+            RULES[cls] = replace(RULES[cls], tangent=tangent)
+        return tangent
+
+    return add
+
+
+def is_zero(value) -> bool:
+    """A tangent that does not move: a zero matrix or the number 0."""
+    return value is None or isinstance(value, ZeroMatrix) or (not isinstance(value, MatrixExpr) and value == 0)
+
+
+def _total(terms: list) -> Basic | None:
+    """The sum of the non-zero tangent terms, or None when none is left."""
+    kept = [t for t in terms if not is_zero(t)]
+    return mat_add(*kept) if kept else None
+
+
+def _each_moving(node, tangents, term: Callable) -> Basic | None:
+    """Product rule: the sum over the arguments that move of ``term(k, tangent_k)``."""
+    return _total([term(k, d) for k, d in enumerate(tangents) if not is_zero(d)])
+
+
+def _scalar_tangent(pullback: Callable) -> Callable:
+    """The tangent of a node with a scalar value, read off its pullback at upstream 1:
+    d(node) = sum_k <d(node)/d(arg_k), d(arg_k)>. A loss's and a pairing's second derivatives come from
+    the rules their gradients are made of."""
+
+    def tangent(node, out, tangents):
+        grads = pullback(node, out, S.One)
+        terms = []
+        for arg, grad, d in zip(node.args, grads, tangents):
+            if is_zero(d):
+                continue
+            if grad is None:
+                raise UnsupportedOperation(f"{type(node).__name__} in {node} has no derivative for its argument "
+                                           f"{arg}, which moves along the directions")
+            grad = grad.result if isinstance(grad, Pullback) else grad
+            terms.append(_inner(d, grad) if isinstance(d, MatrixExpr) else grad * d)
+        return _total(terms)
+
+    return tangent
 
 
 def find_rule(node: Basic) -> Rule | None:
@@ -195,10 +252,20 @@ def matmul(node, out, upstream):
     return grads
 
 
+@tangent_of(MatMul)
+def matmul_tangent(node, out, tangents):   # d(AB) = dA B + A dB, a scalar factor's too
+    return _each_moving(node, tangents, lambda k, d: mat_mul(*node.args[:k], d, *node.args[k + 1:]))
+
+
 @register(MatAdd, name="sum", spelling="A + B", formula=r"dA = G,\quad dB = G", shapes=equal_shapes("sum"),
           linear=True)
 def matadd(node, out, upstream):
     return [upstream] * len(node.args)
+
+
+@tangent_of(MatAdd)
+def matadd_tangent(node, out, tangents):
+    return _total(list(tangents))
 
 
 @register(Add, name="scalar sum", spelling="a + b", formula=r"da = g,\quad db = g")
@@ -206,9 +273,20 @@ def add(node, out, upstream):
     return [upstream] * len(node.args)
 
 
+@tangent_of(Add)
+def add_tangent(node, out, tangents):
+    kept = [d for d in tangents if not is_zero(d)]
+    return Add(*kept) if kept else None
+
+
 @register(Transpose, name="transpose", spelling="A.T", formula=r"dA = G^T", linear=True)
 def transpose_rule(node, out, upstream):
     return [transpose(upstream)]
+
+
+@tangent_of(Transpose)
+def transpose_tangent(node, out, tangents):
+    return transpose(tangents[0])
 
 
 @register(HadamardProduct, name="Hadamard product", spelling="HadamardProduct(A, B)", formula=r"dA = G \odot B",
@@ -221,12 +299,24 @@ def hadamard_rule(node, out, upstream):
     return grads
 
 
+@tangent_of(HadamardProduct)
+def hadamard_tangent(node, out, tangents):   # d(A ⊙ B) = dA ⊙ B + A ⊙ dB
+    return _each_moving(node, tangents, lambda k, d: hadamard(*node.args[:k], d, *node.args[k + 1:]))
+
+
 @register(HadamardPower, name="Hadamard power", spelling="HadamardPower(A, p)",
           formula=r"dA = G \odot p A^{\circ (p-1)}", diagonal=True)
 def hadamard_power_rule(node, out, upstream):
     base, power = node.args
     local = mat_mul(power, hadamard_power(base, power - 1))
     return [Pullback(hadamard(upstream, local), local), _inner(upstream, hadamard(out, log_(base)))]
+
+
+@tangent_of(HadamardPower)
+def hadamard_power_tangent(node, out, tangents):   # d(A^p) = p A^(p-1) ⊙ dA + A^p ⊙ log(A) dp
+    (base, power), (d_base, d_power) = node.args, tangents
+    return _total([None if is_zero(d_base) else hadamard(mat_mul(power, hadamard_power(base, power - 1)), d_base),
+                   None if is_zero(d_power) else mat_mul(d_power, hadamard(out, log_(base)))])
 
 
 @register(MatPow, name="matrix power", spelling="A**k (k an integer; A**-k is Inverse(A)**k)",
@@ -243,10 +333,24 @@ def matpow(node, out, upstream):
     return [mat_add(*terms), None]
 
 
+@tangent_of(MatPow)
+def matpow_tangent(node, out, tangents):   # d(A^k) = sum_i A^i dA A^(k-1-i)
+    (base, power), d = node.args, tangents[0]
+    if not is_zero(tangents[1]):
+        raise UnsupportedOperation(f"matrix power {node}: its exponent {power} cannot move")
+    k = int(power)
+    return _total([mat_mul(*[base] * i, d, *[base] * (k - 1 - i)) for i in range(k)])
+
+
 @register(Inverse, name="inverse", spelling="Inverse(A)", formula=r"dA = -A^{-T} G A^{-T}", shapes=square)
 def inverse(node, out, upstream):
     out_t = transpose(out)
     return [mat_mul(S.NegativeOne, out_t, upstream, out_t)]
+
+
+@tangent_of(Inverse)
+def inverse_tangent(node, out, tangents):   # d(A^-1) = -A^-1 dA A^-1
+    return mat_mul(S.NegativeOne, out, tangents[0], out)
 
 
 @register(Trace, name="trace", spelling="Trace(A)", formula=r"dA = g I", shapes=square)
@@ -254,11 +358,21 @@ def trace(node, out, upstream):
     return [Pullback(mat_mul(upstream, Identity(node.arg.rows)), Identity(node.arg.rows))]
 
 
+@tangent_of(Trace)
+def trace_tangent(node, out, tangents):
+    return Trace(tangents[0])
+
+
 @register(Determinant, name="determinant", spelling="Determinant(A)", formula=r"dA = g \det(A) A^{-T}",
           shapes=square)
 def determinant(node, out, upstream):
     local = mat_mul(out, transpose(Inverse(node.arg)))
     return [Pullback(mat_mul(upstream, local), local)]
+
+
+@tangent_of(Determinant)
+def determinant_tangent(node, out, tangents):   # d det(A) = det(A) tr(A^-1 dA), Jacobi's formula
+    return out * Trace(mat_mul(Inverse(node.arg), tangents[0]))
 
 
 @register(MatrixElement, name="entry", spelling="A[i, j] (integer i, j)", formula=r"dA = g E_{ij}")
@@ -272,12 +386,23 @@ def matrix_element(node, out, upstream):
     return [embed(Entries(1, upstream), matrix.shape, (i, i + 1), (j, j + 1)), None, None]
 
 
+@tangent_of(MatrixElement)
+def matrix_element_tangent(node, out, tangents):
+    return entry(tangents[0], *node.args[1:])
+
+
 # --- blocks, slices and explicit matrices (derive.canonical writes SymPy's forms as these) ---------
 
 @register(Blocks, name="block matrix", spelling="BlockMatrix([[A, B], [C, D]])",
           formula=r"dA = G_{[A]}\ \text{(the block of } G \text{ where } A \text{ sits)}", shapes=blocks_fit)
 def blocks(node, out, upstream):
     return [None] + [submatrix(upstream, rows, cols) for rows, cols in node.spans()]
+
+
+@tangent_of(Blocks)
+def blocks_tangent(node, out, tangents):
+    return Blocks(node.args[0], *[ZeroMatrix(*b.shape) if is_zero(d) else d
+                                  for b, d in zip(node.args[1:], tangents[1:])])
 
 
 @register(MatrixSlice, name="slice", spelling="A[a:b, c:d]",
@@ -289,10 +414,20 @@ def matrix_slice(node, out, upstream):
     return [embed(upstream, parent.shape, rows[:2], cols[:2]), None, None]
 
 
+@tangent_of(MatrixSlice)
+def matrix_slice_tangent(node, out, tangents):
+    return submatrix(tangents[0], node.args[1][:2], node.args[2][:2])
+
+
 @register(Entries, name="explicit matrix", spelling="Matrix([[a, b], [c, d]]) (entries using parameters)",
           formula=r"da_{ij} = G_{ij}")
 def explicit_matrix(node, out, upstream):
     return [None] + [entry(upstream, i, j) for i, j in node.positions()]
+
+
+@tangent_of(Entries)
+def explicit_matrix_tangent(node, out, tangents):
+    return Entries(node.args[0], *[S.Zero if is_zero(d) else d for d in tangents[1:]])
 
 
 # --- scalar algebra ---------------------------------------------------------------------------
@@ -302,10 +437,20 @@ def mul(node, out, upstream):
     return [upstream * Mul(*(node.args[:k] + node.args[k + 1:])) for k in range(len(node.args))]
 
 
+@tangent_of(Mul)
+def mul_tangent(node, out, tangents):
+    return _each_moving(node, tangents, lambda k, d: d * Mul(*(node.args[:k] + node.args[k + 1:])))
+
+
 @register(Pow, name="scalar power", spelling="a**p", formula=r"da = g\, p\, a^{p-1}")
 def power(node, out, upstream):
     base, exponent = node.args
     return [upstream * exponent * base ** (exponent - 1), upstream * out * log(base)]
+
+
+@tangent_of(Pow)
+def power_tangent(node, out, tangents):
+    return _each_moving(node, tangents, lambda k, d: power(node, out, d)[k])
 
 
 @register(Function, name="scalar function", spelling="f(a) (sin, cos, exp, log, tanh ... of a scalar)",
@@ -321,6 +466,16 @@ def _partial(node, k: int, upstream):
         return None
 
 
+@tangent_of(Function)
+def scalar_function_tangent(node, out, tangents):
+    def term(k, d):
+        partial = _partial(node, k, d)
+        if partial is None:
+            raise UnsupportedOperation(f"{node} has no derivative for its argument {node.args[k]}, which moves")
+        return partial
+    return _each_moving(node, tangents, term)
+
+
 # --- elementwise functions and softmax --------------------------------------------------------
 
 def _activations_spelled() -> str:
@@ -332,6 +487,13 @@ def _activations_spelled() -> str:
 def elementwise(node, out, upstream):
     local = node.derivative(out)
     return [Pullback(hadamard(upstream, local), local)] + [None] * len(node.params)
+
+
+@tangent_of(Elementwise)
+def elementwise_tangent(node, out, tangents):   # d f(A) = f'(A) ⊙ dA; f' is itself an Elementwise
+    if not all(is_zero(d) for d in tangents[1:]):
+        raise UnsupportedOperation(f"{node}: the parameters of {type(node).__name__} cannot move")
+    return hadamard(node.derivative(out), tangents[0])
 
 
 def _broadcast_sum(matrix, axis: int):
@@ -349,12 +511,23 @@ def softmax_rule(node, out, upstream):
     return [hadamard(out, centred), None]
 
 
+@tangent_of(softmax)
+def softmax_tangent(node, out, tangents):   # softmax's Jacobian is symmetric: the jvp is the vjp
+    return softmax_rule(node, out, tangents[0])[0]
+
+
 @register(log_softmax, name="log-softmax", spelling="log_softmax(Z)",
           formula=r"dZ = G - \mathrm{softmax}(Z) \odot (G \mathbf{1}\mathbf{1}^T)")
 def log_softmax_rule(node, out, upstream):
     probabilities = softmax(node.arg, node.axis)
     return [mat_add(upstream, mat_mul(S.NegativeOne, hadamard(probabilities, _broadcast_sum(upstream, node.axis)))),
             None]
+
+
+@tangent_of(log_softmax)
+def log_softmax_tangent(node, out, tangents):   # dZ - (softmax(Z) ⊙ dZ) 1 1^T
+    centred = _broadcast_sum(hadamard(softmax(node.arg, node.axis), tangents[0]), node.axis)
+    return mat_add(tangents[0], mat_mul(S.NegativeOne, centred))
 
 
 @register(Pairing, name="pairing", spelling="<G, Y> (derive.vjp: a layer's output with its upstream gradient)",
@@ -403,3 +576,10 @@ def softmax_cross_entropy(node, out, upstream):
     residual = mat_add(weighted, mat_mul(S.NegativeOne, target))
     return [mat_mul(scale * upstream, residual), mat_mul(-scale * upstream, log_softmax(logits, axis)), None, None,
             None]
+
+
+# The scalar-valued operations' tangents, from their pullbacks (see _scalar_tangent).
+for _operation, _pullback in ((Pairing, pairing), (SquaredError, squared_error),
+                              (BinaryCrossEntropy, binary_cross_entropy),
+                              (SoftmaxCrossEntropy, softmax_cross_entropy)):
+    tangent_of(_operation)(_scalar_tangent(_pullback))

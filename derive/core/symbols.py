@@ -11,7 +11,7 @@ from __future__ import annotations
 from sympy import Atom, Basic, Identity, MatrixExpr, MatrixSymbol, OneMatrix, ZeroMatrix
 from sympy.matrices import MatrixBase
 
-__all__ = ["LEAVES", "Intermediate", "LossGradient", "shape_text"]
+__all__ = ["LEAVES", "GradientTangent", "Intermediate", "LossGradient", "Tangent", "shape_text"]
 
 # Nodes without parts the graph follows: matrices by name, constant matrices, numbers and symbols.
 LEAVES = (MatrixSymbol, OneMatrix, ZeroMatrix, Identity, MatrixBase, Atom)
@@ -27,6 +27,21 @@ class LossGradient(MatrixSymbol):
 
     def _sympystr(self, printer):
         return f"dL/d{self.name}"
+
+
+class Tangent(MatrixSymbol):
+    """R{Q}, the directional derivative of a named forward quantity Q along the parameters' directions
+    (Pearlmutter's R-operator); its ``name`` is Q's name."""
+
+    def _sympystr(self, printer):
+        return f"R{{{self.name}}}"
+
+
+class GradientTangent(MatrixSymbol):
+    """R{dL/dQ}, the directional derivative of the upstream gradient dL/dQ; its ``name`` is Q's name."""
+
+    def _sympystr(self, printer):
+        return f"R{{dL/d{self.name}}}"
 
 
 def shape_text(expr: Basic) -> str:

@@ -44,6 +44,11 @@ def load_network_file(path: Path) -> Example:
         raise NetworkFileError(f"{path}: it called exit({error.code!r}) instead of defining loss and wrt") from error
     except Exception as error:  # the user's code: report it in one line, whatever it raised
         raise NetworkFileError(f"{path}: running it failed with {type(error).__name__}: {error}") from error
+    layer_keys = [key for key in ("inputs", "params") if key in namespace]
+    if "loss" in namespace and "output" in namespace and layer_keys:
+        # both forms: derive would have to guess which one the author meant
+        raise NetworkFileError(f"{path} defines both a loss (loss, wrt) and a layer (output, "
+                               f"{', '.join(layer_keys)}); a network file defines one of them")
     if "output" in namespace and "loss" not in namespace:
         return _layer_file(path, namespace)
     missing = [key for key in ("loss", "wrt") if key not in namespace]

@@ -14,6 +14,7 @@ escaped text, so no symbol name can break a sheet or inject TeX into it.
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import ClassVar
 
 from sympy import (
@@ -32,7 +33,7 @@ from sympy import (
     sqrt,
 )
 from sympy import exp as sympy_exp
-from sympy.printing.latex import LatexPrinter
+from sympy.printing.latex import LatexPrinter, tex_greek_dictionary
 from sympy.printing.precedence import PRECEDENCE, precedence_traditional
 
 from ..core.activations import NormalCdf
@@ -52,9 +53,50 @@ _TEXT_ESCAPES = {
 }
 
 
+# Symbols people put in titles and names (``σ(X W) ⊙ M``) that pdflatex's text fonts lack: typeset in math.
+_UNICODE_MATH = {
+    "⊙": r"\odot", "⊘": r"\oslash", "⊗": r"\otimes", "∘": r"\circ", "×": r"\times", "·": r"\cdot",
+    "−": "-", "±": r"\pm", "≤": r"\leq", "≥": r"\geq", "≠": r"\neq", "≈": r"\approx", "→": r"\to",
+    "←": r"\leftarrow", "↦": r"\mapsto", "∂": r"\partial", "∇": r"\nabla", "∑": r"\sum", "∏": r"\prod",
+    "∈": r"\in", "∞": r"\infty", "√": r"\surd", "′": r"\prime", "…": r"\ldots", "ᵀ": r"^{\top}",
+    "⁻": "^{-}", "¹": "^{1}", "²": "^{2}", "³": "^{3}", "⁰": "^{0}", "ₙ": "_{n}", "ᵢ": "_{i}", "ⱼ": "_{j}",
+}
+# The last code point of Latin Extended-A: the letters pdflatex's T1 fonts and utf8 input know.
+_T1_LETTERS_END = 0x17F
+
+
+def _text_char(c: str) -> str:
+    if c in _TEXT_ESCAPES:
+        return _TEXT_ESCAPES[c]
+    if c in _UNICODE_MATH:
+        return rf"\ensuremath{{{_UNICODE_MATH[c]}}}"
+    if ord(c) <= _T1_LETTERS_END:
+        return c
+    greek = _greek(c)
+    # anything else would stop pdflatex ("Unicode character not set up"): its code point, visibly
+    return rf"\ensuremath{{{greek}}}" if greek else rf"\textsf{{[U+{ord(c):04X}]}}"
+
+
+def _greek(c: str) -> str | None:
+    """A Greek letter's math command (σ -> \\sigma, Σ -> \\Sigma, ς -> \\varsigma), or None."""
+    name = unicodedata.name(c, "")
+    match = re.fullmatch(r"GREEK (SMALL|CAPITAL) LETTER (FINAL )?([A-Z]+)", name)
+    if match is None or match[3].lower() not in _GREEK_LETTERS:
+        return None
+    letter = "varsigma" if match[2] else match[3].lower()
+    letter = letter if match[1] == "SMALL" else letter.capitalize()
+    return tex_greek_dictionary.get(letter, "\\" + letter)
+
+
+# The letters of the Greek alphabet as Unicode names them (lamda) and sympy's tex_greek_dictionary reads.
+_GREEK_LETTERS = {"alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "lamda",
+                  "mu", "nu", "xi", "omicron", "pi", "rho", "sigma", "tau", "upsilon", "phi", "chi", "psi", "omega"}
+
+
 def latex_text(text: str) -> str:
-    """``text`` with every LaTeX special character escaped, for text mode (titles, file names)."""
-    return "".join(_TEXT_ESCAPES.get(c, c) for c in str(text))
+    """``text`` for text mode (titles, file names): every LaTeX special character escaped, math symbols
+    and Greek letters typeset as math, any other character pdflatex cannot set shown as its code point."""
+    return "".join(_text_char(c) for c in str(text))
 
 
 def latex_name(name: str, printer: LatexPrinter | None = None) -> str:

@@ -249,6 +249,24 @@ def test_hostile_names_compile(name, tmp_path):
     assert "(/etc/passwd" not in log
 
 
+# Titles and names as people type them, with symbols pdflatex's text fonts lack: the text read back
+# from the PDF has each of ``shown``, and a character no font has is shown as its code point.
+UNICODE_TITLES = [
+    ("σ(X W) ⊙ M, λ ≤ 1", ["σ", "⊙", "λ", "≤"]),
+    ("ΣΔ of Wᵀ x²", ["Σ", "∆", "W", "x"]),
+    ("café, łódź and 中文 🙂", ["café", "łódź", "[U+4E2D]", "[U+1F642]"]),
+]
+
+
+@needs_tex
+@pytest.mark.parametrize(("title", "shown"), UNICODE_TITLES, ids=[row[0] for row in UNICODE_TITLES])
+def test_unicode_titles_and_names_compile(title, shown, tmp_path):
+    log, text = compile_tex(to_latex(hostile_derivation(title), title=title, dims={"N": 2}), tmp_path)
+    assert not re.search(r"^! ", log, re.MULTILINE)
+    for piece in shown:
+        assert piece in text, (piece, text[:400])
+
+
 # Drawn by the property tests: its closed forms in the network's symbols repeat the shared layers so
 # often that printing them (to find they do not fit on a line) took over 5 minutes; the sheet counts
 # their leaves first and prints only what can fit.
