@@ -1,20 +1,24 @@
 """``derive bench``: the generated NumPy step against PyTorch eager autograd and the matmul floor.
 
-One process measures, side by side and with the same thread count, for a 3-layer MLP with softmax
-cross-entropy (the built-in ``mlp3_<activation>`` examples):
+One process measures, side by side and on the same threads (:mod:`derive.bench.threads`), for a
+3-layer MLP with softmax cross-entropy (the built-in ``mlp3_<activation>`` examples):
 
 * ``derive``: ``loss_and_grads`` of the module :func:`derive.codegen.to_numpy` generates;
+* ``workspace``: the same step generated with ``workspace=True`` and given a ``Workspace``, so each
+  call writes into the previous call's arrays (a step called in a loop; its own row of the table);
 * ``torch``: the same network in PyTorch eager mode, forward then ``loss.backward()``;
 * ``floor``: the step's matrix products alone (3 forward, 5 backward), NumPy with preallocated
   ``out=`` buffers: no step that computes these gradients in closed form can be faster;
 * ``jax``: ``jax.jit(jax.value_and_grad(loss))`` of the same network, when JAX is installed.
 
-Each timing is the median of ``repeats`` runs after ``warmup`` runs, the three steps taking turns
-(one run of each per round) so that other load on the machine affects their ratios as little as it
-can. Memory is measured with tracemalloc (NumPy reports its buffers to it): the peak of the backward
-pass above what it starts with, next to the size of the activations the forward pass caches for it,
-and the peak of the whole step. Results go to ``results.md`` and ``results.json`` (and
-``results.png`` when matplotlib is installed).
+The steps take turns, one run of each per round, ``repeats`` rounds after ``warmup`` untimed ones, so
+that a change in the machine's load affects the runs of one round alike: each ratio is taken per round
+(derive's run over the floor's run of the same round) and reported as its median and its spread
+(min-max) over the rounds; times are medians. Memory is measured with tracemalloc (NumPy reports its
+buffers to it): the peak of the backward pass above what it starts with, next to the size of the
+activations the forward pass caches for it, and the peak of the whole step. Results go to
+``results.md`` and ``results.json`` (and ``results.png`` when matplotlib is installed); ``derive
+bench`` measures in a child process whose libraries load with the thread settings (``run_isolated``).
 """
 
 from __future__ import annotations
@@ -24,10 +28,10 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 import tracemalloc
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -38,9 +42,12 @@ from ..core.elementwise import activations
 from ..errors import DeriveError
 from ..examples import get
 from ..render.module import load_module, to_numpy
-from .profile import StatementTime, profile_markdown, profile_step
+from .profile import profile_step
+from .report import missed_targets, results_markdown, row_text, write_results
+from .threads import CHILD, blas_threads, in_effect, run_isolated, thread_count, thread_limiter
 
-__all__ = ["BenchConfig", "add_bench_arguments", "main_bench", "run_bench"]
+__all__ = ["BenchConfig", "add_bench_arguments", "blas_threads", "main_bench", "missed_targets", "paired_ratio",
+           "results_markdown", "run_bench", "thread_limiter"]
 
 # Targets from the brief: the generated step against torch eager and against the matmul floor.
 TARGET_VS_TORCH = 1.0
@@ -61,6 +68,7 @@ class BenchConfig:
     out: str = "output/bench"
     torch: bool = True
     jax: bool = True                                                # when JAX is installed
+    idle: str = "sleep"    # idle BLAS/OpenMP threads sleep ("spin": each library's default); derive bench only
 
 
 # The activations whose records name the PyTorch and JAX functions to compare with (and a built-in mlp3).
@@ -71,15 +79,18 @@ QUICK = {"n": 512, "widths": (256, 256, 256, 10), "repeats": 7, "warmup": 1}
 
 def interleaved_medians(steps: dict[str, Callable[[], object]], repeats: int, warmup: int) -> dict[str, list[float]]:
     """Run times of each step, taken in turns (one run of each per round) so that a change in the
-    machine's load during the measurement affects every step alike; ``warmup`` untimed rounds first."""
+    machine's load during the measurement affects every step alike; ``warmup`` untimed rounds first.
+    Each round starts one step later than the one before, so that no step always runs right after the
+    same other one (whose idle threads may still hold a core)."""
     for _ in range(warmup):
         for step in steps.values():
             step()
+    names = list(steps)
     times: dict[str, list[float]] = {name: [] for name in steps}
-    for _ in range(repeats):
-        for name, step in steps.items():
+    for round_ in range(repeats):
+        for name in names[round_ % len(names):] + names[:round_ % len(names)]:
             start = time.perf_counter()
-            step()
+            steps[name]()
             times[name].append(time.perf_counter() - start)
     return times
 
@@ -177,31 +188,6 @@ def _jax_version(threads: int, log: Callable[[str], None]) -> str | None:
     return jax.__version__
 
 
-@contextmanager
-def blas_threads(threads: int):
-    """NumPy's BLAS held to ``threads`` threads (with threadpoolctl) while the block runs; 0: as it is
-    (every core, or what OPENBLAS_NUM_THREADS and the like say)."""
-    limiter = thread_limiter(threads)
-    if limiter is None:
-        yield
-        return
-    with limiter(limits=threads, user_api="blas"):
-        yield
-
-
-def thread_limiter(threads: int):
-    """threadpoolctl's threadpool_limits, or a DeriveError saying how to install it; None when
-    ``threads`` needs no limit (0 or every CPU)."""
-    if threads in (0, os.cpu_count()):
-        return None
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        raise DeriveError(f"--threads {threads} limits NumPy's BLAS through threadpoolctl, which is not installed: "
-                          "pip install -e \".[bench]\"") from None
-    return threadpool_limits
-
-
 def peak_memory(step: Callable[[], object]) -> int:
     """Bytes allocated at the peak of one call, above what was allocated before it."""
     tracemalloc.start()
@@ -215,20 +201,44 @@ def peak_memory(step: Callable[[], object]) -> int:
     return peak - before
 
 
-def _threads(config: BenchConfig) -> int:
-    if config.threads:
-        return config.threads
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        if os.environ.get(var, "").isdigit():
-            return int(os.environ[var])
-    return os.cpu_count() or 1
-
-
 def run_bench(config: BenchConfig = BenchConfig(), log: Callable[[str], None] = print) -> dict:
     """Measure every (activation, dtype); write results.md/.json (and .png) under ``config.out``."""
-    threads = _threads(config)
+    threads = thread_count(config.threads)
     with blas_threads(config.threads):
         return _run_bench(config, threads, log)
+
+
+def paired_ratio(times: dict[str, list[float]], step: str, other: str) -> tuple[float | None, list[float] | None]:
+    """The median and [min, max] of ``step``'s run over ``other``'s run of the same round (None when
+    one of them was not measured): the rounds' load cancels within each ratio."""
+    if step not in times or other not in times:
+        return None, None
+    ratios = [mine / theirs for mine, theirs in zip(times[step], times[other])]
+    return statistics.median(ratios), [min(ratios), max(ratios)]
+
+
+def _ratios(times: dict[str, list[float]], step: str) -> dict:
+    """A row's ratios, each with its spread (``<key>_range``): ``step`` over the floor and torch, and
+    torch and JAX over the floor."""
+    row = {}
+    for key, (mine, theirs) in {"derive_over_floor": (step, "floor"), "derive_over_torch": (step, "torch"),
+                                "torch_over_floor": ("torch", "floor"), "jax_over_floor": ("jax", "floor")}.items():
+        row[key], row[f"{key}_range"] = paired_ratio(times, mine, theirs)
+    return row
+
+
+def _modules(config: BenchConfig, threads: int) -> dict:
+    """For each activation: (source, module, the module with a workspace), derived once."""
+    found = {}
+    for activation in config.activations:
+        g = get(f"mlp3_{activation}").derive()
+        source = to_numpy(g, f"mlp3_{activation}")
+        module, reusing = load_module(source, f"mlp3_{activation}"), load_module(
+            to_numpy(g, f"mlp3_{activation}", workspace=True), f"mlp3_{activation} workspace")
+        for m in (module, reusing):
+            m.THREADS = threads  # its elementwise helpers, like torch, on the same threads as BLAS
+        found[activation] = source, module, reusing
+    return found
 
 
 def _run_bench(config: BenchConfig, threads: int, log: Callable[[str], None]) -> dict:
@@ -243,52 +253,36 @@ def _run_bench(config: BenchConfig, threads: int, log: Callable[[str], None]) ->
     jax_version = _jax_version(threads, log) if config.jax else None
     rows = []
     load_before = os.getloadavg()[0]
-    sources = {a: to_numpy(get(f"mlp3_{a}").derive(), f"mlp3_{a}") for a in config.activations}
-    modules = {a: load_module(source, f"mlp3_{a}") for a, source in sources.items()}
-    for module in modules.values():
-        module.THREADS = threads  # its elementwise helpers, like torch, on the same threads as BLAS
+    modules = _modules(config, threads)
     for dtype in config.dtypes:
         params, batch = _data(config, dtype)
         for activation in config.activations:
-            module = modules[activation]
-
-            def step(module=module, params=params, batch=batch):
-                return module.loss_and_grads(params, batch)
-
-            steps = {"floor": floor_step(params, batch), "derive": step}
+            source, module, reusing = modules[activation]
+            workspace = reusing.Workspace()
+            step = partial(module.loss_and_grads, params, batch)
+            steps = {"floor": floor_step(params, batch), "derive": step,
+                     "workspace": partial(reusing.loss_and_grads, params, batch, workspace=workspace)}
             if torch_version:
                 steps["torch"] = torch_step(params, batch, activation)
             if jax_version:
                 steps["jax"] = jax_step(params, batch, activation)
             times = interleaved_medians(steps, config.repeats, config.warmup)
-            median = {name: statistics.median(runs) for name, runs in times.items()}
-            best = {name: min(runs) for name, runs in times.items()}
+            row = {"activation": activation, "dtype": dtype,
+                   **{f"{name}_s": statistics.median(times[name]) if name in times else None
+                      for name in ("derive", "torch", "jax", "floor")},
+                   **_ratios(times, "derive"), **_memory(module, step, params, batch)}
             loss, grads = step()
-            _, cache = module.forward(params, batch)
-            inputs = [*params.values(), *batch.values()]
-            cached = sum(v.nbytes for v in cache.values()
-                         if isinstance(v, np.ndarray) and not any(v is a for a in inputs))
-            row = {
-                "activation": activation, "dtype": dtype, "derive_s": median["derive"],
-                "torch_s": median.get("torch"), "jax_s": median.get("jax"), "floor_s": median["floor"],
-                "derive_over_floor": median["derive"] / median["floor"],
-                "derive_over_torch": median["derive"] / median["torch"] if "torch" in median else None,
-                "jax_over_floor": median["jax"] / median["floor"] if "jax" in median else None,
-                "torch_over_floor": median["torch"] / median["floor"] if "torch" in median else None,
-                "best_derive_over_floor": best["derive"] / best["floor"],
-                "best_derive_over_torch": best["derive"] / best["torch"] if "torch" in best else None,
-                "backward_peak_bytes": peak_memory(partial(module.backward, cache)),
-                "peak_bytes": peak_memory(step), "cached_bytes": cached,
-                "dtype_out": str(grads["W1"].dtype), "loss": float(loss), "runs_s": times,
-                "profile": [asdict(t) for t in profile_step(
-                    sources[activation], params, batch, repeats=config.repeats, warmup=config.warmup,
-                    configure=lambda namespace: namespace.update(THREADS=threads))],
-            }
+            row.update(dtype_out=str(grads["W1"].dtype), loss=float(loss), runs_s=times, profile=[
+                asdict(t) for t in profile_step(source, params, batch, repeats=config.repeats, warmup=config.warmup,
+                                                configure=lambda namespace: namespace.update(THREADS=threads))])
+            row["workspace"] = {"derive_s": statistics.median(times["workspace"]), **_ratios(times, "workspace"),
+                                **_memory(reusing, steps["workspace"], params, batch, workspace)}
             rows.append(row)
-            log(_row_text(row))
+            log(row_text(row))
+            log(row_text({**row, **row["workspace"]}, "workspace"))
     results = {
         "config": asdict(config), "threads": threads, "numpy": np.__version__, "torch": torch_version,
-        "jax": jax_version,
+        "jax": jax_version, "threads_in_effect": in_effect(threads, torch_version, jax_version),
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(), "cpus": os.cpu_count(),
         "load_average": [load_before, os.getloadavg()[0]],
         "targets": {"derive_over_torch": TARGET_VS_TORCH, "derive_over_floor": TARGET_VS_FLOOR,
@@ -298,112 +292,19 @@ def _run_bench(config: BenchConfig, threads: int, log: Callable[[str], None]) ->
     return results
 
 
-def _row_text(row: dict) -> str:
-    others = "".join(f"{name} {row[f'{name}_s'] * 1e3:8.1f} ms  " for name in ("torch", "jax") if row.get(f"{name}_s"))
-    ratio = f"derive/torch {row['derive_over_torch']:.2f}  " if row["derive_over_torch"] else ""
-    return (f"{row['activation']:>5} {row['dtype']}: derive {row['derive_s'] * 1e3:8.1f} ms  {others}"
-            f"floor {row['floor_s'] * 1e3:8.1f} ms  {ratio}derive/floor {row['derive_over_floor']:.2f}  "
-            f"backward {row['backward_peak_bytes'] / 2**20:.0f} MiB over a cache of {row['cached_bytes'] / 2**20:.0f} MiB")
-
-
-def _ms(seconds: float | None) -> str:
-    return f"{seconds * 1e3:.1f}" if seconds else "-"
-
-
-def _ratio(value: float | None) -> str:
-    return f"{value:.2f}" if value else "-"
-
-
-def missed_targets(row: dict, targets: dict) -> list[str]:
-    """The targets a row misses, as text ("derive/floor 1.31 > 1.15")."""
-    checks = [("derive/torch", row["derive_over_torch"], targets["derive_over_torch"]),
-              ("derive/floor", row["derive_over_floor"], targets["derive_over_floor"]),
-              ("backward memory / cache", row["backward_peak_bytes"] / row["cached_bytes"], targets["backward_over_cache"])]
-    return [f"{name} {value:.3f} > {target}" for name, value, target in checks if value is not None and value > target]
-
-
-def results_markdown(results: dict) -> str:
-    config = results["config"]
-    d, h, _, c = config["widths"]
-    cpus, load = results["cpus"], results["load_average"]
-    busy = load[0] >= 1  # before: afterwards the load is the benchmark's own threads
-    lines = [
-        "<!-- Generated by derive bench. Do not edit: re-run `derive bench` to regenerate. -->",
-        "# derive bench: generated NumPy step vs PyTorch eager vs the matmul floor",
-        "",
-        (f"MLP {d}-{h}-{h}-{c}, N = {config['n']}, softmax cross-entropy; median of {config['repeats']} runs "
-         f"after {config['warmup']} warm-up, the steps taking turns; {results['threads']} threads for NumPy "
-         f"(BLAS and derive's elementwise helpers), torch{' and JAX' if results.get('jax') else ''}; numpy "
-         f"{results['numpy']}, torch {results['torch'] or 'not measured'}, jax {results.get('jax') or 'not measured'}, "
-         f"{cpus} CPUs."),
-        "",
-        (f"Load average (1 min) {load[0]:.2f} before, {load[1]:.2f} after (its own threads): "
-         + ("other work kept a core busy the minute before, so the times are noisy; the ratios, measured "
-            "in turns, suffer less." if busy else "the machine was otherwise idle.")),
-        "",
-        ("| activation | dtype | floor (ms) | derive (ms) | torch eager (ms) | jax jit (ms) | derive/floor "
-         "| torch/floor | jax/floor | derive/torch | best runs: derive/floor | best runs: derive/torch "
-         "| backward peak (MiB) | cached activations (MiB) | backward / cache | whole step peak (MiB) |"),
-        "| --- | --- |" + " ---: |" * 14,
-    ]
-    for r in results["rows"]:
-        lines.append(
-            f"| {r['activation']} | {r['dtype']} | {_ms(r['floor_s'])} | {_ms(r['derive_s'])} | {_ms(r['torch_s'])} "
-            f"| {_ms(r.get('jax_s'))} | {_ratio(r['derive_over_floor'])} | {_ratio(r.get('torch_over_floor'))} "
-            f"| {_ratio(r.get('jax_over_floor'))} | {_ratio(r['derive_over_torch'])} "
-            f"| {_ratio(r['best_derive_over_floor'])} | {_ratio(r['best_derive_over_torch'])} "
-            f"| {r['backward_peak_bytes'] / 2**20:.1f} | {r['cached_bytes'] / 2**20:.1f} "
-            f"| {r['backward_peak_bytes'] / r['cached_bytes']:.2f} | {r['peak_bytes'] / 2**20:.1f} |")
-    targets = results["targets"]
-    missed = [(r, missed_targets(r, targets)) for r in results["rows"]]
-    missed = [f"{r['activation']} {r['dtype']} ({', '.join(m)})" for r, m in missed if m]
-    lines += ["", f"Targets: derive/torch <= {targets['derive_over_torch']}, derive/floor <= "
-              f"{targets['derive_over_floor']}, backward peak <= {targets['backward_over_cache']} x the cached "
-              "activations. " + ("All met." if not missed else "Missed: " + "; ".join(missed) + ".")]
-    return "\n".join(lines) + "\n"
-
-
-def profile_report(results: dict) -> str:
-    """Every row's generated step, statement by statement (derive.step_profile)."""
-    parts = ["<!-- Generated by derive bench. Do not edit: re-run `derive bench` to regenerate. -->",
-             "# Where the generated step spends its time", "",
-             ("Each statement of the generated forward and backward timed on its own (median of "
-              f"{results['config']['repeats']} steps), in the same process as results.md; statements under "
-              "0.5% of the step are left out."), ""]
-    for r in results["rows"]:
-        rows = [StatementTime(**t) for t in r["profile"]]
-        parts.append(profile_markdown(f"{r['activation']} {r['dtype']}", rows, r["floor_s"]))
-    return "\n".join(parts)
-
-
-def write_results(results: dict, out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    (out / "results.md").write_text(results_markdown(results))
-    (out / "profile.md").write_text(profile_report(results))
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return
-    rows = results["rows"]
-    labels = [f"{r['activation']}\n{r['dtype']}" for r in rows]
-    x = np.arange(len(rows))
-    fig, ax = plt.subplots(figsize=(7, 4))
-    bars = [(key, name) for key, name in (("floor_s", "matmul floor"), ("derive_s", "derive"),
-                                          ("torch_s", "torch eager"), ("jax_s", "jax jit")) if any(r.get(key) for r in rows)]
-    width = 0.8 / len(bars)
-    for k, (key, name) in enumerate(bars):
-        ax.bar(x + (k - (len(bars) - 1) / 2) * width, [(r.get(key) or 0) * 1e3 for r in rows], width, label=name)
-    ax.set_xticks(x, labels)
-    ax.set_ylabel("ms per step (median)")
-    config = results["config"]
-    ax.set_title(f"MLP {'-'.join(map(str, config['widths']))}, N = {config['n']}, {results['threads']} threads")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / "results.png", dpi=120)
-    plt.close(fig)
+def _memory(module, step: Callable[[], object], params: dict, batch: dict, workspace=None) -> dict:
+    """The backward pass's peak, the whole step's, and the activations the forward caches (the
+    inputs left out); with a workspace, once its arrays are made (the steady state of a loop)."""
+    if workspace is None:
+        _, cache = module.forward(params, batch)
+        backward = partial(module.backward, cache)
+    else:
+        step()
+        _, cache = module.forward(params, batch, workspace)
+        backward = partial(module.backward, cache, workspace)
+    inputs = [*params.values(), *batch.values()]
+    cached = sum(v.nbytes for v in cache.values() if isinstance(v, np.ndarray) and not any(v is a for a in inputs))
+    return {"backward_peak_bytes": peak_memory(backward), "peak_bytes": peak_memory(step), "cached_bytes": cached}
 
 
 # --- the command line hook (derive.cli adds the subcommand) ----------------------------------------
@@ -420,6 +321,9 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=0, help="threads for torch (default: NumPy's BLAS default)")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
     parser.add_argument("--no-jax", action="store_true", help="skip the JAX comparison (run when JAX is installed)")
+    parser.add_argument("--idle-threads", choices=["sleep", "spin"], default="sleep",
+                        help="idle BLAS and OpenMP threads of every contender sleep at once (default: "
+                        "OPENBLAS_THREAD_TIMEOUT=1, OMP_WAIT_POLICY=PASSIVE), or spin as each library does by default")
     parser.add_argument("--out", help="directory for results.md/.json/.png (default: OUTPUT_DIR/bench, "
                         "with derive's --output-dir, else output/bench)")
 
@@ -433,17 +337,33 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
     if values.get("repeats", 7) < 1 or values.get("n", 1) < 1:
         raise DeriveError("--repeats and --n must be positive")
     out = args.out or str(Path(getattr(args, "output_dir", None) or "output") / "bench")
-    return BenchConfig(**values, threads=args.threads, out=out, torch=not args.no_torch, jax=not args.no_jax)
+    return BenchConfig(**values, threads=args.threads, out=out, torch=not args.no_torch, jax=not args.no_jax,
+                       idle=getattr(args, "idle_threads", "sleep"))
 
 
 def main_bench(args: argparse.Namespace) -> int:
+    """``derive bench``: measured in a child process whose libraries load with the thread settings
+    (:func:`derive.bench.threads.run_isolated`), unless this process is that child."""
     config = config_from_args(args)
-    results = run_bench(config)
-    print(f"wrote {Path(config.out) / 'results.md'} and results.json")
-    return 0 if results["rows"] else 1
+    if os.environ.get(CHILD) == "1":
+        found = run_bench(config)["rows"]
+    else:
+        found = run_isolated(asdict(config), thread_count(config.threads)) == 0
+    if found:
+        print(f"wrote {Path(config.out) / 'results.md'} and results.json")
+    return 0 if found else 1
+
+
+def _isolated(config_json: str) -> int:
+    """The child process's bench: the configuration as main_bench passed it."""
+    values = json.loads(config_json)
+    config = BenchConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+    return 0 if run_bench(config)["rows"] else 1
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--isolated-config"]:
+        raise SystemExit(_isolated(sys.argv[2]))
     parser = argparse.ArgumentParser(prog="derive bench", description=__doc__.splitlines()[0])
     add_bench_arguments(parser)
     raise SystemExit(main_bench(parser.parse_args()))

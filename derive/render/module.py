@@ -21,7 +21,7 @@ import re
 import traceback
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from sympy import (
@@ -50,6 +50,7 @@ from .identifiers import Identifiers, safe_comment
 from .numpy import DeriveNumPyPrinter
 from .templates import render as render_template
 from .text import text
+from .workspace import with_workspace
 
 __all__ = ["ModulePlan", "Statement", "load_module", "to_numpy", "verify_module"]
 
@@ -64,6 +65,8 @@ FD_ROUNDING = 16
 # ... and of the generated forward's loss against derive.truth's evaluation of the declared loss: the
 # stable forms (logaddexp, tanh for sigmoid) and the textbook ones agree to rounding.
 LOSS_TOLERANCE = 1e-9
+# ... and of the step given a workspace against the step without: the same operations into other arrays.
+WORKSPACE_TOLERANCE = 1e-12
 
 # example_inputs draws each matrix from the loss's domain (derive.truth.Draw): NumPy source of
 # {rows} and {cols}, and how it was drawn, for the line's comment.
@@ -119,15 +122,23 @@ class ModulePlan:
     helpers: list[str] = field(default_factory=list)
     imports_scipy: bool = False
     threads: bool = False                 # blockwise helpers: THREADS, BLOCK and a thread pool
+    workspace: bool = False               # forward and backward take workspace= (derive.render.workspace)
 
 
-def to_numpy(g: Derivation, name: str, *, dims: Mapping | None = None, verify: bool = True) -> str:
+def to_numpy(g: Derivation, name: str, *, dims: Mapping | None = None, verify: bool = True,
+             workspace: bool = False) -> str:
     """The source of a NumPy module computing the loss and the gradients of ``g``, checked first.
 
     ``name`` names the network in the module's header. ``dims`` sets the sizes example_inputs uses by
     default (``{N: 2, "D": 3}``); the others get small distinct sizes. With ``verify`` (the default)
     the module is imported from the string and its gradients compared with central finite
     differences at random float64 points: a relative error over 1e-6 raises CodegenError.
+
+    With ``workspace`` the module also has a ``Workspace`` class, and ``forward``, ``backward`` and
+    ``loss_and_grads`` take ``workspace=``: a call given one writes its arrays into those of the
+    previous call given it (for a step called in a loop), so its results alias that call's and are
+    overwritten by the next. The verification then also runs the step twice with a workspace and
+    requires the results of the step without one.
     """
     if not isinstance(g, Derivation):
         raise CodegenError(f"to_numpy expects a Derivation from derive.gradients, got {type(g).__name__}")
@@ -135,10 +146,20 @@ def to_numpy(g: Derivation, name: str, *, dims: Mapping | None = None, verify: b
         raise CodegenError(f"{name} is a layer (derive.vjp): write its module with derive.to_numpy, which "
                            "dispatches to derive.render.layer_numpy")
     plan = plan_module(g, name, dims or {})
+    if workspace:
+        plan = reusing_buffers(plan)
     source = render(plan)
     if verify:
         verify_module(source, name, loss=g.loss)
     return source
+
+
+def reusing_buffers(plan: ModulePlan) -> ModulePlan:
+    """The plan with a workspace: forward's and backward's fresh arrays written into reused buffers."""
+    def into(statement: Statement, code: str) -> Statement:
+        return replace(statement, code=code)
+    return replace(plan, forward=with_workspace(plan.forward, into), backward=with_workspace(plan.backward, into),
+                   helpers=[*plan.helpers, runtime.source("Workspace")], workspace=True)
 
 
 # --- planning: every expression printed to a string ------------------------------------------------
@@ -376,13 +397,28 @@ def verify_module(source: str, name: str, *, points: int = 2, seed: int = 0, los
                            + traceback.format_exc(limit=1)) from error
     truth = Program([loss], module.DEFAULT_DIMS) if loss is not None else None
     rng = np.random.default_rng(seed)
+    workspace = module.Workspace() if hasattr(module, "Workspace") else None
     worst = 0.0
     for _ in range(points):
         params, batch = module.example_inputs(rng)
         worst = max(worst, _check_point(module, name, params, batch))
         if truth is not None:
             _check_loss(module, name, truth, params, batch)
+        if workspace is not None:  # from the second point on, into the first one's arrays
+            _check_workspace(module, name, workspace, params, batch)
     return worst
+
+
+def _check_workspace(module, name: str, workspace, params: dict, batch: dict) -> None:
+    """The step given the workspace gives what it gives without one (checked above), to rounding."""
+    loss, grads = module.loss_and_grads(params, batch)
+    reused_loss, reused = module.loss_and_grads(params, batch, workspace=workspace)
+    for key, expected, found in [("the loss", loss, reused_loss), *((f"d{k}", grads[k], reused[k]) for k in grads)]:
+        expected, found = np.asarray(expected), np.asarray(found)
+        scale = max(float(np.max(np.abs(expected), initial=0)), 1e-300)
+        if found.shape != expected.shape or not np.max(np.abs(found - expected), initial=0) <= WORKSPACE_TOLERANCE * scale:
+            raise CodegenError(f"the generated step of {name} given a workspace gives {key} unlike the step without "
+                               f"one: {found!r} against {expected!r}")
 
 
 def _check_loss(module, name: str, truth: Program, params: dict, batch: dict) -> None:

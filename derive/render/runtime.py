@@ -21,7 +21,7 @@ import numpy as np
 
 from .erf import _erf_regions, _erfc_tail, _in_chunks, _polynomial, _select, _workspace, erf, erfc, ndtr
 
-__all__ = ["HELPERS", "NEEDS", "closure", "source"]
+__all__ = ["HELPERS", "NEEDS", "Workspace", "closure", "source"]
 
 # What the generated module's header sets when it uses the blockwise helpers (its template).
 THREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -101,9 +101,12 @@ def _pool():
     return pool
 
 
-def gelu(z):
-    """z Phi(z), Phi the standard normal distribution function (the exact GELU), block by block."""
-    return blockwise(_gelu_block, np.empty_like(z, dtype=np.result_type(z, np.float32)), z)
+def gelu(z, out=None):
+    """z Phi(z), Phi the standard normal distribution function (the exact GELU), block by block; into
+    out when given (an array of z's shape, not z itself)."""
+    if out is None:
+        out = np.empty_like(z, dtype=np.result_type(z, np.float32))
+    return blockwise(_gelu_block, out, z)
 
 
 def _gelu_block(out, z):
@@ -152,6 +155,29 @@ def _z_density(z):
     return density
 
 
+class Workspace:
+    """The arrays a step reuses from call to call: ``loss_and_grads(params, batch, workspace=ws)`` writes
+    its activations and gradients into the arrays the previous call with ws made, instead of new ones
+    (on big layers a fresh array costs its page faults, as much as a pass of arithmetic over it). So the
+    results of a call with ws, its gradients and its cache, ALIAS the arrays of the previous call and are
+    overwritten by the next one: copy what you keep. A function's arrays are made again when its inputs'
+    shapes or dtypes change. One workspace per thread: two steps at once would write the same arrays."""
+
+    def __init__(self):
+        self.parts = {}  # function -> (its inputs' shapes and dtypes, {target: its array})
+
+    def part(self, function, *inputs):
+        """The arrays of ``function`` (a dict, target name -> array, that the function fills on its first
+        call) for these inputs (dicts of arrays and sizes): empty when their shapes or dtypes changed.
+        Keyed by the function itself: a workspace handed to two modules gives each arrays of its own."""
+        signature = tuple((key, np.shape(value), getattr(value, "dtype", type(value))) for values in inputs
+                          for key, value in values.items())
+        known = self.parts.get(function)
+        if known is None or known[0] != signature:
+            known = self.parts[function] = (signature, {})
+        return known[1]
+
+
 # --- what a generated module copies ----------------------------------------------------------------
 
 # Each helper with the private functions it calls, in the order the module holds them.
@@ -167,6 +193,7 @@ HELPERS = {
     "ndtr": (ndtr,),
     "_erf_regions": (_erf_regions, _erfc_tail, _polynomial, _select, _in_chunks, _workspace),
     "gelu": (gelu, _gelu_block),
+    "Workspace": (Workspace,),
     "gelu_prime": (gelu_prime, _gelu_prime_block, _times_gelu_prime_block, _times_gelu_prime_of_value_block,
                    _z_density),
 }

@@ -6,11 +6,13 @@ import argparse
 import json
 import os
 import sys
+from functools import partial
 
 import numpy as np
 import pytest
 
 from derive.bench import step as bench
+from derive.bench.threads import thread_count
 from derive.errors import DeriveError
 
 TINY = {"n": 64, "widths": (16, 12, 12, 5), "repeats": 1, "warmup": 0}
@@ -143,3 +145,66 @@ def test_derivation_table_times_the_numeric_check_on_and_off():
     assert all(r["derive_s"] > 0 and r["derive_unchecked_s"] > 0 for r in rows)
     header = derivation_bench.report(rows).splitlines()[0]
     assert "checked" in header and "check=False" in header
+
+
+def test_a_ratio_is_taken_round_by_round_and_reported_with_its_spread():
+    # rounds of (2, 1), (5, 10), (1, 3) ms: the rounds' ratios 0.5, 2, 3, though the medians' ratio is 1.5
+    times = {"derive": [1.0, 10.0, 3.0], "floor": [2.0, 5.0, 1.0]}
+    assert bench.paired_ratio(times, "derive", "floor") == (2.0, [0.5, 3.0])
+    assert bench.paired_ratio(times, "derive", "torch") == (None, None)
+
+
+@pytest.fixture(scope="module")
+def rounds(tmp_path_factory):
+    out = tmp_path_factory.mktemp("rounds")
+    config = bench.BenchConfig(n=1024, widths=(16, 64, 64, 5), repeats=5, warmup=1, activations=("gelu",),
+                               dtypes=("float64",), out=str(out), torch=False, jax=False)
+    return bench.run_bench(config, log=lambda line: None), out
+
+
+def test_every_row_and_its_workspace_row_report_median_and_spread_of_the_rounds(rounds):
+    found, out = rounds
+    (row,) = found["rows"]
+    runs = row["runs_s"]
+    assert set(runs) == {"floor", "derive", "workspace"} and all(len(r) == 5 for r in runs.values())
+    for step, measured in (("derive", row), ("workspace", row["workspace"])):
+        ratios = sorted(mine / floor for mine, floor in zip(runs[step], runs["floor"]))
+        assert measured["derive_over_floor"] == pytest.approx(ratios[2])
+        assert measured["derive_over_floor_range"] == pytest.approx([ratios[0], ratios[-1]])
+        assert measured["derive_s"] == pytest.approx(sorted(runs[step])[2])
+    # given a workspace, the backward pass reuses its arrays: it allocates less than a fresh one
+    assert row["workspace"]["backward_peak_bytes"] < row["backward_peak_bytes"]
+    table = (out / "results.md").read_text()
+    low, high = row["workspace"]["derive_over_floor_range"]
+    assert "| gelu, workspace | float64 |" in table
+    assert f"{row['workspace']['derive_over_floor']:.2f} ({low:.2f}-{high:.2f})" in table
+    assert "Threads, alike for every contender: " in table
+
+
+@pytest.mark.parametrize(("idle", "expected"), [("sleep", {"OPENBLAS_THREAD_TIMEOUT": "1", "OMP_WAIT_POLICY": "PASSIVE"}),
+                                                ("spin", {"OPENBLAS_THREAD_TIMEOUT": None, "OMP_WAIT_POLICY": None})])
+def test_derive_bench_measures_in_a_child_started_with_the_thread_settings(idle, expected, tmp_path, monkeypatch):
+    monkeypatch.delenv("DERIVE_BENCH_ISOLATED", raising=False)
+    monkeypatch.setenv("OPENBLAS_THREAD_TIMEOUT", "7")  # this process's own: the child's are the bench's
+    parser = argparse.ArgumentParser()
+    bench.add_bench_arguments(parser)
+    args = parser.parse_args(["--n", "32", "--widths", "8", "6", "6", "3", "--repeats", "1", "--activations", "relu",
+                              "--dtypes", "float64", "--no-torch", "--no-jax", "--idle-threads", idle,
+                              "--out", str(tmp_path)])
+    assert bench.main_bench(args) == 0
+    found = json.loads((tmp_path / "results.json").read_text())
+    settings, threads = found["threads_in_effect"], found["threads"]
+    assert settings["isolated"] and threads == thread_count(0)  # every core, unless OPENBLAS_NUM_THREADS says
+    assert {var: settings["environment"][var] for var in expected} == expected
+    assert all(settings["environment"][var] == str(threads)
+               for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"))
+    if settings["pools"] is not None:  # what the libraries themselves say (threadpoolctl)
+        assert settings["pools"] and all(pool["threads"] == threads for pool in settings["pools"])
+    assert ("idle threads sleep at once" in (tmp_path / "results.md").read_text()) == (idle == "sleep")
+
+
+def test_the_steps_take_turns_each_round_starting_one_step_later():
+    order = []
+    times = bench.interleaved_medians({name: partial(order.append, name) for name in "abc"}, repeats=3, warmup=1)
+    assert "".join(order) == "abc" + "abc" + "bca" + "cab"  # the warm-up round, then the timed rounds
+    assert all(len(runs) == 3 and min(runs) >= 0 for runs in times.values())
