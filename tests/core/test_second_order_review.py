@@ -8,6 +8,8 @@ the torch function is the truth. derive's closed forms are evaluated by the test
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from sympy import (
@@ -15,6 +17,7 @@ from sympy import (
     Determinant,
     HadamardPower,
     Inverse,
+    MatMul,
     Matrix,
     MatrixSymbol,
     OneMatrix,
@@ -28,7 +31,8 @@ from sympy import (
 
 import derive
 from derive import bce, cross_entropy, elu, leaky_relu, log_softmax, mse, sigmoid, softmax, tanh
-from derive.errors import InvalidParameter, ShapeError
+from derive.core.rules import RULES, is_zero
+from derive.errors import GradientMismatch, InvalidParameter, ShapeError
 
 from ..evaluator import evaluate
 
@@ -241,3 +245,43 @@ def test_the_hessian_equals_torch_func_hessian(loss, param, loss_of):
         torch.tensor(values[param.name]).ravel()).numpy()
     got = np.broadcast_to(np.asarray(evaluate(hessian, values, DIMS), dtype=float), truth.shape)
     np.testing.assert_allclose(got, truth, rtol=1e-9, atol=1e-12)
+
+
+# --- a wrong tangent rule is refused by the built-in check -----------------------------------------
+
+def _first_term_only(node, out, tangents):   # the product rule losing every moving factor but the first
+    from derive.core.algebra import mat_mul
+    k = next(k for k, d in enumerate(tangents) if not is_zero(d))
+    return mat_mul(*node.args[:k], tangents[k], *node.args[k + 1:])
+
+
+def _no_curvature(node, out, tangents):      # d f(A) = dA: f' taken for 1
+    return tangents[0]
+
+
+def _uncentred_softmax(node, out, tangents):  # d softmax(Z) = softmax(Z) ⊙ dZ, the centring lost
+    from derive.core.algebra import hadamard
+    return hadamard(out, tangents[0])
+
+
+def _exponent_lost(node, out, tangents):      # d(A^p) = A^(p-1) ⊙ dA, the factor p lost
+    from derive.core.algebra import hadamard, hadamard_power
+    return hadamard(hadamard_power(node.args[0], node.args[1] - 1), tangents[0])
+
+
+# (id, the operation whose tangent rule is broken, the broken rule, a loss that needs it, wrt)
+MUTATIONS = [
+    ("product rule of a parameter used twice", MatMul, _first_term_only, mse(tanh(X * W) * W.T, X), [W]),
+    ("tanh' taken for 1", type(tanh(X)), _no_curvature, mse(tanh(Z), T), [W, b]),
+    ("softmax uncentred", softmax, _uncentred_softmax, mse(softmax(Z, axis=0), T), [W, b]),
+    ("Hadamard power's p lost", HadamardPower, _exponent_lost, mse(HadamardPower(P, Rational(3, 2)), R), [P]),
+]
+
+
+@pytest.mark.parametrize(("operation", "broken", "loss", "wrt"), [m[1:] for m in MUTATIONS], ids=[m[0] for m in MUTATIONS])
+def test_a_wrong_tangent_rule_is_refused(monkeypatch, operation, broken, loss, wrt):
+    g = derive.gradients(loss, wrt)   # first order untouched: the gradients are right
+    rule = next(RULES[cls] for cls in operation.__mro__ if cls in RULES)   # tanh's is the elementwise rule
+    monkeypatch.setitem(RULES, operation, replace(rule, tangent=broken))
+    with pytest.raises(GradientMismatch, match="the HVP's component for .* is wrong"):
+        g.hvp({p: MatrixSymbol(f"V_{p.name}", *p.shape) for p in wrt})
