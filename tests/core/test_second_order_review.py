@@ -217,6 +217,7 @@ Xc, Wc, bc, Tc = MatrixSymbol("Xc", D, N), MatrixSymbol("Wc", H, D), MatrixSymbo
 HESSIANS = [
     ("a 1 x 1 parameter used as a scalar", mse(tanh(t[0, 0] * P), R), t, lambda m: _mse(torch.tanh(m["t"][0, 0] * m["P"]), m["R"])),
     ("a 1 x 1 parameter in scalar functions", (t * t)[0, 0] * exp(t[0, 0]), t, lambda m: m["t"][0, 0] ** 2 * torch.exp(m["t"][0, 0])),
+    ("a 1 x 1 parameter's matrix power", (t ** 3)[0, 0] + (t * t)[0, 0], t, lambda m: m["t"][0, 0] ** 3 + m["t"][0, 0] ** 2),
     ("a 1 x 1 bias spread by ones", mse(tanh(P + ones * t * OneMatrix(1, D)), R), t, lambda m: _mse(torch.tanh(m["P"] + m["t"]), m["R"])),
     ("a column bias b 1^T, examples in columns", mse(tanh(Wc * Xc + bc * OneMatrix(1, N)), Tc, examples="columns"), bc,
      lambda m: ((torch.tanh(m["Wc"] @ m["Xc"] + m["bc"]) - m["Tc"]) ** 2).sum() / n),
