@@ -383,8 +383,7 @@ class Derivation:
         With ``check`` the closed forms are compared with mixed second differences of the loss
         (:func:`derive.core.truth.second.check_hvp`) before they are returned.
         """
-        taken = {m.name for m in self.graph.order if isinstance(m, MatrixSymbol)} | {p.name for p in self.params}
-        moving = check_directions(directions, self._param, taken)
+        moving = check_directions(directions, self._param, self._taken_names)
         gradients = {p: (self.compact(p) if p in self.graph.depends else None) for p in self.params}
         result = tangent_pass(self.bindings, gradients, self.closed_names, moving)
         self.hvps.append(result)
@@ -392,6 +391,19 @@ class Derivation:
             self.hvp_check = check_hvp(self.loss, self.params, moving, result.compact,
                                        self.bindings + result.bindings, seed=seed)
         return result
+
+    @cached_property
+    def _taken_names(self) -> set[str]:
+        """Names a direction may not take: the network's matrices and the derivation's named quantities
+        (``Z_1``, whose tangent R{Z_1} and gradient dL/dZ_1 the steps and generated code name after it)."""
+        return ({m.name for m in self.graph.order if isinstance(m, MatrixSymbol)} | {p.name for p in self.params}
+                | {symbol.name for symbol, _ in self.bindings})
+
+    def _direction_for(self, param) -> MatrixSymbol:
+        """A direction for ``param`` named apart from the derivation's names: V_W (or V_W_0 ...)."""
+        name = next(n for n in (f"V_{param.name}", *(f"V_{param.name}_{k}" for k in range(99)))
+                    if n not in self._taken_names)
+        return MatrixSymbol(name, *param.shape)
 
     def hessian(self, param, *, check: bool = True) -> Basic:
         """The n x n closed form of d^2 L / dx dx^T for a vector parameter x (n x 1 or 1 x n), read off
@@ -401,9 +413,7 @@ class Derivation:
             raise ShapeError(f"hessian: {param.name} is a {param.shape[0]} x {param.shape[1]} matrix; its Hessian would "
                              f"be a 4-index tensor. Use g.hvp({{{param.name}: V}}) with V a {param.shape[0]} x "
                              f"{param.shape[1]} MatrixSymbol for its product with a direction")
-        taken = {m.name for m in self.graph.order if isinstance(m, MatrixSymbol)}
-        name = next(n for n in (f"V_{param.name}", *(f"V_{param.name}_{k}" for k in range(99))) if n not in taken)
-        direction = MatrixSymbol(name, *param.shape)
+        direction = self._direction_for(param)
         hessian = read_off(self.hvp({param: direction}, check=check)[param], direction)
         if check:   # the matrix read off, against the loss's second differences in its own right
             product = mat_mul(hessian, direction) if param.shape[1] == 1 else mat_mul(direction, hessian)
@@ -460,9 +470,7 @@ class Derivation:
         return tuple(first + second)
 
     def _fresh_directions(self) -> dict:
-        taken = {m.name for m in self.graph.order if isinstance(m, MatrixSymbol)}
-        return {p: MatrixSymbol(next(n for n in (f"V_{p.name}", *(f"V_{p.name}_{k}" for k in range(99)))
-                                     if n not in taken), *p.shape) for p in self.params}
+        return {p: self._direction_for(p) for p in self.params}
 
     def _verify_hvp(self, hvp: Hvp, param, dims, constraints, points, seed, symbolic, tolerance) -> Verification:
         check_expansion_size(self.root, dims)

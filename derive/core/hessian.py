@@ -5,7 +5,8 @@ V replaced by the identity, read through each operation on V's path: a product `
 columns ``A E(e_k)``; a Hadamard product with a constant column c, ``c ⊙ E(V)``, has ``(c 1^T) ⊙ E(e_k)``
 (so logistic regression's Hessian comes out as ``X^T ((p ⊙ (1 - p)) 1^T ⊙ X) / N``, never
 ``diag(p ⊙ (1 - p))``); a scalar ``s(V)`` times a column c has the columns ``c s(e_k)``. A 1 x n
-parameter is read by rows the same way. A form met on V's path that is neither raises, naming it.
+parameter is read by rows the same way, and a 1 x 1 parameter's Hessian is its HVP at V = 1. A form met
+on V's path that is none of these raises, naming it.
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ from sympy import (
     MatrixExpr,
     Mul,
     OneMatrix,
+    S,
     Transpose,
     ZeroMatrix,
 )
 from sympy.matrices.expressions.matexpr import MatrixElement
 
 from ..errors import UnsupportedOperation
-from .algebra import hadamard, mat_add, mat_mul, split_scalar, transpose
+from .algebra import hadamard, mat_add, mat_mul, split_scalar, substitute, transpose
 
 __all__ = ["read_off"]
 
@@ -36,6 +38,10 @@ def read_off(hvp: Basic, direction: Basic) -> Basic:
     reader = _Reader(direction)
     if isinstance(hvp, ZeroMatrix):   # the loss is linear in the parameter
         return ZeroMatrix(reader.n, reader.n)
+    if direction.shape == (1, 1):
+        # linear in the scalar V, the HVP at V = 1 is the 1 x 1 Hessian, whatever its form (t[0, 0] * A
+        # and exp(t[0, 0]) put V in scalar entries and explicit matrices, which the readers do not take)
+        return substitute(hvp.xreplace({MatrixElement(direction, 0, 0): S.One}), {direction: Identity(1)})
     return reader.columns(hvp) if direction.shape[1] == 1 else reader.rows(hvp)
 
 

@@ -148,8 +148,14 @@ def _needed(steps: list[TangentStep], results: list[Basic]) -> list[TangentStep]
 
 def check_directions(directions: Mapping, params, taken: set[str]) -> dict[MatrixSymbol, MatrixSymbol]:
     """``{param: direction}`` with every direction a MatrixSymbol of its parameter's shape, named apart
-    from the network's matrices; ``params`` maps a given key to the parameter (it raises for an unknown one)."""
+    from the network's matrices and the derivation's names (``taken``); ``params`` maps a given key to the
+    parameter (it raises for an unknown one). One direction may serve several parameters of its shape
+    (the stacked direction (V, V)), but two different matrices may not share a name."""
+    if not isinstance(directions, Mapping):
+        raise InvalidParameter(f"hvp: directions must be a mapping {{param: V}} from parameters to MatrixSymbols of "
+                               f"their shapes, not a {type(directions).__name__}")
     checked: dict[MatrixSymbol, MatrixSymbol] = {}
+    named: dict[str, tuple[MatrixSymbol, MatrixSymbol]] = {}   # a direction's name -> (it, its first parameter)
     for key, direction in directions.items():
         param = params(key)
         if not isinstance(direction, MatrixSymbol):
@@ -160,8 +166,14 @@ def check_directions(directions: Mapping, params, taken: set[str]) -> dict[Matri
                              f"{param.name} is {shape_text(param)}")
         if direction.name in taken:
             raise InvalidParameter(f"hvp: the direction for {param.name} is named {direction.name}, already the name "
-                                   "of a matrix of the network; give it a name of its own")
+                                   "of a matrix of the network or of a quantity of its derivation; give it a name of "
+                                   "its own")
         if param in checked:
             raise InvalidParameter(f"hvp: {param.name} is given two directions")
+        first = named.setdefault(direction.name, (direction, param))
+        if first[0] != direction:   # evaluated by name, the two would be one matrix of two shapes
+            raise InvalidParameter(f"hvp: the directions for {first[1].name} and {param.name} are both named "
+                                   f"{direction.name} but are different matrices ({shape_text(first[0])} and "
+                                   f"{shape_text(direction)}); give each its own name")
         checked[param] = direction
     return checked

@@ -47,7 +47,7 @@ def check_hvp(loss: Basic, params: Sequence[MatrixSymbol], directions: Mapping[M
         base = _scalar_loss(loss_program.run(values)[0])
         if not math.isfinite(base):
             continue
-        moving = {p: rng.standard_normal(loss_program.shape(p)) for p in directions}
+        moving = _draw_directions(directions, loss_program, rng)
         point = dict(values, **{directions[p].name: v for p, v in moving.items()})
         hvps = _closed_values(closed_program.run(point), params, loss_program)
         if not all(np.all(np.isfinite(h)) for h in hvps.values()):
@@ -68,6 +68,16 @@ def check_hvp(loss: Basic, params: Sequence[MatrixSymbol], directions: Mapping[M
     raise DeriveError(f"the second differences of the loss {loss} did not settle at any of {ATTEMPTS} random points "
                       f"({_dims_text(dims)}), or the loss or the HVP was not finite there: a kink at every point, "
                       "or a loss too steep to difference; pass check=False to skip the numeric check")
+
+
+def _draw_directions(directions, program, rng) -> dict:
+    """A value for each direction symbol, drawn once: parameters given one direction move together
+    (the closed form reads one V for them all)."""
+    drawn: dict = {}
+    for param, direction in directions.items():
+        if direction not in drawn:
+            drawn[direction] = rng.standard_normal(program.shape(param))
+    return {param: drawn[direction] for param, direction in directions.items()}
 
 
 def _compare(program, values, moving, hvps, base, rng, dims):
