@@ -356,7 +356,8 @@ def cmd_bench(args) -> int:
 
 
 def bench_layers(args) -> int:
-    """``derive bench --layers``: the layers table (output/bench/layers.md and layers.json)."""
+    """``derive bench --layers``: the layers table (output/bench/layers.md and layers.json) and the profile
+    of the layers that missed their target (layers_profile.md)."""
     from .bench import layers as layers_bench
     sizes = {"n": 512, "width": 256} if args.quick else {"n": args.n or 4096, "width": 1024}
     rows = layers_bench.run_layers(**sizes, repeats=args.repeats or 5)
@@ -366,6 +367,9 @@ def bench_layers(args) -> int:
     write_atomic(output_path(out, "layers", ".md"), f"<!-- {GENERATED_MARK} (derive bench --layers); do not edit -->\n"
                  f"{table}\n", force=args.force)
     write_atomic(output_path(out, "layers", ".json"), layers_bench.layers_json(rows), force=True)
+    # the layers that missed their time target, statement by statement beside eager's kernels
+    write_atomic(output_path(out, "layers_profile", ".md"), f"<!-- {GENERATED_MARK} (derive bench --layers); do "
+                 f"not edit -->\n{layers_bench.profile_report(rows)}", force=args.force)
     return 0
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import statistics
 from collections.abc import Callable
+from dataclasses import asdict
 
 from ..errors import DeriveError
 from ..examples.attention_head import attention_head
@@ -28,9 +29,11 @@ from ..examples.layer_norm import layer_norm
 from ..examples.residual_mlp import residual_mlp
 from ..render.frameworks import to_torch
 from ..render.module import load_module
+from .layer_profile import profile_layer
+from .profile import StatementTime, profile_markdown
 from .step import interleaved_medians
 
-__all__ = ["layers_json", "layers_markdown", "run_layers", "saved_bytes"]
+__all__ = ["eager_kernels", "layers_json", "layers_markdown", "profile_report", "run_layers", "saved_bytes"]
 
 # Targets from the issue: at most eager autograd's time, and less saved memory for these layers.
 TARGET_VS_EAGER = 1.0
@@ -74,7 +77,9 @@ def saved_bytes(torch, step: Callable[[], object]) -> int:
 
 
 def run_layers(n: int = 4096, width: int = 1024, repeats: int = 5, warmup: int = 1, compile_: bool = True,
-               log: Callable[[str], None] = print) -> list[dict]:
+               log: Callable[[str], None] = print, profile: str = "missed") -> list[dict]:
+    """The layers table's rows; ``profile``: the layers whose generated step is profiled statement by
+    statement (with eager autograd's kernels beside it), "missed" (those slower than eager), "all" or "none"."""
     try:
         import torch
     except ImportError as error:
@@ -82,7 +87,8 @@ def run_layers(n: int = 4096, width: int = 1024, repeats: int = 5, warmup: int =
     rows = []
     for name, build in _builders(width).items():
         layer = build().derive()
-        module = load_module(to_torch(layer, name, verify=False))   # the tests verify these at small sizes
+        source = to_torch(layer, name, verify=False)   # the tests verify these at small sizes
+        module = load_module(source)
         sizes = {"N": n, "D": width}
         generator = torch.Generator().manual_seed(0)
         args, upstream = module.example_inputs(generator, dims=sizes, dtype=torch.float32)
@@ -112,6 +118,9 @@ def run_layers(n: int = 4096, width: int = 1024, repeats: int = 5, warmup: int =
                "eager_saved": saved_bytes(torch, lambda plain=plain, args=args, keys=module.ARGS:
                                           plain(**dict(zip(keys, args)))),
                "compiled_note": compiled_note}
+        if profile == "all" or (profile == "missed" and times["derive"] > TARGET_VS_EAGER * times["eager"]):
+            row["profile"] = [asdict(t) for t in profile_layer(source, args, upstream, repeats=repeats, warmup=warmup)]
+            row["eager_kernels"] = eager_kernels(torch, eager_step, repeats)
         rows.append(row)
         log(f"{name}: derive {times['derive'] * 1e3:.1f} ms, eager {times['eager'] * 1e3:.1f} ms, saved "
             f"{row['derive_saved'] / 2**20:.1f} MiB against {row['eager_saved'] / 2**20:.1f} MiB")
@@ -145,6 +154,43 @@ def layers_markdown(rows: list[dict]) -> str:
         lines.append(f"Batch {rows[0]['n']} x width {rows[0]['width']}, float32, median of the runs.")
     lines.append("Targets missed: " + ("; ".join(missed) if missed else "none"))
     return "\n".join(lines)
+
+
+def eager_kernels(torch, step: Callable[[], None], repeats: int) -> list[tuple[str, float, int]]:
+    """(aten operator, seconds per step, calls per step) of eager autograd's step, slowest first, from
+    torch.profiler: the kernels derive's statements are measured against."""
+    step()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        for _ in range(repeats):
+            step()
+    events = [e for e in prof.key_averages() if e.key.startswith("aten::") and e.self_cpu_time_total > 0]
+    return [(e.key, e.self_cpu_time_total / 1e6 / repeats, e.count // repeats)
+            for e in sorted(events, key=lambda e: -e.self_cpu_time_total)]
+
+
+def profile_report(rows: list[dict], threshold: float = 0.01) -> str:
+    """The profiled rows: derive's statements (bench.profile's table) and eager's kernels, side by side."""
+    parts = ["# Where the generated torch layers spend their time", "",
+             ("Each statement of the generated `_forward` and `_backward` timed between two clock readings "
+              "(median of the runs; torch on the CPU runs synchronously), beside eager autograd's aten "
+              "kernels (torch.profiler, self time per step). Measured in the run of layers.md."), ""]
+    for row in rows:
+        if "profile" not in row:
+            continue
+        statements = [StatementTime(**t) for t in row["profile"]]
+        title = (f"{row['layer']}: derive {row['derive_s'] * 1e3:.1f} ms, eager {row['eager_s'] * 1e3:.1f} ms "
+                 f"({row['derive_s'] / row['eager_s']:.2f} x)")
+        parts.append(profile_markdown(title, statements, threshold=threshold))
+        kernels = row["eager_kernels"]
+        total = sum(seconds for _, seconds, _ in kernels) or 1e-12
+        parts += [f"Eager autograd's kernels, {total * 1e3:.1f} ms of self time:", "",
+                  "| kernel | calls | ms | share |", "| --- | ---: | ---: | ---: |"]
+        parts += [f"| `{key}` | {calls} | {seconds * 1e3:.1f} | {seconds / total:.0%} |"
+                  for key, seconds, calls in kernels if seconds >= threshold * total]
+        parts.append("")
+    if len(parts) == 5:
+        parts.append("Every layer met its time target; none was profiled.")
+    return "\n".join(parts) + "\n"
 
 
 def layers_json(rows: list[dict]) -> str:

@@ -26,13 +26,15 @@ class StatementTime:
 
 
 class _Clocked(ast.NodeTransformer):
-    """Puts ``_tick(k)`` after statement k of forward and backward, ``_start()`` before the first."""
+    """Puts ``_tick(k)`` after statement k of the functions named (forward and backward), ``_start()``
+    before the first."""
 
-    def __init__(self):
+    def __init__(self, functions: tuple[str, ...] = ("forward", "backward")):
         self.statements: list[tuple[str, ast.stmt]] = []
+        self.functions = functions
 
     def visit_FunctionDef(self, node: ast.FunctionDef):
-        if node.name not in ("forward", "backward"):
+        if node.name not in self.functions:
             return node
         body = [self._call("_start")]
         for statement in node.body:

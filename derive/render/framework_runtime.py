@@ -1,6 +1,7 @@
 """The helpers of generated torch and JAX modules, as real Python (copied with :func:`inspect.getsource`,
 as :mod:`.runtime` is for NumPy): the target check of a cross-entropy declared with
-``targets_sum_to_one=True``. The JAX one can only look at concrete values: under ``jax.jit`` the
+``targets_sum_to_one=True``, the torch Function's check of its arguments' shapes, and torch's
+gradcheck tolerance (the module's own check and :func:`derive.to_torch`'s read the same one). The JAX one can only look at concrete values: under ``jax.jit`` the
 targets are traced and the check is skipped (the module's docstring says so)."""
 
 from __future__ import annotations
@@ -20,6 +21,31 @@ def torch_check_targets(y, axis, name):
                          f"but example {first} sums to {float(totals[first])!r}")
 
 
+def torch_gradcheck_atol(output, step):
+    """gradcheck's absolute tolerance at the output ``output`` and the difference step ``step``: its
+    differences carry about 16 eps |Y| / step of rounding (a loss of 1500 rounds a zero gradient's
+    difference to 3e-7), and it is never under 1e-7."""
+    eps = torch.finfo(output.dtype).eps  # noqa: F821 (the generated module imports torch)
+    return max(1e-7, 16 * eps * float(output.detach().abs().max()) / step)
+
+
+def torch_check_shapes(tensors):
+    """Refuse arguments whose shapes do not fit the declared ones (ARGS, SHAPES: a size by its name, or
+    a number), naming the argument and both shapes; each named size is read off its first argument."""
+    sizes = {}
+    for name, tensor, declared in zip(ARGS, tensors, SHAPES):  # noqa: F821 (the generated module's own)
+        actual = tuple(tensor.shape)
+        expected = tuple(sizes.get(d, d) if isinstance(d, str) else d for d in declared)
+        if len(actual) != len(declared) or any(isinstance(e, int) and a != e for a, e in zip(actual, expected)):
+            written = " x ".join("?" if d is None else str(d) for d in declared)
+            known = " x ".join("?" if e is None else str(e) for e in expected)
+            raise ValueError(f"the argument {name} has shape {' x '.join(map(str, actual))}, but it is declared "
+                             f"{written}" + (f" (here {known})" if known != written else ""))
+        for d, a in zip(declared, actual):
+            if isinstance(d, str):
+                sizes.setdefault(d, a)
+
+
 def jax_check_targets(y, axis, name):
     """Refuse concrete targets y unless each example's target sums to 1 (traced targets: skipped)."""
     if isinstance(y, jax.core.Tracer):  # noqa: F821 (the generated module imports jax)
@@ -31,8 +57,11 @@ def jax_check_targets(y, axis, name):
                          f"but example {int(bad[0])} sums to {float(totals[bad[0]])!r}")
 
 
+HELPERS = {("torch", "check_targets"): torch_check_targets, ("jax", "check_targets"): jax_check_targets,
+           ("torch", "gradcheck_atol"): torch_gradcheck_atol, ("torch", "check_shapes"): torch_check_shapes}
+
+
 def source(framework: str, name: str) -> str:
     """The helper ``name`` of ``framework``'s modules, named as the generated code calls it."""
-    function = {"torch": torch_check_targets, "jax": jax_check_targets}[framework]
-    assert name == "check_targets"
+    function = HELPERS[(framework, name)]
     return inspect.getsource(function).replace(function.__name__, name, 1).rstrip("\n")

@@ -70,7 +70,9 @@ def _torch_example(symbol: MatrixSymbol, printer, draw: Draw) -> Input:
 
 
 def _helpers(printer, framework: str) -> list[str]:
-    return [framework_runtime.source(framework, h) for h in sorted(printer.helpers) if h == "check_targets"]
+    torch_only = ["check_shapes", "gradcheck_atol"] if framework == "torch" else []
+    wanted = sorted(h for h in printer.helpers if h == "check_targets") + torch_only
+    return [framework_runtime.source(framework, h) for h in wanted]
 
 
 def to_torch(g: Derivation, name: str, *, dims: Mapping | None = None, verify: bool = True) -> str:
@@ -79,7 +81,7 @@ def to_torch(g: Derivation, name: str, *, dims: Mapping | None = None, verify: b
     plan, printer = plan_layer(g, name, lambda ids, definitions: DeriveTorchPrinter(ids, definitions, dtype="dtype"),
                                dims or {}, _torch_example)
     plan.helpers = _helpers(printer, "torch")
-    _module_arguments(plan)
+    _module_arguments(plan, g)
     source = render_template("torch.py.j2", plan=plan)
     if verify:
         verify_torch_module(source, name, g)
@@ -99,8 +101,14 @@ def to_jax(g: Derivation, name: str, *, dims: Mapping | None = None, verify: boo
     return source
 
 
-def _module_arguments(plan: LayerPlan) -> None:
+def _declared_shape(symbol: MatrixSymbol) -> tuple:
+    """An argument's shape for the module's check: each size a number or its name (None: an expression)."""
+    return tuple(int(d) if d.is_Integer else str(d) if d.is_Symbol else None for d in symbol.shape)
+
+
+def _module_arguments(plan: LayerPlan, g: Derivation) -> None:
     """What torch's Module passes to Function in ARGS order: a parameter it holds, or an input."""
+    plan.extra["shapes"] = repr(tuple(_declared_shape(s) for s in _arguments(g)))
     plan.extra["call"] = [f"self.{a.local}" if a.key in plan.params else a.local for a in plan.args]
     plan.extra["inputs"] = [a.local for a in plan.args if a.key not in plan.params]
     plan.extra["param_args"] = [a for a in plan.args if a.key in plan.params]
@@ -142,11 +150,11 @@ def verify_torch_module(source: str, name: str, g: Derivation, *, seed: int = 0)
     check_output(name, output.detach().numpy(), _truth(g, module.DEFAULT_DIMS),
                  {s.name: a.numpy() for s, a in zip(symbols, args)})
     wrt = [a.detach().clone().requires_grad_(s in g.params) for s, a in zip(symbols, args)]
-    # gradcheck's differences carry about eps |Y| / GRADCHECK_STEP of rounding (as to_numpy's check
-    # allows for): a loss of 1500 rounds a zero gradient's difference to 3e-7
-    rounding = numpy_module.FD_ROUNDING * np.finfo(float).eps * float(output.detach().abs().max()) / GRADCHECK_STEP
+    # the module's own tolerance (its check_gradients reads it too): gradcheck's differences carry about
+    # eps |Y| / GRADCHECK_STEP of rounding, as to_numpy's check allows for
     try:
-        torch.autograd.gradcheck(module.Function.apply, wrt, eps=GRADCHECK_STEP, atol=max(1e-7, rounding), rtol=1e-6)
+        torch.autograd.gradcheck(module.Function.apply, wrt, eps=GRADCHECK_STEP,
+                                 atol=module.gradcheck_atol(output, GRADCHECK_STEP), rtol=1e-6)
     except Exception as error:
         raise CodegenError(f"the generated torch backward of {name} fails torch.autograd.gradcheck: "
                            f"{str(error).splitlines()[0] if str(error) else type(error).__name__}") from error

@@ -22,6 +22,7 @@ RESERVED = {
     # the layer modules' own (NumPy, torch, JAX): their imports, arguments and locals beside the user's
     "torch", "jax", "jnp", "ctx", "self", "device", "generator", "saved", "values", "residuals", "sizes",
     "size", "args", "output", "fn", "vjp", "Function", "Module", "ARGS", "UPSTREAM", "parameters",
+    "check_shapes", "gradcheck_atol",
 }
 
 _UNSAFE = re.compile(r"[^0-9A-Za-z_]")

@@ -112,8 +112,15 @@ class DeriveJaxPrinter(DeriveTorchPrinter):
         code = super()._print_Function(expr)
         return code.replace("torch.as_tensor(", "jnp.asarray(")
 
+    # torch's kernels of a slope times G, softmax's backward and addcmul: XLA fuses the formula itself
     def _print_HadamardProduct(self, expr):
-        return super(DeriveTorchPrinter, self)._print_HadamardProduct(expr)   # XLA fuses the slope itself
+        return super(DeriveTorchPrinter, self)._print_HadamardProduct(expr)
+
+    def _print_MatAdd(self, expr):
+        return super(DeriveTorchPrinter, self)._print_MatAdd(expr)
+
+    def times_in_place(self, target, factor):
+        return None   # immutable arrays
 
     def _print_Indicator(self, expr):
         return f"jnp.heaviside({self._print(expr.args[0])}, 0.0)"

@@ -22,6 +22,7 @@ from ..core.truth import Draw, domain
 from . import module as numpy_module
 from .identifiers import Identifiers, safe_comment
 from .module import Input, Statement, safe_docstring
+from .reuse import share_products
 
 __all__ = ["LayerPlan", "plan_layer"]
 
@@ -78,6 +79,10 @@ def plan_layer(g: Derivation, name: str, make_printer: Callable, dims: Mapping,
     backward, grads = numpy_module._backward(g, printer, ids)
     backward = [s for s in backward if not (s.op == "=" and s.target == s.code)]   # dY = dY
     forward = _live(forward, [output, *(s.code for s in backward)])
+    # after _live, so that a product of the unread display names is not bound; forward and backward
+    # apart, for the backward sees of the forward only what it saves
+    forward, backward = (share_products(statements, printer.products, lambda base: ids("value", base))
+                         for statements in (forward, backward))
     code = " ".join(s.code for s in [*forward, *backward]) + " " + output
     batch_first = [s for s in args if s not in g.params] + [s for s in args if s in g.params]
     dim_lines = [numpy_module._bind_dim(d, batch_first, printer) for d in dim_symbols

@@ -60,10 +60,17 @@ def combined(layouts) -> Layout:
 
 
 class Operand:
-    """A printed factor of a matrix chain: its declared shape, its layout, whether it is a ones-matrix."""
+    """A printed factor of a matrix chain: its declared shape, its layout, whether it is a ones-matrix,
+    and for a product ``left @ right`` its two sides."""
 
-    def __init__(self, code: str, rows, cols, layout: Layout = FULL, ones: bool = False, atomic: bool = True):
+    def __init__(self, code: str, rows, cols, layout: Layout = FULL, ones: bool = False, atomic: bool = True,
+                 parts: tuple[Operand, Operand] | None = None):
         self.code, self.rows, self.cols, self.layout, self.ones, self.atomic = code, rows, cols, layout, ones, atomic
+        self.parts = parts   # the two sides, for a product printed as left @ right
+
+    @property
+    def area(self) -> int:
+        return size(self.rows) * size(self.cols)
 
     def wrapped(self) -> str:
         return self.code if self.atomic else f"({self.code})"

@@ -82,6 +82,7 @@ class DeriveNumPyPrinter(NumPyPrinter):
         self.uses_dtype = False
         self._layouts: dict[Basic, Layout] = {}   # the printed matrices that are not at their declared shape
         self._readers: list[bool] = []            # whether each node being printed reads its operands' layouts
+        self.products: dict[str, str] = {}   # each matrix product printed -> its shape, for a comment
 
     # --- layouts -----------------------------------------------------------------------------
 
@@ -253,7 +254,13 @@ class DeriveNumPyPrinter(NumPyPrinter):
             eye = self._print(identity)
             code = eye if coeff == 1 else f"{self._scalar(coeff)} * {eye}"
             return self._laid_out(expr, code, self.layout(identity))
+        if coeff not in (1, -1) and len(matrices) == 1 and isinstance(matrices[0], HadamardProduct):
+            folded = self._scaled_factor(coeff, matrices[0])
+            if folded is not None:
+                return self._laid_out(expr, self._print(folded), self.layout(folded))
         product = self._chain([self._operand(m) for m in matrices])
+        if coeff not in (1, -1) and product.parts is not None:
+            product, coeff = self._scaled_side(coeff, product)
         if coeff == 1:
             code = product.code
         elif coeff == -1:
@@ -261,6 +268,26 @@ class DeriveNumPyPrinter(NumPyPrinter):
         else:
             code = f"{self._scalar(coeff)} * {product.wrapped()}"
         return self._laid_out(expr, code, product.layout)
+
+    def _scaled_side(self, coeff, product: Operand) -> tuple[Operand, object]:
+        """``c (L @ R)`` as ``(c L) @ R`` (or ``L @ (c R)``) where that side is smaller: one pass over
+        Q = X Wq, not over the N x N scores; the outermost product's sides, so that the products inside
+        them can be shared with other statements. (product, the coefficient left to apply)."""
+        left, right = product.parts
+        side = min((left, right), key=lambda o: o.area)
+        if side.ones or side.area >= product.area:
+            return product, coeff
+        scaled = Operand(f"{self._scalar(coeff)} * {side.wrapped()}", side.rows, side.cols, side.layout, atomic=False)
+        return self._pair(scaled, right)[1] if side is left else self._pair(left, scaled)[1], 1
+
+    def _scaled_factor(self, coeff, product: HadamardProduct):
+        """``c (A ⊙ b)`` as ``A ⊙ (c b)`` for a factor b printed as a row or column, where A is full: one
+        pass over the full array fewer. None where there is no such pair."""
+        layouts = [self.layout_of(a) for a in product.args]
+        small = [k for k, lay in enumerate(layouts) if not lay.full and not isinstance(product.args[k], OneMatrix)]
+        if not small or all(not lay.full for lay in layouts):
+            return None
+        return HadamardProduct(*(MatMul(coeff, a) if k == small[0] else a for k, a in enumerate(product.args)))
 
     def _scalar(self, coeff) -> str:
         code = self._print(coeff)
@@ -323,8 +350,11 @@ class DeriveNumPyPrinter(NumPyPrinter):
         if inner != 1 and right.layout.rows:
             code = f"{left.wrapped()}.sum(axis=1, keepdims=True) * {right.wrapped()}"
             return cost, Operand(code, rows, cols, Layout.of((rows, cols), *outer), atomic=False)
-        return cost, Operand(f"{left.wrapped()} @ {right.wrapped()}", rows, cols, Layout.of((rows, cols), *outer),
-                              atomic=False)
+        code = f"{left.wrapped()} @ {right.wrapped()}"
+        layout = Layout.of((rows, cols), *outer)
+        held = ", held as one row" if layout.rows else ", held as one column" if layout.cols else ""
+        self.products[code] = f"{self._print(rows)} x {self._print(cols)}{held}"
+        return cost, Operand(code, rows, cols, layout, atomic=False, parts=(left, right))
 
     def _sum_rows(self, operand: Operand) -> tuple[str, Layout, bool]:
         """The column sums of ``operand`` as a row: (code, its layout, atomic)."""

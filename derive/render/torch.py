@@ -10,13 +10,14 @@ torch form is refused, never approximated).
 
 from __future__ import annotations
 
-from sympy import HadamardProduct, Identity, MatrixSymbol, OneMatrix, ZeroMatrix
+from sympy import HadamardProduct, Identity, MatAdd, MatrixSymbol, OneMatrix, ZeroMatrix, sympify
 
-from ..core.activations import gelu
 from ..core.elementwise import Elementwise, record_of, scalar_record
+from ..core.rules import softmax_rule
+from ..core.softmax import softmax
 from ..errors import CodegenError
-from .layout import FULL, Layout
-from .numpy import DeriveNumPyPrinter
+from .layout import FULL, Layout, combined
+from .numpy import DeriveNumPyPrinter, _split_coeff
 
 __all__ = ["TORCH_FORMS", "DeriveTorchPrinter"]
 
@@ -38,6 +39,21 @@ TORCH_FORMS = {
     "exp": ("torch.exp({a})", "torch.exp({a})"),
     "log": ("torch.log({a})", "(1 / {a})"),
 }
+
+
+# activation name -> (torch's kernel of G times its slope, of {g} and {a}; what {a} is): "argument", the
+# activation's input A (or, for relu, its cached output, which is positive exactly where A is);
+# "output", the cached output f(A), in which the derivation writes the slope
+SLOPE_KERNELS = {
+    "gelu": ("torch.ops.aten.gelu_backward({g}, {a})", "argument"),
+    "relu": ("torch.ops.aten.threshold_backward({g}, {a}, 0)", "argument"),
+    "sigmoid": ("torch.ops.aten.sigmoid_backward({g}, {a})", "output"),
+    "tanh": ("torch.ops.aten.tanh_backward({g}, {a})", "output"),
+}
+
+
+def _product(factors: list):
+    return factors[0] if len(factors) == 1 else HadamardProduct(*factors)
 
 
 class DeriveTorchPrinter(DeriveNumPyPrinter):
@@ -141,19 +157,81 @@ class DeriveTorchPrinter(DeriveNumPyPrinter):
         return mask
 
     def _print_HadamardProduct(self, expr):
-        # G ⊙ gelu'(A) in one pass with torch's kernel of that very product (aten's gelu_backward, the
-        # exact GELU's slope times G; no autograd): the formula printed instead takes six passes
-        slopes = [a for a in expr.args if isinstance(a, Elementwise) and record_of(type(a)) == (gelu.record, True)]
-        if len(slopes) == 1 and len(expr.args) > 1:
-            others = [a for a in expr.args if a is not slopes[0]]
-            rest = others[0] if len(others) == 1 else HadamardProduct(*others)
-            if self.layout_of(rest).full and self.layout_of(slopes[0].arg).full:
-                code = f"torch.ops.aten.gelu_backward({self._print(rest)}, {self._print(slopes[0].arg)})"
-                return self._laid_out(expr, code, FULL)
+        softmax_backward = self._softmax_backward(expr)
+        if softmax_backward is not None:
+            return self._laid_out(expr, softmax_backward, FULL)
+        kernel = self._slope_kernel(list(expr.args))
+        if kernel is not None:
+            form, rest = kernel
+            if self.layout_of(rest).full:
+                return self._laid_out(expr, form.format(g=self._print(rest)), FULL)
         return super()._print_HadamardProduct(expr)
 
+    def _print_MatAdd(self, expr):
+        # R + c (A ⊙ B) in one pass with torch.addcmul, where the formula takes three (a layer norm's
+        # dC = G ⊙ gamma ⊙ r + 2 (dH ⊙ C)): the product and its scaling are not made as arrays
+        for k, term in enumerate(expr.args):
+            coeff, rest = _split_coeff(term)
+            if not isinstance(rest, HadamardProduct) or len(rest.args) != 2 or not sympify(coeff).is_number:
+                continue
+            if self._slope_kernel(list(rest.args)) is not None or self._softmax_backward(rest) is not None:
+                continue   # a kernel of torch's own does this product in one pass already
+            others = expr.args[:k] + expr.args[k + 1:]
+            base = others[0] if len(others) == 1 else MatAdd(*others)
+            factors = [self._wrap(a) for a in rest.args]
+            layout = combined([self.layout_of(base), *(self.layout(a) for a in rest.args)])
+            if not self.layout(base).full and not layout.full:
+                continue   # an addcmul of a row and a row is no pass saved; keep the formula's layout
+            value = "" if coeff == 1 else f", value={self._scalar(coeff)}"
+            return self._laid_out(expr, f"torch.addcmul({self._print(base)}, {factors[0]}, {factors[1]}{value})", layout)
+        return super()._print_MatAdd(expr)
+
+    def _softmax_backward(self, expr) -> str | None:
+        """P ⊙ (G - (G ⊙ P) 1 1^T), softmax's rule at P = softmax(S), by torch's kernel of it: two
+        passes over the N x N scores where the formula takes four. Recognised by building the rule's
+        own result from the factors and comparing (so only that very form is)."""
+        for symbol, definition in self.definitions.items():
+            if not isinstance(definition, softmax) or symbol not in expr.args or len(expr.args) != 2:
+                continue
+            centred = expr.args[1] if expr.args[0] == symbol else expr.args[0]
+            for upstream in centred.args if isinstance(centred, MatAdd) else ():
+                if softmax_rule(definition, symbol, upstream)[0] == expr and self.layout_of(upstream).full:
+                    return (f"torch._softmax_backward_data({self._print(upstream)}, {self._print(symbol)}, "
+                            f"{definition.axis}, {self._print(upstream)}.dtype)")
+        return None
+
+    def _slope_kernel(self, factors: list):
+        """(form of {g}, the other factors) where ``factors`` hold an activation's slope that one of
+        torch's own backward kernels multiplies by in one pass (:data:`SLOPE_KERNELS`, no autograd):
+        the slope as the derivation wrote it (gelu'(A), relu'(A), or in the cached output, sigmoid's
+        S ⊙ (1 - S) and tanh's 1 - T^2 as their records' derivatives give them) read off the factors."""
+        for k, factor in enumerate(factors):
+            if isinstance(factor, Elementwise) and record_of(type(factor))[1]:
+                name = record_of(type(factor))[0].name
+                value = self._cached_value(factor) if name == "relu" else None
+                argument = factor.arg if value is None else None
+                if name in SLOPE_KERNELS and SLOPE_KERNELS[name][1] == "argument" and len(factors) > 1 and (
+                        argument is None or self.layout_of(argument).full):
+                    operand = value if value is not None else self._print(argument)
+                    return SLOPE_KERNELS[name][0].format(g="{g}", a=operand), _product(factors[:k] + factors[k + 1:])
+        for symbol, definition in self.definitions.items():
+            if not isinstance(definition, Elementwise) or record_of(type(definition))[1]:
+                continue
+            name = definition.record.name
+            if name not in SLOPE_KERNELS or SLOPE_KERNELS[name][1] != "output":
+                continue
+            slope = definition.derivative(symbol)
+            parts = list(slope.args) if isinstance(slope, HadamardProduct) else [slope]
+            rest = list(factors)
+            if all(part in rest and not rest.remove(part) for part in parts) and rest:
+                return SLOPE_KERNELS[name][0].format(g="{g}", a=self._print(symbol)), _product(rest)
+        return None
+
     def times_in_place(self, target, factor):
-        return None   # the NumPy helpers that multiply in place have no torch counterpart here
+        # the NumPy helpers that multiply in place have no torch counterpart; torch's backward kernels
+        # multiply by an activation's slope in one pass, into a new array (the mask takes three)
+        kernel = self._slope_kernel([factor, MatrixSymbol(target, *factor.shape)])
+        return None if kernel is None else ("=", kernel[0].format(g=target))
 
     def _print_Function(self, expr):
         record = scalar_record(type(expr))

@@ -232,3 +232,56 @@ def test_targets_declared_to_sum_to_one_are_checked(modules):
     args, _ = module.example_inputs(torch.Generator().manual_seed(0))
     with pytest.raises(ValueError, match="declared to sum to 1"):
         module.Function.apply(*[2 * a if k == "y" else a for k, a in zip(module.ARGS, args)])
+
+
+# torch's own kernels that the printer uses for a slope times G, softmax's backward and R + c A ⊙ B: the
+# layers above match autograd of the independent layers with them; these rows make sure they are used
+KERNELS = {
+    "layer_gelu_dense": ["torch.ops.aten.gelu_backward(dY, Z)"],
+    "layer_gated_unit": ["torch.ops.aten.tanh_backward(dT, T)", "torch.ops.aten.sigmoid_backward(dG, G)"],
+    "layer_residual_mlp": ["torch.ops.aten.threshold_backward(dZ, H, 0)"],
+    "layer_attention_head": ["torch._softmax_backward_data(dP, P, 1, dP.dtype)"],
+    "layer_norm": ["torch.addcmul("],
+}
+
+
+@pytest.mark.parametrize("name", list(KERNELS))
+def test_the_backward_uses_torchs_kernels(name):
+    source = derive.to_torch(LAYERS[name].derive(), name, verify=False)
+    backward = source[source.index("def _backward"):source.index("class Function")]
+    for kernel in KERNELS[name]:
+        assert kernel in backward
+
+
+@pytest.mark.parametrize("name, key, shape, message", [
+    ("layer_norm", "gamma", (1, 4), "the argument gamma has shape 1 x 4, but it is declared 1 x D (here 1 x 3)"),
+    ("layer_norm", "X", (5,), "the argument X has shape 5, but it is declared N x D"),
+    ("layer_gelu_dense", "W", (2, 4), "the argument W has shape 2 x 4, but it is declared 3 x 4"),
+])
+def test_arguments_of_the_wrong_shape_are_refused_by_name(name, key, shape, message, modules):
+    module = modules[name]
+    args, _ = module.example_inputs(torch.Generator().manual_seed(0), dims={"N": 5, "D": 3})
+    wrong = [torch.zeros(shape, dtype=torch.float64) if k == key else a for k, a in zip(module.ARGS, args)]
+    with pytest.raises(ValueError) as caught:
+        module.Function.apply(*wrong)
+    assert str(caught.value) == message
+    assert module.Function.apply(*args).shape[0] == 5   # the right shapes, at another batch size, pass
+
+
+def test_the_modules_own_check_allows_for_a_large_output():
+    namespace = LARGE_OUTPUT.build()
+    g = derive.gradients(namespace["loss"], namespace["wrt"], names=namespace["names"])
+    assert load_module(derive.to_torch(g, "drawn")).check_gradients()
+
+
+def test_the_modules_own_check_refuses_a_wrong_backward_at_a_large_output(monkeypatch):
+    from sympy import MatrixSymbol, Symbol
+
+    from derive.render.torch import TORCH_FORMS, DeriveTorchPrinter
+    wrong = {**TORCH_FORMS, "leaky_relu": (TORCH_FORMS["leaky_relu"][0], "torch.where({a} > 0, 1.0, 2.0)")}
+    monkeypatch.setattr(DeriveTorchPrinter, "forms", wrong)
+    N = Symbol("N", integer=True, positive=True)
+    X, W = MatrixSymbol("X", N, 3), MatrixSymbol("W", 3, 2)
+    source = derive.to_torch(derive.vjp(1000 * derive.leaky_relu(X * W, alpha=0.5), [X], [W]), "wrong", verify=False)
+    with pytest.raises(RuntimeError, match="Jacobian mismatch"):   # gradcheck's GradcheckError
+        load_module(source).check_gradients()
