@@ -19,7 +19,6 @@ from __future__ import annotations
 import ast
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from itertools import pairwise
 
 from .module import Statement
 
@@ -97,10 +96,20 @@ def _largest_shared(lines: list[_Line], shape_of: Mapping[str, str]):
 
 
 def _owners(lines: list[_Line]) -> set[int]:
-    """The statements whose array the next statement updates in place (``dU = H.T @ dZ; dU += b``):
-    their product is theirs, never a shared array that the update would change under its other readers."""
-    return {k for k, (line, after) in enumerate(pairwise(lines))
-            if line.original.op == "=" and after.original.op != "=" and after.original.target == line.original.target}
+    """The statements whose array a later statement updates in place before it is rebound
+    (``dU = H.T @ dZ; ...; dU += b``): their product is theirs, never a shared array that the update
+    would change under its other readers. Read by target, not by position: a shared product bound
+    between the two lines must not make the first one look free."""
+    owners, pending = set(), {}
+    for k, line in enumerate(lines):
+        target, op = line.original.target, line.original.op
+        if not target:
+            continue
+        if op != "=" and target in pending:
+            owners.add(pending.pop(target))
+        elif op == "=":
+            pending[target] = k
+    return owners
 
 
 def _write(statement: Statement, tree, versions: dict[str, int], aliases: dict[str, str]) -> None:

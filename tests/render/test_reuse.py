@@ -65,6 +65,12 @@ CASES = {
     "rebound between": (["x = A @ B", "A = C", "y = A @ B"], 2, ["x", "y"]),
     # an array finished in place is its own: sharing it would change the other readers' value
     "finished in place": (["u = A @ B", "u += C", "v = A @ B", "w = 2 * (A @ B)"], 2, ["u", "v", "w"]),
+    # each finished in place after a statement that reads the product again: once a shared name is bound
+    # between u's two lines, u must still own its product (a drawn network's backward aliased it)
+    "finished in place, read in the update": (["u = A @ B", "u += (A @ B).sum(axis=1, keepdims=True)",
+                                               "v = A @ B", "v += (A @ B).sum(axis=1, keepdims=True)",
+                                               "w = A @ B", "w += (A @ B).sum(axis=1, keepdims=True)"],
+                                              4, ["u", "v", "w"]),
 }
 
 
