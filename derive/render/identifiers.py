@@ -59,6 +59,11 @@ class Identifiers:
             self._by_key[key] = self._fresh(kind, str(name))
         return self._by_key[key]
 
+    def fresh(self, name: str) -> str:
+        """An identifier made from ``name`` that no one has yet, every call a new one (a product bound
+        by render/reuse.py: two products may read alike, ``W @ A`` and ``W @ A.sum(...)``)."""
+        return self._fresh("value", str(name))
+
     def alias(self, kind: str, name: str, identifier: str) -> None:
         """Print ``name`` of ``kind`` as the identifier another name already has (a layer's dL/dY is
         its upstream gradient G)."""

@@ -81,7 +81,7 @@ def plan_layer(g: Derivation, name: str, make_printer: Callable, dims: Mapping,
     forward = _live(forward, [output, *(s.code for s in backward)])
     # after _live, so that a product of the unread display names is not bound; forward and backward
     # apart, for the backward sees of the forward only what it saves
-    forward, backward = (share_products(statements, printer.products, lambda base: ids("value", base))
+    forward, backward = (share_products(statements, printer.products, ids.fresh)
                          for statements in (forward, backward))
     code = " ".join(s.code for s in [*forward, *backward]) + " " + output
     batch_first = [s for s in args if s not in g.params] + [s for s in args if s in g.params]

@@ -79,6 +79,8 @@ EXAMPLE_DRAWS = {
                    "I + E, |E_ij| < 1/(2n): det > 0, condition number < 3"),
     "invertible positive": ("np.eye({rows}) + rng.uniform(0.05, 0.5, size=({rows}, {cols})) / {n}",
                             "I + E, 0 < E_ij < 1/(2n): positive entries, det > 0, condition number < 3"),
+    "nonzero": ("rng.choice([-1.0, 1.0], size=({rows}, {cols})) * rng.uniform(0.5, 1.5, size=({rows}, {cols}))",
+                "a divisor: 0.5 < |x| < 1.5"),
 }
 
 

@@ -125,3 +125,12 @@ def test_no_layer_backward_computes_a_product_twice(name):
                                  reference, upstream)
     for key, a, b in zip(module.ARGS, ours, theirs):
         assert torch.allclose(a, b, rtol=1e-9, atol=1e-11), key
+
+
+def test_products_that_read_alike_get_identifiers_of_their_own():
+    """A layer module's shared products are named by what they read: ``W @ A`` and ``W @ A.sum(...)`` read
+    alike, and one identifier for both computed the second with the first's value."""
+    from derive.render.identifiers import Identifiers
+    ids = Identifiers()
+    names = [ids.fresh("W2_W1_X"), ids.fresh("W2_W1_X"), ids("value", "W2_W1_X")]
+    assert len(set(names)) == 3

@@ -14,7 +14,7 @@ from derive.render.module import load_module
 
 from ..evaluator import torch_loss_and_grads
 from ..layer_references import draw, named_layer, torch_reference
-from ..networks import Layer, Network, networks
+from ..networks import Extra, Layer, Network, networks
 
 torch = pytest.importorskip("torch")
 
@@ -190,9 +190,35 @@ EXPONENT_UNDER_BCE = Network(rows=False, layers=(Layer(1, "sigmoid", whiten="rid
                              loss="bce", reduction="mean", extras=(), input_in_wrt=True, named=False, n=1, d=1, seed=0)
 
 
+# one whose backward updated a shared product in place (render/reuse.py: an array finished in place owns
+# its product), and one with a temperature drawn near 0 (a divisor is now drawn away from 0) whose BCE of
+# a sigmoid's power cancels so that gradcheck's fine step carries more rounding than eps |Y|
+SHARED_THEN_UPDATED = Network(rows=False, layers=(
+    Layer(3, None, bias=False, scalar="temperature", pool="centre"),
+    Layer(1, None, bias=True, bias2=True, pool="centre"),
+    Layer(3, "sigmoid", bias=True, whiten="identity", bias2=True)),
+    loss="bce", reduction="mean", extras=(), input_in_wrt=True, named=False, n=1, d=1, seed=0, targets="simplex")
+DIVISOR_UNDER_BCE = Network(rows=False, layers=(
+    Layer(3, "sigmoid", bias=True, bias2=True, scalar="temperature"),
+    Layer(2, None, bias=False, scalar="temperature", pool="mean"),
+    Layer(3, "sigmoid", bias=True, tie=(2, True), scalar="exponent")),
+    loss="bce", reduction="sum", extras=(Extra(kind="inverse_power", param="W1", coefficient="1", variant=0),),
+    input_in_wrt=True, named=False, n=2, d=1, seed=0, targets="simplex")
+
+# and one with two shared products named alike, W2 @ W1_X and W2 @ W1_X.sum(...): each its own identifier
+PRODUCTS_NAMED_ALIKE = Network(rows=False, layers=(
+    Layer(1, None, bias=False, scalar="temperature"),
+    Layer(2, None, bias=False, scalar="temperature", pool="centre"),
+    Layer(1, "sigmoid", bias=True, tie=(2, True), bias2=True, scalar="temperature", pool="centre")),
+    loss="bce", reduction="mean", extras=(), input_in_wrt=True, named=False, n=1, d=1, seed=0, targets="simplex")
+
+
 @settings(max_examples=max(5, settings().max_examples // 20), deadline=None)
 @example(net=LARGE_OUTPUT)
 @example(net=EXPONENT_UNDER_BCE)
+@example(net=SHARED_THEN_UPDATED)
+@example(net=DIVISOR_UNDER_BCE)
+@example(net=PRODUCTS_NAMED_ALIKE)
 @given(net=networks(most=3, widest=3))
 def test_property_networks_through_to_torch(net):
     namespace = net.build()

@@ -58,6 +58,7 @@ SIMPLEX = "simplex"
 INVERTIBLE = "invertible"
 INVERTIBLE_POSITIVE = "invertible positive"
 INTEGER = "integer"
+NONZERO = "nonzero"
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,8 @@ class Draw:
     argument of a log or a root), ``probability`` (in (0.05, 0.95)), ``nonnegative`` (in [0, 1)),
     ``simplex`` (each example's entries positive and summing to 1 along ``axis``: 1 sums each row),
     ``invertible`` (I + E with |E_ij| < 1/(2n): determinant positive, condition number under 3),
-    ``invertible positive`` (the same with 0 < E_ij) and ``integer`` (a scalar in 2..4).
+    ``invertible positive`` (the same with 0 < E_ij), ``nonzero`` (|x| in (0.5, 1.5), either sign: a
+    divisor, so that 1/t is never huge and saturates what follows) and ``integer`` (a scalar in 2..4).
     """
 
     kind: str
@@ -90,6 +92,8 @@ class Draw:
         low, high = {POSITIVE: (0.5, 1.5), PROBABILITY: (0.05, 0.95), NONNEGATIVE: (0.0, 1.0)}.get(self.kind, (0, 0))
         if self.kind == NORMAL:
             values = rng.standard_normal(shape)
+        elif self.kind == NONZERO:
+            values = rng.choice([-1.0, 1.0], size=shape) * rng.uniform(0.5, 1.5, size=shape)
         else:
             values = rng.uniform(low, high, size=shape)
         return float(values) if shape == () else values
@@ -97,6 +101,7 @@ class Draw:
 
 # What a consumer asks of its arguments (tags), and which operations pass a request on to theirs.
 _POSITIVE, _INVERTIBLE, _PROBABILITY, _NONNEGATIVE = "positive", "invertible", "probability", "nonnegative"
+_NONZERO = "nonzero"
 _SQUARE_OPS = (Determinant, Inverse, MatPow)
 
 
@@ -165,6 +170,10 @@ def _requests(node: Basic, tags: set):
         # a learnable exponent of a probability (sigmoid(Z)^t under a BCE) keeps it one only when positive
         if _PROBABILITY in tags and not args[1].is_number:
             yield args[1], {_POSITIVE}
+        # a divisor (1/t, A^{∘-1}) drawn near 0 makes what follows huge: a sigmoid of it saturates to
+        # exactly 1 and a BCE of that is infinite, so no check can compare there
+        if args[1].is_number and args[1].is_negative:
+            yield args[0], {_NONZERO}
         return
     if not tags:
         return
@@ -180,6 +189,10 @@ def _requests(node: Basic, tags: set):
     elif isinstance(node, (Add, Mul, HadamardProduct, Trace, MatrixElement)) and _POSITIVE in tags:
         for arg in args if not isinstance(node, MatrixElement) else args[:1]:
             yield arg, {_POSITIVE}
+    elif isinstance(node, (Mul, HadamardProduct, MatrixElement)) and _NONZERO in tags:
+        # a product is away from 0 when each factor is (a sum may cancel: left to chance)
+        for arg in args if not isinstance(node, MatrixElement) else args[:1]:
+            yield arg, {_NONZERO}
 
 
 def _positive_activation(node: Basic) -> bool:
@@ -209,6 +222,8 @@ def _draw(symbol: MatrixSymbol, tags: set) -> Draw:
         return Draw(INVERTIBLE, reason="under a determinant, inverse or matrix power")
     if _POSITIVE in tags:
         return Draw(POSITIVE, reason="under a log or a root")
+    if _NONZERO in tags:
+        return Draw(NONZERO, reason="a divisor: away from 0")
     return Draw(NORMAL)
 
 
@@ -217,6 +232,8 @@ def _scalar_draw(symbol: Symbol, tags: set) -> Draw:
         return Draw(INTEGER, reason="an integer symbol")
     if _POSITIVE in tags or symbol.is_nonnegative:
         return Draw(POSITIVE, reason="a positive symbol")
+    if _NONZERO in tags:
+        return Draw(NONZERO, reason="a divisor: away from 0")
     return Draw(NORMAL)
 
 
