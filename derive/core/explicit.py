@@ -4,7 +4,8 @@ differentiated entry by entry with ``sympy.diff``, and compared with an expanded
 :func:`explicit` works bottom-up over the DAG, so each node is expanded once; SymPy's own spellings
 of a declared loss (``BlockMatrix``, an explicit ``Matrix`` of parameters' entries, an index ``Sum``)
 are expanded as SymPy defines them, never through their rewriting in :mod:`derive.core.canonical`.
-:func:`elementwise_gradient` is the independent truth ``g.elementwise`` returns;
+:func:`elementwise_gradient` is the independent truth ``g.elementwise`` returns (SymPy's ``diff``, applied
+once per shared node by :mod:`derive.core.diff`);
 :func:`simplifies_to_zero` and :func:`numeric_mismatch` are how ``g.verify`` compares.
 """
 
