@@ -4,7 +4,8 @@ differentiated entry by entry with ``sympy.diff``, and compared with an expanded
 :func:`explicit` works bottom-up over the DAG, so each node is expanded once; SymPy's own spellings
 of a declared loss (``BlockMatrix``, an explicit ``Matrix`` of parameters' entries, an index ``Sum``)
 are expanded as SymPy defines them, never through their rewriting in :mod:`derive.core.canonical`.
-:func:`elementwise_gradient` is the independent truth ``g.elementwise`` returns;
+:func:`elementwise_gradient` is the independent truth ``g.elementwise`` returns (SymPy's ``diff``, applied
+once per shared node by :mod:`derive.core.diff`);
 :func:`simplifies_to_zero` and :func:`numeric_mismatch` are how ``g.verify`` compares.
 """
 
@@ -17,6 +18,7 @@ from functools import lru_cache
 
 import numpy as np
 from sympy import (
+    Add,
     Basic,
     BlockMatrix,
     Determinant,
@@ -53,6 +55,7 @@ from sympy.matrices.expressions.slice import MatrixSlice
 
 from ..errors import GradientMismatch
 from .canonical import Blocks, Entries
+from .diff import Differentiable
 from .identity import vanishes
 from .losses import Loss
 from .symbols import LEAVES
@@ -164,8 +167,22 @@ def _expanded_sum(node: Sum, values: dict) -> Basic:
 def _product(args):
     result = args[0]
     for factor in args[1:]:
-        result = result * factor
+        both = isinstance(result, MatrixBase) and isinstance(factor, MatrixBase)
+        result = _matrix_product(result, factor) if both else result * factor
     return ImmutableMatrix(result)
+
+
+def _matrix_product(a: MatrixBase, b: MatrixBase) -> ImmutableMatrix:
+    """``a b`` entry by entry, leaving out the products with a 0 in them (what a sparse matrix stores not).
+
+    SymPy's own product (a DomainMatrix over EXRAW) first asks of every entry whether 0 times it is
+    0, that is whether it is finite: on the tanh of a big expanded argument that assumption query
+    runs for seconds (it reduces the argument's imaginary part modulo pi). An expansion has no
+    infinite entries, so the zeros are left out by their form, as SymPy's sparse product does."""
+    left, right = a.tolist(), b.tolist()
+    columns = [[row[j] for row in right] for j in range(b.cols)]
+    return ImmutableMatrix(a.rows, b.cols, [
+        Add(*[x * y for x, y in zip(row, column) if x and y]) for row in left for column in columns])
 
 
 def _hadamard(args):
@@ -356,7 +373,8 @@ def elementwise_gradient(loss: Basic, param: MatrixSymbol, dims: Mapping) -> Imm
 def _elementwise_gradient(loss: Basic, param: MatrixSymbol, dims: tuple) -> ImmutableMatrix:
     entries = param.subs(dict(dims)).as_explicit()
     scalar_loss = _scalar_loss(loss, dims)
-    return ImmutableMatrix(entries.shape[0], entries.shape[1], lambda i, j: scalar_loss.diff(entries[i, j]))
+    # sympy.diff entry by entry, each shared subexpression differentiated once (derive.core.diff)
+    return ImmutableMatrix(entries.shape[0], entries.shape[1], lambda i, j: scalar_loss.derivative(entries[i, j]))
 
 
 def elementwise_hvp(loss: Basic, directions: tuple, param: MatrixSymbol, dims: Mapping) -> ImmutableMatrix:
@@ -372,11 +390,11 @@ def elementwise_hvp(loss: Basic, directions: tuple, param: MatrixSymbol, dims: M
 
 
 @lru_cache(maxsize=16)
-def _scalar_loss(loss: Basic, dims: tuple) -> Basic:
+def _scalar_loss(loss: Basic, dims: tuple) -> Differentiable:
     """The loss written out at ``dims``, once for all its parameters."""
     # xreplace, not subs: SymPy's subs leaves a dim unreplaced inside a nested index Sum
     scalar_loss = explicit(loss.xreplace({d: Integer(v) for d, v in dims}))
-    return scalar_loss[0, 0] if isinstance(scalar_loss, MatrixBase) else scalar_loss  # a 1 x 1 loss
+    return Differentiable(scalar_loss[0, 0] if isinstance(scalar_loss, MatrixBase) else scalar_loss)  # a 1 x 1 loss
 
 
 def target_constraints(nodes, dims: Mapping) -> dict:
