@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sympy import (
     Basic,
@@ -31,7 +31,7 @@ from .losses import Loss
 from .symbols import LEAVES
 
 __all__ = ["Requirement", "check_expansion_size", "check_fit", "dimension_symbols", "expansion_cost", "fit_dims",
-           "normalize_dims", "requirements"]
+           "node_requirements", "normalize_dims", "requirements"]
 
 # The explicit expansion is refused above this many scalar multiply-adds, or this many times the
 # number of entries to differentiate (a 3-layer MLP at dims 2 is about 1,200 and takes seconds).
@@ -108,10 +108,14 @@ FIT_ROUNDS = 64
 
 @dataclass(frozen=True)
 class Requirement:
-    """``amount >= least`` at the dims, else ``what`` is empty or out of range (said with ``amount``)."""
+    """``amount >= least`` at the dims, else ``node`` is empty (``kind`` "size") or out of range
+    ("start", "end", "entry") along ``axis`` (0: rows, 1: columns) at ``bound``."""
     amount: Basic
     least: int
-    what: str
+    kind: str
+    axis: int
+    node: Basic = field(compare=False)
+    bound: Basic = field(default=None, compare=False)
 
     def unmet(self, dims: Mapping) -> bool:
         value = self.at(dims)
@@ -121,9 +125,21 @@ class Requirement:
         return sympify(self.amount).xreplace({s: Integer(v) for s, v in dims.items() if isinstance(s, Basic)})
 
     def message(self, dims: Mapping) -> str:
-        value = self.at(dims)
         used = ", ".join(f"{s}={dims[s]}" for s in sorted(self.amount.free_symbols, key=str) if s in dims)
-        return f"{self.what}: {self.amount} = {value} at {used}, it must be at least {self.least}"
+        return f"{self.what()}: {self.amount} = {self.at(dims)} at {used}, it must be at least {self.least}"
+
+    def what(self) -> str:
+        """Printed only for the message: printing every node of a deep network took longer than deriving it."""
+        axis = ("row", "column")[self.axis]
+        if self.kind == "size":
+            named = f"the slice {self.node}" if isinstance(self.node, MatrixSlice) else str(self.node)
+            return f"{named} has {self.amount} {axis}s"
+        parent = self.node.args[0]
+        if self.kind == "start":
+            return f"the slice {self.node} starts at {axis} {self.bound}"
+        if self.kind == "end":
+            return f"the slice {self.node} ends at {axis} {self.bound}, beyond the {parent.shape[self.axis]} {axis}s of {parent}"
+        return f"the entry {self.node} needs {axis} {self.bound} of {parent}'s {parent.shape[self.axis]}"
 
 
 def requirements(*exprs: Basic, every_matrix: bool = True) -> list[Requirement]:
@@ -134,30 +150,31 @@ def requirements(*exprs: Basic, every_matrix: bool = True) -> list[Requirement]:
     found: dict[tuple, Requirement] = {}
     for expr in exprs:
         for node in topological_order(expr):
-            for need in _node_requirements(node, every_matrix):
-                if need.amount.free_symbols:    # a fixed size is SymPy's to check, at construction
-                    found.setdefault((need.amount, need.least), need)
+            for need in node_requirements(node, every_matrix):
+                found.setdefault((need.amount, need.least), need)
     return list(found.values())
 
 
+def node_requirements(node: Basic, every_matrix: bool = True) -> list[Requirement]:
+    """One node's requirements (its own size, and a slice's or an entry's bounds); see requirements."""
+    # a fixed size is SymPy's to check, at construction
+    return [n for n in _node_requirements(node, every_matrix) if n.amount.free_symbols]
+
+
 def _node_requirements(node: Basic, every_matrix: bool) -> Iterable[Requirement]:
+    if isinstance(node, MatrixElement) and all(getattr(i, "is_Integer", False) for i in node.args[1:]):
+        parent = node.args[0]    # an entry is a scalar, not a MatrixExpr
+        for axis, index in enumerate(node.args[1:]):
+            yield Requirement(sympify(parent.shape[axis] - index), 1, "entry", axis, node, index)
     if not isinstance(node, MatrixExpr):
         return
-    rows, cols = (sympify(d) for d in node.shape)
     if every_matrix or isinstance(node, MatrixSlice):   # SymPy cannot write out an empty slice
-        named = f"the slice {node}" if isinstance(node, MatrixSlice) else str(node)
-        yield Requirement(rows, 1, f"{named} has {rows} rows")
-        yield Requirement(cols, 1, f"{named} has {cols} columns")
+        yield from (Requirement(sympify(size), 1, "size", axis, node) for axis, size in enumerate(node.shape))
     if isinstance(node, MatrixSlice):
         parent = node.args[0]
-        for (start, stop, _), size, axis in ((node.args[1], parent.rows, "row"), (node.args[2], parent.cols, "column")):
-            yield Requirement(sympify(start), 0, f"the slice {node} starts at {axis} {start}")
-            yield Requirement(sympify(size - stop), 0,
-                              f"the slice {node} ends at {axis} {stop}, beyond the {size} {axis}s of {parent}")
-    elif isinstance(node, MatrixElement) and all(getattr(i, "is_Integer", False) for i in node.args[1:]):
-        parent, i, j = node.args
-        yield Requirement(sympify(parent.rows - i), 1, f"the entry {node} needs row {i} of {parent}'s {parent.rows}")
-        yield Requirement(sympify(parent.cols - j), 1, f"the entry {node} needs column {j} of {parent}'s {parent.cols}")
+        for axis, (start, stop, _) in enumerate(node.args[1:]):
+            yield Requirement(sympify(start), 0, "start", axis, node, start)
+            yield Requirement(sympify(parent.shape[axis] - stop), 0, "end", axis, node, stop)
 
 
 def check_fit(needs: Sequence[Requirement], dims: Mapping) -> None:

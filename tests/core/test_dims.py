@@ -1,5 +1,5 @@
-"""Dims for networks with slices and blocks at symbolic dims: the sizes derive picks make every slice,
-block and entry non-empty and in range, and dims that do not are refused naming the slice.
+"""Dims for networks with slices, entries and blocks at symbolic dims: the sizes derive picks make every
+slice, block and entry non-empty and in range, and dims that do not are refused naming the slice.
 
 The truth is PyTorch autograd of each loss written again here in torch (never derive's evaluator),
 compared with the closed form expanded by SymPy at the dims the built-in check picked, and
@@ -45,6 +45,7 @@ SLICES = [
      lambda v: ((v["X"][1:, 1:-1] @ v["V"]) ** 2).sum(), {D: 3, N: 2}),
     ("X[:, 4:7]", derive.mse(X[:, 4:7] * w3, y), [X, w3],
      lambda v: ((v["X"][:, 4:7] @ v["w"] - v["y"]) ** 2).sum() / v["y"].shape[0], {D: 7, N: 2}),
+    ("entry X[1, 3]", X[1, 3] * _frobenius(X), [X], lambda v: v["X"][1, 3] * (v["X"] ** 2).sum(), {D: 4, N: 2}),
     ("blocks [X, B] of symbolic widths", derive.mse(BlockMatrix([[X, B]]) * WB, y), [X, B, WB],
      lambda v: ((torch.cat([v["X"], v["B"]], dim=1) @ v["W"] - v["y"]) ** 2).sum() / v["y"].shape[0],
      {D: 2, K: 3, N: 4}),
@@ -107,11 +108,14 @@ def test_dims_that_empty_a_slice_are_refused_naming_the_slice_the_dimension_and_
         use(g)
 
 
-def test_a_slice_ending_beyond_its_matrix_is_refused():
+def test_a_slice_ending_beyond_its_matrix_and_an_entry_outside_it_are_refused():
     g = derive.gradients(derive.mse(X[:, 4:7] * w3, y), [X, w3])
     with pytest.raises(DimsError, match=r"the slice X\[:, 4:7\] ends at column 7, beyond the D columns of X: "
                                         r"D - 7 = -2 at D=5"):
         g.verify({N: 2, D: 5})
+    g = derive.gradients(X[1, 3] * _frobenius(X), [X])
+    with pytest.raises(DimsError, match=r"the entry X\[1, 3\] needs column 3 of X's D: D - 3 = 0 at D=3"):
+        g.elementwise(X, {N: 2, D: 3})
 
 
 def test_slices_no_sizes_can_fit_are_refused_naming_one():
@@ -124,7 +128,7 @@ def test_slices_no_sizes_can_fit_are_refused_naming_one():
 def test_what_sympy_raises_without_a_message_is_said(monkeypatch):
     # the dims check off, SymPy's IndexError from an empty slice reaches the evaluator: its message was blank
     evaluate_module = importlib.import_module("derive.core.truth.evaluate")   # truth.evaluate is a function
-    monkeypatch.setattr(evaluate_module, "requirements", lambda *exprs, **options: [])
+    monkeypatch.setattr(evaluate_module, "node_requirements", lambda node, **options: [])
     with pytest.raises(UnsupportedOperation, match=r"cannot evaluate MatrixSlice \(X\[:, 2:\]\) at dims D=2, N=2: "
                                                    r"SymPy raised IndexError without a message"):
         truth.Program([_frobenius(X[:, 2:])], {"N": 2, "D": 2})

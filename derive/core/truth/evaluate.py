@@ -75,6 +75,7 @@ from sympy.logic.boolalg import BooleanAtom
 from sympy.matrices import MatrixBase
 from sympy.matrices.expressions.adjoint import Adjoint as ConjugateTranspose
 from sympy.matrices.expressions.matexpr import MatrixElement
+from sympy.matrices.expressions.slice import MatrixSlice
 
 from ...errors import (
     DimsError,
@@ -84,7 +85,7 @@ from ...errors import (
 )
 from ..activations import Indicator, NormalCdf, sigmoid
 from ..canonical import Blocks, Entries
-from ..dims import check_fit, requirements
+from ..dims import check_fit, node_requirements
 from ..elementwise import Elementwise, scalar_record
 from ..lazy import special
 from ..losses import BinaryCrossEntropy, SoftmaxCrossEntropy, SquaredError
@@ -122,16 +123,14 @@ class Program:
         self._stand_ins: dict[Basic, Basic] = {}   # a placeholder -> the node whose value it takes
         self._replaced: dict[Basic, Basic] = {}    # a node -> the expression evaluated in its place
         self._size_of: dict[Basic, int] = {}
-        self._check_fit([*exprs, *(d for _, d in bindings)])
         for symbol, definition in bindings:
             self.slot[symbol] = self._compile(definition)
         self.outputs = [self._compile(sympify(e)) for e in exprs]
 
-    def _check_fit(self, exprs: Sequence[Basic]) -> None:
+    def _check_fit(self, node: Basic) -> None:
         """Dims that make a slice empty or out of range are refused naming it, not met as an IndexError."""
-        needs = requirements(*(sympify(e) for e in exprs), every_matrix=False)
-        named = {s: self.sizes[s.name] for n in needs for s in n.amount.free_symbols if s.name in self.sizes}
-        check_fit(needs, named)
+        needs = node_requirements(node, every_matrix=False)
+        check_fit(needs, {s: self.sizes[s.name] for n in needs for s in n.amount.free_symbols if s.name in self.sizes})
 
     # --- running ---------------------------------------------------------------------------------
 
@@ -194,6 +193,8 @@ class Program:
     def _find_children(self, node: Basic) -> tuple:
         if node in self._stand_ins:
             return (self._stand_ins[node],)
+        if isinstance(node, (MatrixSlice, MatrixElement)):
+            self._check_fit(node)
         if isinstance(node, LEAF_TYPES):
             return ()
         if isinstance(node, MatrixBase):
