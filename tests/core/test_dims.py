@@ -12,7 +12,7 @@ import importlib
 
 import numpy as np
 import pytest
-from sympy import BlockMatrix, MatrixSymbol, Symbol, Trace
+from sympy import BlockMatrix, ImmutableMatrix, MatrixSymbol, Symbol, Trace
 from sympy.matrices.expressions.matexpr import MatrixElement
 
 import derive
@@ -132,3 +132,14 @@ def test_what_sympy_raises_without_a_message_is_said(monkeypatch):
     with pytest.raises(UnsupportedOperation, match=r"cannot evaluate MatrixSlice \(X\[:, 2:\]\) at dims D=2, N=2: "
                                                    r"SymPy raised IndexError without a message"):
         truth.Program([_frobenius(X[:, 2:])], {"N": 2, "D": 2})
+
+
+def test_the_hvp_of_a_slice_at_symbolic_dims_passes_its_check_and_matches_autograd():
+    V = MatrixSymbol("V", N, D)
+    h = derive.gradients(Trace(derive.tanh(X[:, 2:]).T * derive.tanh(X[:, 2:])), [X]).hvp({X: V})   # checked
+    dims = {N: 2, D: 3}
+    values = _values(X + V, dims, np.random.default_rng(1))
+    closed = _at(ImmutableMatrix(h[X].subs(dims).as_explicit()), values)
+    _, product = torch.autograd.functional.hvp(lambda x: (torch.tanh(x[:, 2:]) ** 2).sum(),
+                                               torch.tensor(values["X"]), torch.tensor(values["V"]))
+    np.testing.assert_allclose(closed, product.numpy(), rtol=1e-9, atol=1e-12)
