@@ -23,7 +23,7 @@ from sympy.matrices import MatrixBase
 from sympy.matrices.expressions.matexpr import MatrixElement
 
 from ..core.derivation import gradients
-from ..core.dims import dimension_symbols, expansion_cost, normalize_dims
+from ..core.dims import dimension_symbols, expansion_cost, fit_dims, normalize_dims, requirements
 from ..core.graph import topological_order
 from ..core.losses import Loss
 from ..core.softmax import log_softmax, softmax
@@ -41,6 +41,7 @@ SYMBOLIC_COST = 300       # scalar operations of the loss's expansion at the dim
 def choose_dims(loss: Basic, avoid: set = frozenset()) -> dict[Symbol, int]:
     """Distinct odd primes (3, 5, 7, 11 ...) for the dimensions, skipping the sizes fixed in the shapes.
 
+    Every slice, block and entry of the network is non-empty and in range at them (:func:`fit_dims`).
     At sizes that are distinct odd primes no size is 1 or 2 or another's, and no product of powers of
     the sizes times a power of 2 equals another: a missing 1/N, 2/N or 1/(2 D), or N written for D,
     changes the value at these dims, as it does at every other. Sizes unlike the fixed ones and each
@@ -49,8 +50,11 @@ def choose_dims(loss: Basic, avoid: set = frozenset()) -> dict[Symbol, int]:
     """
     fixed = {int(d) for n in topological_order(loss) if isinstance(n, MatrixSymbol)
              for d in n.shape if getattr(d, "is_Integer", False)}
-    sizes = (p for p in primerange(3, 10_000) if p not in fixed | set(avoid))
-    return {s: next(sizes) for s in sorted(dimension_symbols(loss), key=str)}
+
+    def smallest_prime(symbol, least, taken):    # a slice X[:, 2:] makes D at least 3, and so on
+        return next(p for p in primerange(max(least, 3), 10_000) if p not in fixed | set(avoid) | taken)
+
+    return fit_dims(sorted(dimension_symbols(loss), key=str), requirements(loss), smallest_prime)
 
 
 def hiding_sizes(dims: Mapping) -> list[str]:

@@ -69,7 +69,7 @@ def plan_layer(g: Derivation, name: str, make_printer: Callable, dims: Mapping,
         upstream_local = ids("value", "upstream")
     printer = make_printer(ids, {f.symbol: f.definition for f in g.forward})
     dim_symbols = sorted(dimension_symbols(g.root), key=str)
-    sizes = numpy_module._default_sizes(dim_symbols, dims)
+    sizes = numpy_module._default_sizes(dim_symbols, dims, g.root)
     draws = domain(g.loss)
 
     forward = [*numpy_module._target_checks(g, printer),

@@ -22,6 +22,7 @@ import traceback
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from itertools import count
 
 import numpy as np
 from sympy import (
@@ -38,7 +39,7 @@ from sympy.matrices.expressions.matexpr import MatrixElement
 
 from ..core.algebra import mat_add
 from ..core.derivation import Derivation
-from ..core.dims import dimension_symbols
+from ..core.dims import dimension_symbols, fit_dims, requirements
 from ..core.graph import topological_order
 from ..core.layer import Layer
 from ..core.losses import SoftmaxCrossEntropy
@@ -175,7 +176,7 @@ def plan_module(g: Derivation, name: str, dims: Mapping) -> ModulePlan:
         ids("value", entry.symbol.name)
     printer = DeriveNumPyPrinter(ids, {f.symbol: f.definition for f in g.forward}, dtype="dtype")
     dim_symbols = sorted(dimension_symbols(g.root), key=str)
-    sizes = _default_sizes(dim_symbols, dims)
+    sizes = _default_sizes(dim_symbols, dims, g.root)
     draws = domain(g.loss)
 
     params = [_input(s, printer, draws.get(s, Draw("normal"))) for s in g.params]
@@ -208,9 +209,16 @@ def safe_docstring(text: str) -> str:
     return safe_comment(text).replace("\\", "\\\\").replace('"', '\\"')
 
 
-def _default_sizes(dim_symbols, dims: Mapping) -> dict:
+def _default_sizes(dim_symbols, dims: Mapping, expr) -> dict:
+    """The given sizes, the others DEFAULT_SIZES, raised where a slice or block of ``expr`` needs more."""
     given = {str(k): int(v) for k, v in dims.items()}
-    return {d: given.get(str(d), DEFAULT_SIZES[k % len(DEFAULT_SIZES)]) for k, d in enumerate(dim_symbols)}
+    default = {d: DEFAULT_SIZES[k % len(DEFAULT_SIZES)] for k, d in enumerate(dim_symbols)}
+
+    def preferred(symbol, least, taken):
+        return default[symbol] if default[symbol] >= least else next(n for n in count(least) if n not in taken)
+
+    return fit_dims(dim_symbols, requirements(expr), preferred,
+                    {d: given[str(d)] for d in dim_symbols if str(d) in given})
 
 
 def _shape(matrix, printer) -> str:

@@ -248,6 +248,7 @@ CASES = {
     "tied weights, R named": (Trace(TIED.T * TIED), W_, {"R": TIED}),
     "cross-entropy, any target": (derive.cross_entropy(XD * W_, MatrixSymbol("Y", N_, H_)), W_,
                                   {"Z": XD * W_, "P": derive.softmax(XD * W_)}),
+    "slice X[:, 4:7]": (Trace((XD[:, 4:7] * w3 - y_).T * (XD[:, 4:7] * w3 - y_)) / N_, w3, {"S": XD[:, 4:7]}),
 }
 
 
@@ -321,6 +322,10 @@ HIDDEN_FACTORS = [
     ("mean square, X N x 3", None, "2/5 X^T (X w - y)", False),
     ("mean square, X N x D", None, "(D - 1)/N X^T (X w - y)", False),
     ("mean square, X N x D", None, "2/N X^T (X w - y) (N - 4)", False),
+    # the slice X[:, 4:7] needs D >= 7: the primes skip 5 for D (the slice would end past X's columns)
+    ("slice X[:, 4:7]", None, "2/N S^T (S w - y)", True),
+    ("slice X[:, 4:7]", None, "S^T (S w - y)", False),
+    ("slice X[:, 4:7]", None, "2/D S^T (S w - y)", False),
 ]
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
+from itertools import count
 
 import numpy as np
 from sympy import (
@@ -40,9 +41,7 @@ from sympy.concrete.expr_with_limits import ExprWithLimits
 from sympy.matrices import MatrixBase
 from sympy.matrices.expressions.matexpr import MatrixElement
 
-from ...errors import (
-    DimsError,
-)
+from ..dims import fit_dims, requirements
 from ..elementwise import Elementwise, record_of
 from ..losses import BinaryCrossEntropy, SoftmaxCrossEntropy
 from .evaluate import LEAF_TYPES, Program, Value
@@ -246,13 +245,13 @@ def sample(draws: Mapping[Basic, Draw], dims: Mapping, rng: np.random.Generator)
 
 def canonical_dims(*exprs: Basic, first: int = 2) -> dict[Symbol, int]:
     """Small distinct sizes (2, 3, 4 ... by name) for the dimension symbols of ``exprs``, so that a
-    transposed product cannot fit where the right one does; every matrix at least 1 x 1."""
+    transposed product cannot fit where the right one does; every matrix at least 1 x 1 and every
+    slice, block and entry in range (``X[:, 2:]`` of an N x D ``X`` makes D at least 3)."""
     shapes = [d for expr in exprs for node in _dag(expr) if isinstance(node, MatrixExpr) and isinstance(node, LEAF_TYPES)
               for d in node.shape]
     symbols = sorted({s for d in shapes for s in sympify(d).free_symbols}, key=lambda s: s.name)
-    for offset in range(first, first + 8):
-        dims = {s: offset + k for k, s in enumerate(symbols)}
-        if all(int(sympify(d).xreplace(dims)) >= 1 for d in shapes):
-            return dims
-    raise DimsError(f"no small sizes for {', '.join(s.name for s in symbols)} make every matrix of the loss "
-                    "at least 1 x 1")
+
+    def smallest_free(symbol, least, taken):
+        return next(n for n in count(max(least, first)) if n not in taken)
+
+    return fit_dims(symbols, requirements(*exprs), smallest_free)

@@ -75,6 +75,7 @@ from sympy.logic.boolalg import BooleanAtom
 from sympy.matrices import MatrixBase
 from sympy.matrices.expressions.adjoint import Adjoint as ConjugateTranspose
 from sympy.matrices.expressions.matexpr import MatrixElement
+from sympy.matrices.expressions.slice import MatrixSlice
 
 from ...errors import (
     DimsError,
@@ -84,6 +85,7 @@ from ...errors import (
 )
 from ..activations import Indicator, NormalCdf, sigmoid
 from ..canonical import Blocks, Entries
+from ..dims import check_fit, node_requirements
 from ..elementwise import Elementwise, scalar_record
 from ..lazy import special
 from ..losses import BinaryCrossEntropy, SoftmaxCrossEntropy, SquaredError
@@ -124,6 +126,11 @@ class Program:
         for symbol, definition in bindings:
             self.slot[symbol] = self._compile(definition)
         self.outputs = [self._compile(sympify(e)) for e in exprs]
+
+    def _check_fit(self, node: Basic) -> None:
+        """Dims that make a slice empty or out of range are refused naming it, not met as an IndexError."""
+        needs = node_requirements(node, every_matrix=False)
+        check_fit(needs, {s: self.sizes[s.name] for n in needs for s in n.amount.free_symbols if s.name in self.sizes})
 
     # --- running ---------------------------------------------------------------------------------
 
@@ -186,6 +193,8 @@ class Program:
     def _find_children(self, node: Basic) -> tuple:
         if node in self._stand_ins:
             return (self._stand_ins[node],)
+        if isinstance(node, (MatrixSlice, MatrixElement)):
+            self._check_fit(node)
         if isinstance(node, LEAF_TYPES):
             return ()
         if isinstance(node, MatrixBase):
@@ -232,13 +241,17 @@ class Program:
         try:
             rebuilt = node.func(*args)
             expanded = rebuilt.as_explicit() if isinstance(rebuilt, MatrixExpr) else rebuilt.doit()
-        except Exception as error:  # whatever SymPy raises, say which node it was
+        except Exception as error:  # whatever SymPy raises, say which node it was and why
             raise UnsupportedOperation(f"the numeric evaluator (derive.truth) cannot evaluate "
-                                       f"{type(node).__name__} ({node}): {error}") from error
+                                       f"{type(node).__name__} ({node}) at {self._sizes_text()}: "
+                                       f"{_reason(error)}") from error
         if expanded == rebuilt and not isinstance(expanded, MatrixBase):
             raise UnsupportedOperation(f"the numeric evaluator (derive.truth) cannot evaluate {type(node).__name__} "
                                        f"({node}): SymPy does not write it out at concrete dims")
         return expanded
+
+    def _sizes_text(self) -> str:
+        return "dims " + ", ".join(f"{k}={v}" for k, v in sorted(self.sizes.items())) if self.sizes else "no dims"
 
     def _at_dims(self, expr: Basic) -> Basic:
         if not isinstance(expr, Basic):
@@ -287,6 +300,13 @@ class Program:
     def _step(self, node: Basic, operation: Callable, children: Sequence[Basic]) -> None:
         args = tuple(self.slot[c] for c in children)
         self.steps.append((self._new_slot(node), operation, node, args))
+
+
+def _reason(error: Exception) -> str:
+    """What SymPy said; some of its errors (an IndexError from a slice past the end) say nothing."""
+    said = str(error).strip()
+    return f"SymPy raised {type(error).__name__}: {said}" if said else (
+        f"SymPy raised {type(error).__name__} without a message writing it out (an index or size out of range?)")
 
 
 LEAF_TYPES = (MatrixSymbol, Identity, OneMatrix, ZeroMatrix, Number, NumberSymbol, BooleanAtom, Symbol)
