@@ -30,11 +30,16 @@ __all__ = ["check_output", "to_numpy", "to_numpy_layer", "verify_layer_module"]
 OUTPUT_TOLERANCE = 1e-9
 
 
-def to_numpy(g: Derivation, name: str, *, dims: Mapping | None = None, verify: bool = True) -> str:
-    """``derive.to_numpy``: a layer's module (:func:`to_numpy_layer`), or a loss's (:func:`.module.to_numpy`)."""
+def to_numpy(g: Derivation, name: str, *, dims: Mapping | None = None, verify: bool = True,
+             hvp: bool = False) -> str:
+    """``derive.to_numpy``: a layer's module (:func:`to_numpy_layer`), or a loss's (:func:`.module.to_numpy`,
+    with ``hvp`` its Hessian-vector product too)."""
+    if hvp and isinstance(g, Layer):
+        raise CodegenError(f"{name} is a layer (derive.vjp): hvp=True needs a scalar loss (derive.gradients), "
+                           "whose Hessian the products are of")
     if isinstance(g, Layer):
         return to_numpy_layer(g, name, dims=dims, verify=verify)
-    return numpy_module.to_numpy(g, name, dims=dims, verify=verify)
+    return numpy_module.to_numpy(g, name, dims=dims, verify=verify, hvp=hvp)
 
 
 def to_numpy_layer(g: Layer, name: str, *, dims: Mapping | None = None, verify: bool = True) -> str:

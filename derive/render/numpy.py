@@ -40,7 +40,7 @@ from sympy.printing.numpy import NumPyPrinter
 
 from ..core.activations import sigmoid
 from ..core.canonical import Blocks, Entries
-from ..core.elementwise import Elementwise, record_of, scalar_record
+from ..core.elementwise import Elementwise, derivative_order, record_of, scalar_record
 from ..core.losses import BinaryCrossEntropy, SoftmaxCrossEntropy, SquaredError
 from ..core.softmax import log_softmax, softmax
 from . import runtime
@@ -176,6 +176,12 @@ class DeriveNumPyPrinter(NumPyPrinter):
 
     def _print_LossGradient(self, expr):
         return self.identifiers("adjoint", expr.name)
+
+    def _print_Tangent(self, expr):   # R{Z}, a second-order module's tangent of a forward quantity
+        return self.identifiers("tangent", expr.name)
+
+    def _print_GradientTangent(self, expr):   # R{dL/dZ}
+        return self.identifiers("gradient tangent", expr.name)
 
     def _print_Identity(self, expr):
         if expr.rows == 1:
@@ -359,7 +365,8 @@ class DeriveNumPyPrinter(NumPyPrinter):
 
     def _mask(self, factor) -> str | None:
         """f'(A) as a boolean mask (relu': A > 0), where its record has one and A is a name."""
-        if not isinstance(factor, Elementwise) or not self._atomic(factor.arg):
+        if (not isinstance(factor, Elementwise) or derivative_order(type(factor)) > 1
+                or not self._atomic(factor.arg)):
             return None
         record, prime = record_of(type(factor))
         if not prime or record.numpy_mask is None:
@@ -428,6 +435,9 @@ class DeriveNumPyPrinter(NumPyPrinter):
 
     def _print_Elementwise(self, expr):
         # f of a broadcast row is the broadcast row of f: the layout passes through
+        if derivative_order(type(expr)) > 1:   # f'' (second order): records hold f and f' only
+            argument, layout = self._argument(expr.arg)
+            return self._laid_out(expr, self._generic_elementwise(expr, argument), layout)
         record, prime = record_of(type(expr))
         form = record.numpy_prime if prime else record.numpy
         argument, layout = self._argument(expr.arg)
@@ -449,7 +459,7 @@ class DeriveNumPyPrinter(NumPyPrinter):
     def times_in_place(self, target: str, factor) -> tuple[str, str] | None:
         """(operator, code) that multiply the array ``target`` by ``factor`` in place with no temporary
         of its size and dtype (``dZ *= Z > 0``, ``dZ = gelu_prime(Z, times=dZ)``); None if none can."""
-        if not isinstance(factor, Elementwise):
+        if not isinstance(factor, Elementwise) or derivative_order(type(factor)) > 1:
             return None
         record, prime = record_of(type(factor))
         forms = record.numpy_in_place if prime else None
@@ -495,6 +505,18 @@ class DeriveNumPyPrinter(NumPyPrinter):
         argument = code if re.fullmatch(r"[\w.]+(\[[^\]]*\])?", code) else f"({code})"
         self._use_helpers(record.numpy)
         return record.numpy.format(a=argument, **{f"p{k}": self._scalar(p) for k, p in enumerate(params)})
+
+    def _print_Min(self, expr):   # in f'' of ELU; SymPy's spelling needs functools, unimported
+        return self._pairwise("np.minimum", expr.args)
+
+    def _print_Max(self, expr):
+        return self._pairwise("np.maximum", expr.args)
+
+    def _pairwise(self, function: str, args) -> str:
+        code = self._print(args[0])
+        for arg in args[1:]:
+            code = f"{function}({code}, {self._print(arg)})"
+        return code
 
     def _print_Indicator(self, expr):
         # relu'(x) = 1 for x > 0, else 0 (SymPy prints Heaviside through Piecewise, seconds per call)
