@@ -47,7 +47,11 @@ from . import runtime
 from .identifiers import Identifiers
 from .layout import FULL, Layout, Operand, combined, size
 
-__all__ = ["DeriveNumPyPrinter"]
+__all__ = ["SECOND_FORMS", "DeriveNumPyPrinter"]
+
+# f'' of an activation whose scalar prints through NumPy's select and heaviside (ELU's: 0 above 0,
+# alpha e^a below); the others print from their scalar second derivative
+SECOND_FORMS = {"elu": "np.where({a} > 0, 0.0, {p0} * np.exp(np.minimum({a}, 0)))"}
 
 
 class DeriveNumPyPrinter(NumPyPrinter):
@@ -437,7 +441,11 @@ class DeriveNumPyPrinter(NumPyPrinter):
         # f of a broadcast row is the broadcast row of f: the layout passes through
         if derivative_order(type(expr)) > 1:   # f'' (second order): records hold f and f' only
             argument, layout = self._argument(expr.arg)
-            return self._laid_out(expr, self._generic_elementwise(expr, argument), layout)
+            form = self._second_form(type(expr).of.record.name) if derivative_order(type(expr)) == 2 else None
+            if form is None:
+                return self._laid_out(expr, self._generic_elementwise(expr, argument), layout)
+            params = {f"p{k}": self._scalar(p) for k, p in enumerate(expr.params)}
+            return self._laid_out(expr, form.format(a=argument, **params), layout)
         record, prime = record_of(type(expr))
         form = record.numpy_prime if prime else record.numpy
         argument, layout = self._argument(expr.arg)
@@ -447,6 +455,9 @@ class DeriveNumPyPrinter(NumPyPrinter):
         params = {f"p{k}": self._scalar(p) for k, p in enumerate(expr.params)}
         # arguments are names in practice (the deriver names every activation's input)
         return self._laid_out(expr, form.format(a=argument, **params), layout)
+
+    def _second_form(self, name: str) -> str | None:
+        return SECOND_FORMS.get(name)
 
     def _argument(self, arg) -> tuple[str, Layout]:
         """An elementwise function's argument and its layout; an array (the forms read its dtype), so
@@ -505,18 +516,6 @@ class DeriveNumPyPrinter(NumPyPrinter):
         argument = code if re.fullmatch(r"[\w.]+(\[[^\]]*\])?", code) else f"({code})"
         self._use_helpers(record.numpy)
         return record.numpy.format(a=argument, **{f"p{k}": self._scalar(p) for k, p in enumerate(params)})
-
-    def _print_Min(self, expr):   # in f'' of ELU; SymPy's spelling needs functools, unimported
-        return self._pairwise("np.minimum", expr.args)
-
-    def _print_Max(self, expr):
-        return self._pairwise("np.maximum", expr.args)
-
-    def _pairwise(self, function: str, args) -> str:
-        code = self._print(args[0])
-        for arg in args[1:]:
-            code = f"{function}({code}, {self._print(arg)})"
-        return code
 
     def _print_Indicator(self, expr):
         # relu'(x) = 1 for x > 0, else 0 (SymPy prints Heaviside through Piecewise, seconds per call)

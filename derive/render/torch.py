@@ -13,7 +13,7 @@ from __future__ import annotations
 from sympy import HadamardProduct, Identity, MatrixSymbol, OneMatrix, ZeroMatrix
 
 from ..core.activations import gelu
-from ..core.elementwise import Elementwise, record_of, scalar_record
+from ..core.elementwise import Elementwise, derivative_order, record_of, scalar_record
 from ..errors import CodegenError
 from .layout import FULL, Layout
 from .numpy import DeriveNumPyPrinter
@@ -38,6 +38,9 @@ TORCH_FORMS = {
     "exp": ("torch.exp({a})", "torch.exp({a})"),
     "log": ("torch.log({a})", "(1 / {a})"),
 }
+
+# f'' as the NumPy printer's SECOND_FORMS, in torch
+TORCH_SECOND = {"elu": "torch.where({a} > 0, 0.0, {p0} * torch.exp(torch.clamp({a}, max=0)))"}
 
 
 class DeriveTorchPrinter(DeriveNumPyPrinter):
@@ -112,6 +115,8 @@ class DeriveTorchPrinter(DeriveNumPyPrinter):
     # --- activations ---------------------------------------------------------------------------
 
     def _print_Elementwise(self, expr):
+        if derivative_order(type(expr)) > 1:   # f'' (second order): SECOND_FORMS or its scalar
+            return super()._print_Elementwise(expr)
         record, prime = record_of(type(expr))
         argument, layout = self._argument(expr.arg)
         if prime and record.name == "relu" and self._cached_value(expr) is not None:
@@ -132,6 +137,9 @@ class DeriveTorchPrinter(DeriveNumPyPrinter):
                                f"derive.render.{self.framework}")
         return None
 
+    def _second_form(self, name: str) -> str | None:
+        return TORCH_SECOND.get(name)
+
     def _mask(self, factor) -> str | None:
         mask = super()._mask(factor)
         if mask is not None and record_of(type(factor))[0].name == "relu":
@@ -143,7 +151,8 @@ class DeriveTorchPrinter(DeriveNumPyPrinter):
     def _print_HadamardProduct(self, expr):
         # G ⊙ gelu'(A) in one pass with torch's kernel of that very product (aten's gelu_backward, the
         # exact GELU's slope times G; no autograd): the formula printed instead takes six passes
-        slopes = [a for a in expr.args if isinstance(a, Elementwise) and record_of(type(a)) == (gelu.record, True)]
+        slopes = [a for a in expr.args if isinstance(a, Elementwise) and derivative_order(type(a)) == 1
+                  and record_of(type(a)) == (gelu.record, True)]
         if len(slopes) == 1 and len(expr.args) > 1:
             others = [a for a in expr.args if a is not slopes[0]]
             rest = others[0] if len(others) == 1 else HadamardProduct(*others)
