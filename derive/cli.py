@@ -2,7 +2,7 @@
 
     derive list
     derive sheet NET [--pdf] [--dims N=2,D=3] [--output-dir DIR] [--force]
-    derive code NET [--output-dir DIR] [--force]
+    derive code NET [--target numpy|torch|jax] [--hvp] [--output-dir DIR] [--force]
     derive build [--dims ...] [--output-dir DIR] [--force]
 
 NET is a built-in example's name (``derive list``) or a Python file that defines ``loss`` (a SymPy
@@ -151,10 +151,13 @@ def sheet_text(network: Example, dims: dict) -> str:
     return to_latex(g, title=network.title, source=network.source, dims=merged, values=network.values)
 
 
-def code_text(network: Example, target: str = "numpy") -> str:
-    """The verified NumPy, torch or JAX module (its template starts with derive's generated-file line)."""
+def code_text(network: Example, target: str = "numpy", hvp: bool = False) -> str:
+    """The verified NumPy, torch or JAX module (its template starts with derive's generated-file line);
+    with ``hvp`` it also defines the verified hvp(params, batch, directions)."""
     import derive
-    return getattr(derive, TARGETS[target][0])(network.derive(), safe_identifier(network.name))
+    make = getattr(derive, TARGETS[target][0])
+    name = safe_identifier(network.name)
+    return make(network.derive(), name, hvp=True) if hvp else make(network.derive(), name)
 
 
 def safe_identifier(name: str) -> str:
@@ -226,7 +229,7 @@ def cmd_sheet(args) -> int:
 
 def cmd_code(args) -> int:
     network = load_network(args.net, args.convention)
-    source = code_text(network, args.target)
+    source = code_text(network, args.target, args.hvp)
     path = write_atomic(output_path(Path(args.output_dir), network.name, TARGETS[args.target][1]), source, args.force)
     print(f"wrote {path}")
     return 0
@@ -406,6 +409,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("net", metavar="NET", help=net_help)
     p.add_argument("--target", choices=tuple(TARGETS), default="numpy",
                    help="numpy (NAME.py, the default), torch (NAME_torch.py) or jax (NAME_jax.py)")
+    p.add_argument("--hvp", action="store_true",
+                   help="also hvp(params, batch, directions): the Hessian-vector product in closed form, verified")
     p.set_defaults(run=cmd_code)
     p = sub.add_parser("build", parents=[verbose, files, convention],
                        help="write .tex, .pdf (when pdflatex is installed) and .py for every built-in example")
