@@ -345,6 +345,8 @@ def cmd_grade(args) -> int:
 
 def cmd_bench(args) -> int:
     from .bench import derivation as derivation_bench
+    if args.hvp:
+        return bench_hvp(args)
     if args.layers:
         return bench_layers(args)
     from .bench import printing as printing_bench
@@ -356,6 +358,15 @@ def cmd_bench(args) -> int:
     write_atomic(output_path(out, "derivation", ".md"),
                  f"<!-- {GENERATED_MARK} (derive bench); do not edit -->\n{table}\n", force=args.force)
     return 0 if args.derivation_only else bench.main_bench(args)
+
+
+def bench_hvp(args) -> int:
+    """``derive bench --hvp``: the generated HVP against torch.func and JAX (OUTPUT_DIR/bench/hvp.md, hvp.json)."""
+    from .bench import hvp as hvp_bench
+    config = bench.config_from_args(args)
+    hvp_bench.run_hvp_bench(config)
+    print(f"wrote {Path(config.out) / 'hvp.md'} and hvp.json")
+    return 0
 
 
 def bench_layers(args) -> int:
@@ -439,6 +450,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_bench_arguments(p)
     p.add_argument("--derivation-only", action="store_true",
                    help="only time deriving an L-layer MLP against depth, beside SymPy's own diff")
+    p.add_argument("--hvp", action="store_true",
+                   help="only the Hessian-vector product: the generated hvp against torch.func (jvp of grad), "
+                        "JAX and one generated gradient step (OUTPUT_DIR/bench/hvp.md)")
     p.add_argument("--layers", action="store_true",
                    help="only the layers table: each built-in layer's torch Function against eager autograd "
                         "and torch.compile (N x 1024, float32; --quick: 512 x 256)")
