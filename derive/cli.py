@@ -1,7 +1,7 @@
 """The ``derive`` command: list the built-in networks, write derivation sheets and NumPy code.
 
     derive list
-    derive sheet NET [--pdf] [--dims N=2,D=3] [--output-dir DIR] [--force]
+    derive sheet NET [--pdf] [--hvp] [--dims N=2,D=3] [--output-dir DIR] [--force]
     derive code NET [--target numpy|torch|jax] [--hvp] [--output-dir DIR] [--force]
     derive build [--dims ...] [--output-dir DIR] [--force]
 
@@ -136,7 +136,7 @@ def write_atomic(path: Path, data: bytes | str, force: bool) -> Path:
 TARGETS = {"numpy": ("to_numpy", ".py"), "torch": ("to_torch", "_torch.py"), "jax": ("to_jax", "_jax.py")}
 
 
-def sheet_text(network: Example, dims: dict) -> str:
+def sheet_text(network: Example, dims: dict, hvp: bool = False) -> str:
     """The sheet, written out at the given dims, else at the network's own when it has all of them."""
     from .core.dims import normalize_dims
     from .render.sheet import to_latex
@@ -148,7 +148,8 @@ def sheet_text(network: Example, dims: dict) -> str:
         if dims:
             raise
         merged = None   # the network leaves some sizes open and none were asked for: no written-out part
-    return to_latex(g, title=network.title, source=network.source, dims=merged, values=network.values)
+    extra = {"hvp": True} if hvp else {}
+    return to_latex(g, title=network.title, source=network.source, dims=merged, values=network.values, **extra)
 
 
 def code_text(network: Example, target: str = "numpy", hvp: bool = False) -> str:
@@ -216,8 +217,8 @@ def cmd_list(args) -> int:
 def cmd_sheet(args) -> int:
     network = load_network(args.net, args.convention)
     out_dir = Path(args.output_dir)
-    tex = write_atomic(output_path(out_dir, network.name, ".tex"), sheet_text(network, parse_dims(args.dims)),
-                       args.force)
+    tex = write_atomic(output_path(out_dir, network.name, ".tex"),
+                       sheet_text(network, parse_dims(args.dims), args.hvp), args.force)
     print(f"wrote {tex}")
     if args.pdf:
         if shutil.which("pdflatex") is None:
@@ -415,6 +416,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("net", metavar="NET", help=net_help)
     p.add_argument("--dims", metavar="N=2,D=3", help=dims_help)
     p.add_argument("--pdf", action="store_true", help="also compile it to NAME.pdf with pdflatex")
+    p.add_argument("--hvp", action="store_true", help="add the second order: the tangent pass, the Hessian-vector "
+                   "products and the Hessians of vector parameters")
     p.set_defaults(run=cmd_sheet)
     p = sub.add_parser("code", parents=[verbose, files, convention], help="write verified NumPy code NAME.py for the gradients")
     p.add_argument("net", metavar="NET", help=net_help)
