@@ -3,7 +3,8 @@
 Write a network as SymPy matrix expressions, then ``g = derive.gradients(loss, wrt=[W1, b1, ...])``
 gives closed-form gradients (``g[W1]``), the backward steps (``g.steps``), index forms
 (``g.index_form(W1)``), the explicit elementwise truth (``g.elementwise(W1, dims)``) and a check
-that they agree (``g.verify(dims)``).
+that they agree (``g.verify(dims)``); second order: Hessian-vector products (``g.hvp({W1: V})``) and a
+vector parameter's Hessian (``g.hessian(w)``), in closed form.
 """
 
 from . import testing as testing  # derive.testing.assert_gradient
@@ -16,6 +17,7 @@ from .core.graph import Step
 from .core.layer import Layer, vjp
 from .core.losses import bce, cross_entropy, mse
 from .core.rules import supported
+from .core.second_order import Hvp, TangentStep
 from .core.softmax import log_softmax, softmax
 from .errors import (
     CodegenError,
@@ -49,6 +51,7 @@ __all__ = [
     "ExpansionTooLarge",
     "Forward",
     "GradientMismatch",
+    "Hvp",
     "InputIsParameter",
     "InvalidLayerOutput",
     "InvalidParameter",
@@ -61,6 +64,7 @@ __all__ = [
     "ParseError",
     "ShapeError",
     "Step",
+    "TangentStep",
     "UnsupportedOperation",
     "Verification",
     "bce",

@@ -133,6 +133,14 @@ BAD_CALLS = [
      InvalidArgument, "nor a softmax over each example"),
     ("a name for an expression of a matrix not in the loss", lambda: derive.gradients(LOSS, [W], names={"Q": X * A * W}),
      InvalidParameter, "names: 'Q' names X*A*W, which uses A: not a matrix of the loss"),
+    ("hvp direction of the wrong shape", lambda: dense().hvp({W: MatrixSymbol("V_W", H, D)}), ShapeError,
+     "hvp: the direction V_W is H x D but the parameter W is D x H"),
+    ("hvp direction that is an expression", lambda: dense().hvp({W: 2 * W}), ShapeError,
+     "hvp: the direction for W (D x H) must be a MatrixSymbol of that shape, not 2*W of type MatMul"),
+    ("hvp direction named as a matrix of the network", lambda: dense().hvp({W: MatrixSymbol("X", D, H)}),
+     InvalidParameter, "the direction for W is named X, already the name of a matrix of the network"),
+    ("hessian of a matrix parameter", lambda: dense().hessian(W), ShapeError,
+     "hessian: W is a D x H matrix; its Hessian would be a 4-index tensor. Use g.hvp({W: V})"),
     ("closed form expansion too large", lambda: dense().explicit_gradient(W, {"N": 500, "D": 500, "H": 500}),
      ExpansionTooLarge, "expanding at D=500, H=500, N=500 takes about 250,500,000 scalar operations"),
 ]
@@ -151,6 +159,14 @@ def test_a_parse_error_points_at_its_column():
         check_hand("X^T (dL/dZ_1", LOSS, W)
     message, formula, caret = str(info.value).splitlines()
     assert message.endswith("at column 13") and formula == "  X^T (dL/dZ_1" and caret == "  " + " " * 12 + "^"
+
+
+@pytest.mark.parametrize("call", [lambda g: g.hvp({MatrixSymbol("U", D, H): MatrixSymbol("V", D, H)}),
+                                  lambda g: g.hvp({"U": MatrixSymbol("V", D, H)}), lambda g: g.hessian("U")],
+                         ids=["hvp of a matrix", "hvp by name", "hessian by name"])
+def test_an_unknown_parameter_of_hvp_or_hessian_is_a_key_error_naming_the_parameters(call):
+    with pytest.raises(KeyError, match="U is not one of the parameters W, b"):
+        call(dense())
 
 
 def test_allow_unused_gives_a_zero_matrix_of_the_parameters_shape():

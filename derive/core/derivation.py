@@ -16,6 +16,10 @@ Two forms of every gradient exist:
 * closed (``g[W]``): in the network's own symbols only, so that ``subs(dims).as_explicit()`` and
   ``lambdify`` work on it with plain SymPy.
 
+Second order: ``g.hvp({W: V})`` is the Hessian of the loss applied to a direction, by the tangent
+(R-operator) pass of :mod:`.second_order` over ``g.bindings``, and ``g.hessian(w)`` a vector parameter's
+Hessian read off it (:mod:`.hessian`); both are checked numerically like the gradients.
+
 ``g.elementwise(W, dims)`` is the independent truth: the loss expanded into scalars at concrete
 dims and differentiated entry by entry with ``sympy.diff`` (:mod:`.explicit`); ``g.verify(dims)``
 compares the two. Before ``gradients`` returns, every closed form is also checked numerically
@@ -384,7 +388,7 @@ class Derivation:
         gradients = {p: (self.compact(p) if p in self.graph.depends else None) for p in self.params}
         result = tangent_pass(self.bindings, gradients, self.closed_names, moving)
         self.hvps.append(result)
-        if check:
+        if check and moving:   # with no direction every component is a zero matrix: nothing to difference
             self.hvp_check = check_hvp(self.loss, self.params, moving, result.compact,
                                        self.bindings + result.bindings, seed=seed)
         return result

@@ -116,6 +116,37 @@ class _Reader:
         if middle.rows == 1:
             # L F(e_k) R is the column L times the scalar F(e_k) R
             return mat_mul(coeff, *left, transpose(mat_mul(self.rows(middle), *right)))
+        if right:
+            # F(V) = sum_k (c_k(V) 1^T) ⊙ M_k, a column spread over the columns (a bias row's direction
+            # V^T 1^T): F(V) u = sum_k c_k(V) ⊙ (M_k u), a column again
+            u = mat_mul(*right)
+            terms = [hadamard(self.columns(c), mat_mul(spread, u, OneMatrix(1, self.n)))
+                     for c, spread in self._spread_columns(middle)]
+            return mat_mul(coeff, *left, mat_add(*terms))
+        raise self._refused(expr)
+
+    def _spread_columns(self, expr: Basic) -> list[tuple[Basic, Basic]]:
+        """``expr`` (a x b, linear in V) as pairs (c(V), M) with expr = sum (c(V) 1^T) ⊙ M, c(V) a column."""
+        if isinstance(expr, MatAdd):
+            return [pair for t in expr.args if self.moves(t) for pair in self._spread_columns(t)]
+        if isinstance(expr, HadamardProduct):
+            moving = [f for f in expr.args if self.moves(f)]
+            if len(moving) != 1:
+                raise self._refused(expr)
+            others = [f for f in expr.args if f is not moving[0]]
+            return [(c, hadamard(spread, *others)) for c, spread in self._spread_columns(moving[0])]
+        if isinstance(expr, MatMul):
+            coeff, product = split_scalar(expr)
+            factors = list(product.args) if isinstance(product, MatMul) else [product]
+            moving = [k for k, f in enumerate(factors) if self.moves(f)]
+            if not self.moves(coeff) and len(factors) == 1:
+                return [(mat_mul(coeff, c), spread) for c, spread in self._spread_columns(factors[0])]
+            if not self.moves(coeff) and len(moving) == 1:
+                # c(V) r with c(V) = coeff L F(V) a column and r the constant rows after it
+                k = next((k for k in range(moving[0], len(factors)) if factors[k].cols == 1), None)
+                if k is not None and k + 1 < len(factors):
+                    column, row = mat_mul(coeff, *factors[:k + 1]), mat_mul(*factors[k + 1:])
+                    return [(column, mat_mul(OneMatrix(column.rows, 1), row))]
         raise self._refused(expr)
 
     def _refused(self, expr: Basic) -> UnsupportedOperation:

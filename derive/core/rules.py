@@ -5,6 +5,9 @@ node to the gradient of that argument, or ``None`` where no gradient flows (a di
 constant parameter). ``node`` has its arguments already replaced by their names, ``out`` stands for
 the node's own value (so ``sigmoid'`` is written with the output) and ``upstream`` is dL/d(node).
 An entry may be a :class:`Pullback` that also carries the local factor, for the derivation sheet.
+Beside each pullback sits its tangent (forward-mode) rule, ``tangent(node, out, tangents) -> d(node)``
+(:func:`tangent_of`): what the second-order pass (:mod:`.second_order`) applies to the forward
+quantities and to the pullbacks' own results, which are built of the table's operations again.
 
 The table is the documentation of what is supported: :func:`supported` lists it, and
 :func:`rule_for` finds a rule through the class's MRO, so a subclass inherits its parent's rule.

@@ -14,7 +14,7 @@ Nothing here knows any particular operation (they are the table's, :mod:`.rules`
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from sympy import Basic, MatrixExpr, MatrixSymbol, S, ZeroMatrix
@@ -38,13 +38,14 @@ class TangentStep:
     shape: tuple
 
 
-@dataclass(frozen=True)
-class Hvp:
+@dataclass(frozen=True, eq=False)
+class Hvp(Mapping):
     """Hessian-vector products of a derivation along ``directions`` (param -> its direction V_P).
 
     ``steps`` are the tangent quantities in evaluation order (each uses the derivation's bindings,
     earlier steps and the directions), ``compact[P]`` is R{dL/dP} written with them, ``closed[P]`` the
-    same in the network's own symbols and the directions only: plain SymPy, as ``g[P]`` is.
+    same in the network's own symbols and the directions only: plain SymPy, as ``g[P]`` is. It reads
+    as the mapping ``{param: closed form}`` (by parameter or by name).
     """
 
     directions: dict
@@ -63,8 +64,11 @@ class Hvp:
                 return form
         raise KeyError(f"{param} is not one of the parameters {', '.join(p.name for p in self.closed)}")
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator:
         return iter(self.closed)
+
+    def __len__(self) -> int:
+        return len(self.closed)
 
 
 def tangent(expr: Basic, out: Basic, known: Mapping[Basic, Basic]) -> Basic | None:

@@ -138,9 +138,27 @@ def test_a_wrong_hessian_read_off_is_refused_by_its_check(monkeypatch):
         g.hessian(x)
 
 
-def test_a_tanh_networks_hessian_equals_torch():
+c1, T = MatrixSymbol("c1", 1, 1), MatrixSymbol("T", N, D)
+# (id, loss, a vector parameter): Hessians with no hand-written form, against torch only
+MORE = [
+    ("a tanh network", mse(tanh(X * w) * MatrixSymbol("u", 1, 2), MatrixSymbol("Y", N, 2)), w),
+    ("a tanh network's row", mse(tanh(X * r.T) * MatrixSymbol("u", 1, 2), MatrixSymbol("Y", N, 2)), r),
+    ("a 1 x 1 bias", bce(sigmoid(X * w + OneMatrix(N, 1) * c1), y), c1),
+    ("a row spread over the batch", mse(derive.softplus(OneMatrix(N, 1) * r), T), r),
+    ("w scaled by its own norm", mse(X * w * (w.T * w), y), w),
+]
+
+
+@pytest.mark.parametrize(("loss", "param"), [row[1:] for row in MORE], ids=[row[0] for row in MORE])
+def test_more_hessians_equal_torch(loss, param):
     pytest.importorskip("torch", reason="torch is one of the independent truths")
-    loss = mse(tanh(X * w) * MatrixSymbol("u", 1, 2), MatrixSymbol("Y", N, 2))
-    hessian = derive.gradients(loss, [w]).hessian(w)
+    hessian = derive.gradients(loss, [param]).hessian(param)
     values = draw(loss, np.random.default_rng(3))
-    np.testing.assert_allclose(value(hessian, values), torch_hessian(loss, w, values), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(value(hessian, values), torch_hessian(loss, param, values), rtol=1e-10, atol=1e-12)
+
+
+def test_a_hessian_derive_cannot_read_off_is_refused_with_a_pointer_to_hvp():
+    b = MatrixSymbol("b", 1, D)
+    g = derive.gradients(derive.cross_entropy(X * A + OneMatrix(N, 1) * b, T), [b])
+    with pytest.raises(derive.UnsupportedOperation, match="use g.hvp with a direction instead"):
+        g.hessian(b)

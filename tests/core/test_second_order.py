@@ -28,6 +28,7 @@ from sympy import (
     OneMatrix,
     Symbol,
     Trace,
+    ZeroMatrix,
     log,
     preorder_traversal,
 )
@@ -226,3 +227,9 @@ def test_a_wrong_tangent_rule_is_refused_by_verify(broken_inverse):
     g.hvp({A: MatrixSymbol("V", D, D)}, check=False)
     with pytest.raises(GradientMismatch, match="dL/dA"):
         g.verify({D: 2}, symbolic=False)
+
+
+def test_no_direction_gives_zero_matrices():
+    g = derive.gradients(bce(sigmoid(X * w), y), [w])
+    hvp = g.hvp({})
+    assert hvp.steps == () and hvp[w] == ZeroMatrix(D, 1)
