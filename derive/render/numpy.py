@@ -50,8 +50,9 @@ from .layout import FULL, Layout, Operand, combined, size
 __all__ = ["SECOND_FORMS", "DeriveNumPyPrinter"]
 
 # f'' of an activation whose scalar prints through NumPy's select and heaviside (ELU's: 0 above 0,
-# alpha e^a below); the others print from their scalar second derivative
-SECOND_FORMS = {"elu": "np.where({a} > 0, 0.0, {p0} * np.exp(np.minimum({a}, 0)))"}
+# alpha e^a below) or takes several passes (GELU's); the others print from their scalar second derivative
+SECOND_FORMS = {"elu": "np.where({a} > 0, 0.0, {p0} * np.exp(np.minimum({a}, 0)))",
+                "gelu": "(0.3989422804014327 * np.exp(-0.5 * {a} ** 2) * (2 - {a} ** 2))"}   # phi (2 - a^2): one exp
 
 
 class DeriveNumPyPrinter(NumPyPrinter):

@@ -40,7 +40,8 @@ TORCH_FORMS = {
 }
 
 # f'' as the NumPy printer's SECOND_FORMS, in torch
-TORCH_SECOND = {"elu": "torch.where({a} > 0, 0.0, {p0} * torch.exp(torch.clamp({a}, max=0)))"}
+TORCH_SECOND = {"elu": "torch.where({a} > 0, 0.0, {p0} * torch.exp(torch.clamp({a}, max=0)))",
+                "gelu": "(0.3989422804014327 * torch.exp(-0.5 * {a} ** 2) * (2 - {a} ** 2))"}
 
 
 class DeriveTorchPrinter(DeriveNumPyPrinter):
