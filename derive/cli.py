@@ -1,8 +1,8 @@
 """The ``derive`` command: list the built-in networks, write derivation sheets and NumPy code.
 
     derive list
-    derive sheet NET [--pdf] [--dims N=2,D=3] [--output-dir DIR] [--force]
-    derive code NET [--output-dir DIR] [--force]
+    derive sheet NET [--pdf] [--hvp] [--dims N=2,D=3] [--output-dir DIR] [--force]
+    derive code NET [--target numpy|torch|jax] [--hvp] [--output-dir DIR] [--force]
     derive build [--dims ...] [--output-dir DIR] [--force]
 
 NET is a built-in example's name (``derive list``) or a Python file that defines ``loss`` (a SymPy
@@ -136,7 +136,7 @@ def write_atomic(path: Path, data: bytes | str, force: bool) -> Path:
 TARGETS = {"numpy": ("to_numpy", ".py"), "torch": ("to_torch", "_torch.py"), "jax": ("to_jax", "_jax.py")}
 
 
-def sheet_text(network: Example, dims: dict) -> str:
+def sheet_text(network: Example, dims: dict, hvp: bool = False) -> str:
     """The sheet, written out at the given dims, else at the network's own when it has all of them."""
     from .core.dims import normalize_dims
     from .render.sheet import to_latex
@@ -148,13 +148,17 @@ def sheet_text(network: Example, dims: dict) -> str:
         if dims:
             raise
         merged = None   # the network leaves some sizes open and none were asked for: no written-out part
-    return to_latex(g, title=network.title, source=network.source, dims=merged, values=network.values)
+    extra = {"hvp": True} if hvp else {}
+    return to_latex(g, title=network.title, source=network.source, dims=merged, values=network.values, **extra)
 
 
-def code_text(network: Example, target: str = "numpy") -> str:
-    """The verified NumPy, torch or JAX module (its template starts with derive's generated-file line)."""
+def code_text(network: Example, target: str = "numpy", hvp: bool = False) -> str:
+    """The verified NumPy, torch or JAX module (its template starts with derive's generated-file line);
+    with ``hvp`` it also defines the verified hvp(params, batch, directions)."""
     import derive
-    return getattr(derive, TARGETS[target][0])(network.derive(), safe_identifier(network.name))
+    make = getattr(derive, TARGETS[target][0])
+    name = safe_identifier(network.name)
+    return make(network.derive(), name, hvp=True) if hvp else make(network.derive(), name)
 
 
 def safe_identifier(name: str) -> str:
@@ -213,8 +217,8 @@ def cmd_list(args) -> int:
 def cmd_sheet(args) -> int:
     network = load_network(args.net, args.convention)
     out_dir = Path(args.output_dir)
-    tex = write_atomic(output_path(out_dir, network.name, ".tex"), sheet_text(network, parse_dims(args.dims)),
-                       args.force)
+    tex = write_atomic(output_path(out_dir, network.name, ".tex"),
+                       sheet_text(network, parse_dims(args.dims), args.hvp), args.force)
     print(f"wrote {tex}")
     if args.pdf:
         if shutil.which("pdflatex") is None:
@@ -226,7 +230,7 @@ def cmd_sheet(args) -> int:
 
 def cmd_code(args) -> int:
     network = load_network(args.net, args.convention)
-    source = code_text(network, args.target)
+    source = code_text(network, args.target, args.hvp)
     path = write_atomic(output_path(Path(args.output_dir), network.name, TARGETS[args.target][1]), source, args.force)
     print(f"wrote {path}")
     return 0
@@ -342,6 +346,8 @@ def cmd_grade(args) -> int:
 
 def cmd_bench(args) -> int:
     from .bench import derivation as derivation_bench
+    if args.hvp:
+        return bench_hvp(args)
     if args.layers:
         return bench_layers(args)
     from .bench import printing as printing_bench
@@ -353,6 +359,15 @@ def cmd_bench(args) -> int:
     write_atomic(output_path(out, "derivation", ".md"),
                  f"<!-- {GENERATED_MARK} (derive bench); do not edit -->\n{table}\n", force=args.force)
     return 0 if args.derivation_only else bench.main_bench(args)
+
+
+def bench_hvp(args) -> int:
+    """``derive bench --hvp``: the generated HVP against torch.func and JAX (OUTPUT_DIR/bench/hvp.md, hvp.json)."""
+    from .bench import hvp as hvp_bench
+    config = bench.config_from_args(args)
+    hvp_bench.run_hvp_bench(config)
+    print(f"wrote {Path(config.out) / 'hvp.md'} and hvp.json")
+    return 0
 
 
 def bench_layers(args) -> int:
@@ -405,11 +420,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("net", metavar="NET", help=net_help)
     p.add_argument("--dims", metavar="N=2,D=3", help=dims_help)
     p.add_argument("--pdf", action="store_true", help="also compile it to NAME.pdf with pdflatex")
+    p.add_argument("--hvp", action="store_true", help="add the second order: the tangent pass, the Hessian-vector "
+                   "products and the Hessians of vector parameters")
     p.set_defaults(run=cmd_sheet)
     p = sub.add_parser("code", parents=[verbose, files, convention], help="write verified NumPy code NAME.py for the gradients")
     p.add_argument("net", metavar="NET", help=net_help)
     p.add_argument("--target", choices=tuple(TARGETS), default="numpy",
                    help="numpy (NAME.py, the default), torch (NAME_torch.py) or jax (NAME_jax.py)")
+    p.add_argument("--hvp", action="store_true",
+                   help="also hvp(params, batch, directions): the Hessian-vector product in closed form, verified")
     p.set_defaults(run=cmd_code)
     p = sub.add_parser("build", parents=[verbose, files, convention],
                        help="write .tex, .pdf (when pdflatex is installed) and .py for every built-in example")
@@ -438,6 +457,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_bench_arguments(p)
     p.add_argument("--derivation-only", action="store_true",
                    help="only time deriving an L-layer MLP against depth, beside SymPy's own diff")
+    p.add_argument("--hvp", action="store_true",
+                   help="only the Hessian-vector product: the generated hvp against torch.func (jvp of grad), "
+                        "JAX and one generated gradient step (OUTPUT_DIR/bench/hvp.md)")
     p.add_argument("--layers", action="store_true",
                    help="only the layers table: each built-in layer's torch Function against eager autograd "
                         "and torch.compile (N x 1024, float32; --quick: 512 x 256)")

@@ -243,6 +243,84 @@ class TorchOps:
         return getattr(self.torch, name)(a)
 
 
+class JaxOps:
+    """jax.numpy implementations from the textbook definitions (as NumpyOps), so that jax.grad and
+    jax.jvp of a loss evaluated with them owe nothing to derive's printers."""
+
+    name = "jax"
+
+    def __init__(self):
+        import jax
+        import jax.numpy as jnp
+        self.jax, self.jnp = jax, jnp
+        self.activations = {
+            relu: lambda a: jnp.maximum(a, 0.0),
+            leaky_relu: lambda a, alpha: jnp.where(a > 0, a, float(alpha) * a),
+            elu: lambda a, alpha: jnp.where(a > 0, a, float(alpha) * jnp.expm1(jnp.minimum(a, 0.0))),
+            sigmoid: jax.nn.sigmoid,
+            tanh_: jnp.tanh,
+            gelu: lambda a: a * 0.5 * (1.0 + jax.scipy.special.erf(a / math.sqrt(2.0))),
+            silu: lambda a: a * jax.nn.sigmoid(a),
+            softplus: lambda a: jnp.logaddexp(0.0, a),
+            exp_: jnp.exp,
+            log_: jnp.log,
+        }
+
+    def constant(self, value):
+        return float(value)
+
+    def full(self, rows, cols, value):
+        return self.jnp.full((rows, cols), float(value))
+
+    def eye(self, n):
+        return self.jnp.eye(n)
+
+    def matmul(self, a, b):
+        return a @ b
+
+    def transpose(self, a):
+        return a.T
+
+    def inverse(self, a):
+        return self.jnp.linalg.inv(a)
+
+    def det(self, a):
+        return self.jnp.linalg.det(a)
+
+    def trace(self, a):
+        return self.jnp.trace(a)
+
+    def total(self, a):
+        return self.jnp.sum(a)
+
+    def log(self, a):
+        return self.jnp.log(a)
+
+    def exp(self, a):
+        return self.jnp.exp(a)
+
+    def log_softmax(self, a, axis):
+        return self.jax.nn.log_softmax(a, axis=axis)
+
+    def bce(self, p, y):
+        return -self.jnp.sum(y * self.jnp.log(p) + (1 - y) * self.jnp.log1p(-p))
+
+    def bce_logits(self, z, y):
+        return self.jnp.sum(y * self.jnp.logaddexp(0.0, -z) + (1 - y) * self.jnp.logaddexp(0.0, z))
+
+    def matrix_power(self, a, k):
+        return self.jnp.linalg.matrix_power(a, k)
+
+    def block(self, grid):
+        return self.jnp.block([[self.jnp.asarray(b) for b in row] for row in grid])
+
+    def stack(self, rows):
+        return self.jnp.stack([self.jnp.stack([self.jnp.asarray(e).reshape(()) for e in row]) for row in rows])
+
+    def scalar_function(self, name: str, a):
+        return getattr(self.jnp, name)(a)
+
+
 @dataclass
 class Walk:
     """One evaluation: the values of the leaves, the sizes of the dims, what was seen on the way."""

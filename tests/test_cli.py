@@ -278,3 +278,31 @@ def test_a_failed_compile_quotes_pdflatexs_error_and_keeps_its_log(tmp_path):
     message = str(caught.value)
     assert "Undefined control sequence" in message and "\\notacommand" in message
     assert "Undefined control sequence" in (tmp_path / "broken.log").read_text()
+
+
+@pytest.mark.parametrize("target", ["numpy", "torch"])
+def test_code_with_hvp_writes_a_verified_hvp(target, tmp_path, capsys):
+    pytest.importorskip("torch", reason="torch autograd's HVP is the truth here")
+    import numpy as np
+
+    from derive.render.module import load_module
+
+    from .evaluator import torch_hvp
+    code, _, _ = run(["code", "seed_000_bce", "--hvp", "--target", target, "--output-dir", str(tmp_path)], capsys)
+    assert code == 0
+    suffix = ".py" if target == "numpy" else "_torch.py"
+    module = load_module((tmp_path / f"seed_000_bce{suffix}").read_text())
+    rng = np.random.default_rng(0)
+    params = {"w1": rng.standard_normal((2, 3)), "w2": rng.standard_normal((3, 1)), "b": rng.standard_normal((1, 1))}
+    batch = {"X": rng.standard_normal((4, 2)), "y": rng.uniform(0.1, 0.9, (4, 1))}
+    directions = {k: rng.standard_normal(v.shape) for k, v in params.items()}
+    if target == "torch":
+        import torch
+        as_tensors = lambda d: {k: torch.tensor(v) for k, v in d.items()}
+        products = {k: v.numpy() for k, v in module.hvp(*map(as_tensors, (params, batch, directions))).items()}
+    else:
+        products = module.hvp(params, batch, directions)
+    g = get("seed_000_bce").derive()
+    want = torch_hvp(g.loss, params, batch, {s: 4 for s in g.loss.free_symbols if s.name == "N"}, directions)
+    for k in params:
+        assert np.allclose(products[k], want[k], rtol=1e-9, atol=1e-12), k

@@ -27,6 +27,7 @@ from ..core.truth import Draw, Program
 from ..errors import CodegenError
 from . import framework_runtime
 from . import module as numpy_module
+from .hvp import hvp_of, verify_hvp
 from .identifiers import safe_comment
 from .jax import DeriveJaxPrinter
 from .layer_numpy import check_output
@@ -77,30 +78,47 @@ def _helpers(printer, framework: str) -> list[str]:
     return [framework_runtime.source(framework, h) for h in wanted]
 
 
-def to_torch(g: Derivation, name: str, *, dims: Mapping | None = None, verify: bool = True) -> str:
-    """The source of a torch module for ``g`` (ARGS, Function, Module), checked first (see the module)."""
+def to_torch(g: Derivation, name: str, *, dims: Mapping | None = None, verify: bool = True,
+             hvp: bool = False) -> str:
+    """The source of a torch module for ``g`` (ARGS, Function, Module), checked first (see the module);
+    with ``hvp`` (a loss) also ``hvp(params, batch, directions)``, checked as to_numpy's is."""
     _check(g)
     plan, printer = plan_layer(g, name, lambda ids, definitions: DeriveTorchPrinter(ids, definitions, dtype="dtype"),
-                               dims or {}, _torch_example)
+                               dims or {}, _torch_example, _second_order(g, name, hvp, verify))
     plan.helpers = _helpers(printer, "torch")
     _module_arguments(plan, g)
     source = render_template("torch.py.j2", plan=plan)
     if verify:
         verify_torch_module(source, name, g)
+        if hvp:
+            verify_hvp(_TorchModule(_load(source, name)), name, g.loss)
     return source
 
 
-def to_jax(g: Derivation, name: str, *, dims: Mapping | None = None, verify: bool = True) -> str:
-    """The source of a JAX module for ``g`` (ARGS, fn: a jax.custom_vjp function), checked first."""
+def to_jax(g: Derivation, name: str, *, dims: Mapping | None = None, verify: bool = True, hvp: bool = False) -> str:
+    """The source of a JAX module for ``g`` (ARGS, fn: a jax.custom_vjp function), checked first; with
+    ``hvp`` (a loss) also ``hvp(params, batch, directions)``, checked as to_numpy's is."""
     _check(g)
     plan, printer = plan_layer(g, name, lambda ids, definitions: DeriveJaxPrinter(ids, definitions, dtype="dtype"),
-                               dims or {}, numpy_module._input)
+                               dims or {}, numpy_module._input, _second_order(g, name, hvp, verify))
     plan.helpers = _helpers(printer, "jax")
     plan.extra["sizes"] = [local for local in plan.saved_values if local != "dtype"]   # dtype: the upstream's
     source = render_template("jax.py.j2", plan=plan)
     if verify:
         verify_jax_module(source, name, g)
+        if hvp:
+            verify_hvp(_JaxModule(_load(source, name)), name, g.loss)
     return source
+
+
+def _second_order(g: Derivation, name: str, hvp: bool, verify: bool):
+    """The derivation's HVP for a module with ``hvp``; the core checks it only where the module is not."""
+    if not hvp:
+        return None
+    if isinstance(g, Layer):
+        raise CodegenError(f"{name} is a layer (derive.vjp): hvp=True needs a scalar loss (derive.gradients), "
+                           "whose Hessian the products are of")
+    return hvp_of(g, check=not verify)
 
 
 def _declared_shape(symbol: MatrixSymbol) -> tuple:
@@ -209,3 +227,68 @@ def verify_jax_module(source: str, name: str, g: Derivation, *, seed: int = 0) -
         except Exception as error:
             raise CodegenError(f"the generated JAX backward of {name} fails jax.test_util.check_grads: "
                                f"{str(error).splitlines()[0] if str(error) else type(error).__name__}") from error
+
+
+# --- the HVP's check: the torch or JAX module seen as a NumPy one (float64 arrays in and out) ------
+
+class _TorchModule:
+    """``example_inputs``, ``loss_and_grads`` (derive's own backward, by Function) and ``hvp`` of a
+    torch module on NumPy arrays, for :func:`derive.render.hvp.verify_hvp`."""
+
+    def __init__(self, module):
+        import torch
+        self.torch, self.module, self.DEFAULT_DIMS = torch, module, module.DEFAULT_DIMS
+
+    def example_inputs(self, rng):
+        generator = self.torch.Generator().manual_seed(int(rng.integers(2 ** 31)))
+        args, _ = self.module.example_inputs(generator=generator, dtype=self.torch.float64)
+        values = {key: arg.numpy() for key, arg in zip(self.module.ARGS, args)}
+        params = {k: v for k, v in values.items() if k in self.module.PARAMS}
+        return params, {k: v for k, v in values.items() if k not in params}
+
+    def loss_and_grads(self, params, batch):
+        torch = self.torch
+        values = {k: torch.tensor(v, dtype=torch.float64, requires_grad=k in params)
+                  for k, v in {**batch, **params}.items()}
+        loss = self.module.Function.apply(*(values[k] for k in self.module.ARGS))
+        grads = torch.autograd.grad(loss, [values[k] for k in params])
+        return float(loss.detach()), {k: g.numpy() for k, g in zip(params, grads)}
+
+    def hvp(self, params, batch, directions):
+        tensor = lambda arrays: {k: self.torch.tensor(v, dtype=self.torch.float64) for k, v in arrays.items()}
+        products = self.module.hvp(tensor(params), tensor(batch), tensor(directions))
+        return {k: v.numpy() for k, v in products.items()}
+
+
+class _JaxModule:
+    """The same for a JAX module (its gradient by jax.grad of fn: derive's custom_vjp backward), each
+    function jitted once: the differences call them a dozen times per point."""
+
+    def __init__(self, module):
+        import jax
+        self.jax, self.module, self.DEFAULT_DIMS = jax, module, module.DEFAULT_DIMS
+        positions = tuple(k for k, key in enumerate(module.ARGS) if key in module.PARAMS)
+        self._keys = [module.ARGS[k] for k in positions]
+        self._value_and_grad = jax.jit(jax.value_and_grad(module.fn, argnums=positions))
+        self._hvp = jax.jit(module.hvp)
+
+    def example_inputs(self, rng):
+        args, _ = self.module.example_inputs(rng)
+        values = dict(zip(self.module.ARGS, args))
+        params = {k: v for k, v in values.items() if k in self.module.PARAMS}
+        return params, {k: v for k, v in values.items() if k not in params}
+
+    def loss_and_grads(self, params, batch):
+        with self.jax.enable_x64(True):
+            values = self._arrays({**batch, **params})
+            loss, grads = self._value_and_grad(*(values[k] for k in self.module.ARGS))
+            by_key = dict(zip(self._keys, grads))
+            return float(loss), {k: np.asarray(by_key[k]) for k in params}
+
+    def hvp(self, params, batch, directions):
+        with self.jax.enable_x64(True):
+            products = self._hvp(self._arrays(params), self._arrays(batch), self._arrays(directions))
+            return {k: np.asarray(v) for k, v in products.items()}
+
+    def _arrays(self, values: dict) -> dict:
+        return {k: self.jax.numpy.asarray(v, dtype=self.jax.numpy.float64) for k, v in values.items()}

@@ -16,7 +16,7 @@ __all__ = ["RESERVED", "Identifiers", "safe_comment"]
 # Names the generated module defines or imports itself; a user's symbol never takes one of them.
 RESERVED = {
     "np", "scipy", "params", "batch", "cache", "loss", "grads", "rng", "dims", "forward", "backward",
-    "loss_and_grads", "example_inputs", "check_gradients", "softmax", "log_softmax",
+    "loss_and_grads", "example_inputs", "check_gradients", "hvp", "directions", "check_hvp", "softmax", "log_softmax",
     "binary_cross_entropy", "dtype", "ndtr", "erf", "erfc", "blockwise", "THREADS", "BLOCK", "ThreadPoolExecutor", "os",
     "silu_prime", "gelu", "gelu_prime", "ws", "workspace", "Workspace", "PARAMS", "BATCH", "SHAPES", "DEFAULT_DIMS", "main", "check_targets",
     # the layer modules' own (NumPy, torch, JAX): their imports, arguments and locals beside the user's
@@ -71,8 +71,9 @@ class Identifiers:
 
     def _fresh(self, kind: str, name: str) -> str:
         base = _clean(name) or "v_" + _UNSAFE.sub("_", name).strip("_")
-        if kind == "adjoint":
-            base = "d" + (_clean(name) or _UNSAFE.sub("_", name).strip("_") or "v")
+        prefix = {"adjoint": "d", "tangent": "R_", "gradient tangent": "R_d", "hvp": "Hv_"}.get(kind)
+        if prefix:   # dZ_1 = dL/dZ_1; R_Z_1 = R{Z_1}, R_dZ_1 = R{dL/dZ_1}; Hv_W = (H V)_W
+            base = prefix + (_clean(name) or _UNSAFE.sub("_", name).strip("_") or "v")
         candidate, k = base, 1
         while candidate in self._taken or keyword.iskeyword(candidate) or hasattr(builtins, candidate):
             k += 1

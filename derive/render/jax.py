@@ -15,6 +15,7 @@ from sympy import Identity, MatrixSymbol, OneMatrix, ZeroMatrix
 from ..errors import CodegenError
 from . import runtime
 from .layout import Layout
+from .numpy import SECOND_FORMS
 from .torch import _NORMAL_DENSITY, DeriveTorchPrinter
 
 __all__ = ["JAX_FORMS", "DeriveJaxPrinter"]
@@ -55,6 +56,9 @@ class DeriveJaxPrinter(DeriveTorchPrinter):
         if form is None:
             raise CodegenError(f"the activation {record.name} has no jax form; add one to derive.render.jax")
         return form
+
+    def _second_form(self, name: str) -> str | None:
+        return _numpy_to_jax(SECOND_FORMS.get(name))
 
     def _broadcast(self, expr, code: str) -> str:
         shape = f"({self._print(expr.rows)}, {self._print(expr.cols)})"

@@ -136,6 +136,12 @@ class DeriveLatexPrinter(LatexPrinter):
     def _print_LossGradient(self, expr):
         return rf"\frac{{\partial L}}{{\partial {latex_name(expr.name, self)}}}"
 
+    def _print_Tangent(self, expr):   # Pearlmutter's R{Z}: Z's directional derivative along the directions
+        return rf"\mathcal{{R}}\{{{latex_name(expr.name, self)}\}}"
+
+    def _print_GradientTangent(self, expr):
+        return rf"\mathcal{{R}}\left\{{\frac{{\partial L}}{{\partial {latex_name(expr.name, self)}}}\right\}}"
+
     def _print_MatrixElement(self, expr):
         # Unambiguous subscripts: (w_1)_{ij}, (dL/dZ_1)_{1,2}, never w_{1ij} or Z_{112}.
         row, col = (self._print(index + 1 if isinstance(index, Integer) else index) for index in expr.indices)

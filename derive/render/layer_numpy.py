@@ -31,15 +31,18 @@ OUTPUT_TOLERANCE = 1e-9
 
 
 def to_numpy(g: Derivation, name: str, *, dims: Mapping | None = None, verify: bool = True,
-             workspace: bool = False) -> str:
+             workspace: bool = False, hvp: bool = False) -> str:
     """``derive.to_numpy``: a layer's module (:func:`to_numpy_layer`), or a loss's (:func:`.module.to_numpy`,
-    with its opt-in ``workspace``)."""
+    with its opt-in ``workspace``, and with ``hvp`` its Hessian-vector product too)."""
+    if hvp and isinstance(g, Layer):
+        raise CodegenError(f"{name} is a layer (derive.vjp): hvp=True needs a scalar loss (derive.gradients), "
+                           "whose Hessian the products are of")
     if isinstance(g, Layer):
         if workspace:
             raise CodegenError(f"{name} is a layer (derive.vjp): the workspace (reused buffers) is offered for a "
                                "loss's step only; call to_numpy without workspace=True")
         return to_numpy_layer(g, name, dims=dims, verify=verify)
-    return numpy_module.to_numpy(g, name, dims=dims, verify=verify, workspace=workspace)
+    return numpy_module.to_numpy(g, name, dims=dims, verify=verify, workspace=workspace, hvp=hvp)
 
 
 def to_numpy_layer(g: Layer, name: str, *, dims: Mapping | None = None, verify: bool = True) -> str:

@@ -18,8 +18,10 @@ from sympy import MatrixExpr, MatrixSymbol
 from ..core.derivation import Derivation
 from ..core.dims import dimension_symbols
 from ..core.layer import Layer
+from ..core.second_order import Hvp
 from ..core.truth import Draw, domain
 from . import module as numpy_module
+from .hvp import plan_hvp
 from .identifiers import Identifiers, safe_comment
 from .module import Input, Statement, safe_docstring
 from .reuse import share_products
@@ -52,9 +54,10 @@ class LayerPlan:
 
 
 def plan_layer(g: Derivation, name: str, make_printer: Callable, dims: Mapping,
-               example: Callable[[MatrixSymbol, object, Draw], Input]) -> tuple[LayerPlan, object]:
+               example: Callable[[MatrixSymbol, object, Draw], Input], hvp: Hvp | None = None) -> tuple[LayerPlan, object]:
     """The plan of ``g``'s layer module with the printer ``make_printer(identifiers, definitions)``;
-    ``example(symbol, printer, draw)`` writes one argument's example draw."""
+    ``example(symbol, printer, draw)`` writes one argument's example draw. Given a loss's ``hvp``,
+    ``extra["hvp"]`` holds its statements and ``extra["hvp_forward"]`` the forward statements they read."""
     layer = isinstance(g, Layer)
     ids = Identifiers()
     args = list(g.arguments) if layer else list(g.inputs)
@@ -72,18 +75,21 @@ def plan_layer(g: Derivation, name: str, make_printer: Callable, dims: Mapping,
     sizes = numpy_module._default_sizes(dim_symbols, dims, g.root)
     draws = domain(g.loss)
 
-    forward = [*numpy_module._target_checks(g, printer),
-               *[line for f in g.forward
-                 for line in _forward_statements(f, printer, full=layer and f.symbol == g.output_symbol)]]
+    every_forward = [*numpy_module._target_checks(g, printer),
+                     *[line for f in g.forward
+                       for line in _forward_statements(f, printer, full=layer and f.symbol == g.output_symbol)]]
     output = printer.doprint(g.output_symbol) if layer else numpy_module._loss_statement(g, printer).code
     backward, grads = numpy_module._backward(g, printer, ids)
     backward = [s for s in backward if not (s.op == "=" and s.target == s.code)]   # dY = dY
-    forward = _live(forward, [output, *(s.code for s in backward)])
+    forward = _live(every_forward, [output, *(s.code for s in backward)])
     # after _live, so that a product of the unread display names is not bound; forward and backward
     # apart, for the backward sees of the forward only what it saves
     forward, backward = (share_products(statements, printer.products, ids.fresh)
                          for statements in (forward, backward))
     code = " ".join(s.code for s in [*forward, *backward]) + " " + output
+    second = plan_hvp(g, hvp, printer, ids, numpy_module._assign, numpy_module._shape) if hvp else None
+    if second:
+        code += " " + " ".join(s.code for s in [*every_forward, *second.statements])
     batch_first = [s for s in args if s not in g.params] + [s for s in args if s in g.params]
     dim_lines = [numpy_module._bind_dim(d, batch_first, printer) for d in dim_symbols
                  if numpy_module._mentions(code, printer.doprint(d))]
@@ -105,6 +111,9 @@ def plan_layer(g: Derivation, name: str, make_printer: Callable, dims: Mapping,
         dims=dim_lines, default_dims=[(repr(str(d)), printer.doprint(d), sizes[d]) for d in dim_symbols],
         forward=forward, output=output, saved=saved, saved_values=saved_values, backward=backward,
         grads=[(repr(s.name), by_param.get(repr(s.name))) for s in args], uses_dtype=printer.uses_dtype)
+    if second:
+        plan.extra["hvp"] = second
+        plan.extra["hvp_forward"] = _live(every_forward, [s.code for s in second.statements])
     return plan, printer
 
 

@@ -47,6 +47,7 @@ from ..core.symbols import LossGradient
 from ..core.truth import Draw, Program, domain
 from ..errors import CodegenError
 from . import runtime
+from .hvp import HvpPlan, hvp_of, plan_hvp, verify_hvp
 from .identifiers import Identifiers, safe_comment
 from .numpy import DeriveNumPyPrinter
 from .templates import render as render_template
@@ -126,16 +127,19 @@ class ModulePlan:
     imports_scipy: bool = False
     threads: bool = False                 # blockwise helpers: THREADS, BLOCK and a thread pool
     workspace: bool = False               # forward and backward take workspace= (derive.render.workspace)
+    hvp: HvpPlan | None = None            # hvp(params, batch, directions), with hvp=True
 
 
 def to_numpy(g: Derivation, name: str, *, dims: Mapping | None = None, verify: bool = True,
-             workspace: bool = False) -> str:
+             workspace: bool = False, hvp: bool = False) -> str:
     """The source of a NumPy module computing the loss and the gradients of ``g``, checked first.
 
     ``name`` names the network in the module's header. ``dims`` sets the sizes example_inputs uses by
     default (``{N: 2, "D": 3}``); the others get small distinct sizes. With ``verify`` (the default)
     the module is imported from the string and its gradients compared with central finite
-    differences at random float64 points: a relative error over 1e-6 raises CodegenError.
+    differences at random float64 points: a relative error over 1e-6 raises CodegenError. With
+    ``hvp`` the module also defines ``hvp(params, batch, directions)``, checked against differences
+    of its own gradient and of the declared loss (:mod:`derive.render.hvp`).
 
     With ``workspace`` the module also has a ``Workspace`` class, and ``forward``, ``backward`` and
     ``loss_and_grads`` take ``workspace=``: a call given one writes its arrays into those of the
@@ -148,12 +152,14 @@ def to_numpy(g: Derivation, name: str, *, dims: Mapping | None = None, verify: b
     if isinstance(g, Layer):  # derive.vjp: its module's backward takes the upstream (derive.to_numpy dispatches)
         raise CodegenError(f"{name} is a layer (derive.vjp): write its module with derive.to_numpy, which "
                            "dispatches to derive.render.layer_numpy")
-    plan = plan_module(g, name, dims or {})
+    plan = plan_module(g, name, dims or {}, hvp=hvp, check_hvp=not verify)
     if workspace:
         plan = reusing_buffers(plan)
     source = render(plan)
     if verify:
         verify_module(source, name, loss=g.loss)
+        if hvp:
+            verify_hvp(load_module(source, name), name, g.loss)
     return source
 
 
@@ -167,7 +173,8 @@ def reusing_buffers(plan: ModulePlan) -> ModulePlan:
 
 # --- planning: every expression printed to a string ------------------------------------------------
 
-def plan_module(g: Derivation, name: str, dims: Mapping) -> ModulePlan:
+def plan_module(g: Derivation, name: str, dims: Mapping, *, hvp: bool = False,
+                check_hvp: bool = True) -> ModulePlan:
     ids = Identifiers()
     inputs = list(g.inputs)
     for symbol in inputs:
@@ -186,21 +193,24 @@ def plan_module(g: Derivation, name: str, dims: Mapping) -> ModulePlan:
                  for line in _assign(printer.doprint(f.symbol), f.definition, _shape(f.symbol, printer), printer)]]
     loss = _loss_statement(g, printer)
     backward, grads = _backward(g, printer, ids)
-    code = " ".join(s.code for s in [*forward, loss, *backward])
+    # with hvp, the core's own check of the HVP stands in for the module's when that is skipped
+    second = plan_hvp(g, hvp_of(g, check=check_hvp), printer, ids, _assign, _shape) if hvp else None
+    reads = [*backward, *(second.statements if second else [])]
+    code = " ".join(s.code for s in [*forward, loss, *reads])
     batch_first = [s for s in inputs if s not in g.params] + [s for s in inputs if s in g.params]
     dim_lines = [_bind_dim(d, batch_first, printer) for d in dim_symbols if _mentions(code, printer.doprint(d))]
     if printer.uses_dtype:
         # constants (I) are made in the parameters' dtype: float32 in, float32 out
         dim_lines.append(Statement("dtype", f"np.result_type({', '.join(p.local for p in params)})",
                                    "the parameters' dtype"))
-    cache = _cache(g, backward, [*dim_symbols, *inputs], printer)
+    cache = _cache(g, reads, [*dim_symbols, *inputs], printer)
     return ModulePlan(
         name=safe_comment(name), title=safe_docstring(name), loss_text=safe_docstring(text(g.loss)),
         params=params, batch=batch, dims=dim_lines,
         default_dims=[(repr(str(d)), printer.doprint(d), sizes[d]) for d in dim_symbols],
         forward=forward, loss=loss, cache=cache, backward=backward, grads=grads,
         helpers=[runtime.source(h) for h in sorted(printer.helpers) if h in runtime.HELPERS],
-        imports_scipy="scipy" in printer.helpers, threads="threads" in printer.helpers)
+        imports_scipy="scipy" in printer.helpers, threads="threads" in printer.helpers, hvp=second)
 
 
 def safe_docstring(text: str) -> str:

@@ -40,17 +40,23 @@ from sympy.printing.numpy import NumPyPrinter
 
 from ..core.activations import sigmoid
 from ..core.canonical import Blocks, Entries
-from ..core.elementwise import Elementwise, record_of, scalar_record
+from ..core.elementwise import Elementwise, derivative_order, record_of, scalar_record
 from ..core.losses import BinaryCrossEntropy, SoftmaxCrossEntropy, SquaredError
 from ..core.softmax import log_softmax, softmax
 from . import runtime
+from .chain import ProductChains
 from .identifiers import Identifiers
-from .layout import FULL, Layout, Operand, combined, size
+from .layout import FULL, Layout, Operand, combined
 
-__all__ = ["DeriveNumPyPrinter"]
+__all__ = ["SECOND_FORMS", "DeriveNumPyPrinter"]
+
+# f'' of an activation whose scalar prints through NumPy's select and heaviside (ELU's: 0 above 0,
+# alpha e^a below) or takes several passes (GELU's); the others print from their scalar second derivative
+SECOND_FORMS = {"elu": "np.where({a} > 0, 0.0, {p0} * np.exp(np.minimum({a}, 0)))",
+                "gelu": "(0.3989422804014327 * np.exp(-0.5 * {a} ** 2) * (2 - {a} ** 2))"}   # phi (2 - a^2): one exp
 
 
-class DeriveNumPyPrinter(NumPyPrinter):
+class DeriveNumPyPrinter(ProductChains, NumPyPrinter):
     """NumPy code for derive's expressions: ``@``, ``.T``, column sums, stable activations and losses.
 
     ``identifiers`` gives Python names for symbols (see :class:`Identifiers`); ``definitions`` maps
@@ -178,6 +184,12 @@ class DeriveNumPyPrinter(NumPyPrinter):
     def _print_LossGradient(self, expr):
         return self.identifiers("adjoint", expr.name)
 
+    def _print_Tangent(self, expr):   # R{Z}, a second-order module's tangent of a forward quantity
+        return self.identifiers("tangent", expr.name)
+
+    def _print_GradientTangent(self, expr):   # R{dL/dZ}
+        return self.identifiers("gradient tangent", expr.name)
+
     def _print_Identity(self, expr):
         if expr.rows == 1:
             # a 1 x 1 factor multiplies by broadcasting (see _pair); a scalar of the parameters' dtype
@@ -269,17 +281,6 @@ class DeriveNumPyPrinter(NumPyPrinter):
             code = f"{self._scalar(coeff)} * {product.wrapped()}"
         return self._laid_out(expr, code, product.layout)
 
-    def _scaled_side(self, coeff, product: Operand) -> tuple[Operand, object]:
-        """``c (L @ R)`` as ``(c L) @ R`` (or ``L @ (c R)``) where that side is smaller: one pass over
-        Q = X Wq, not over the N x N scores; the outermost product's sides, so that the products inside
-        them can be shared with other statements. (product, the coefficient left to apply)."""
-        left, right = product.parts
-        side = min((left, right), key=lambda o: o.area)
-        if side.ones or side.area >= product.area:
-            return product, coeff
-        scaled = Operand(f"{self._scalar(coeff)} * {side.wrapped()}", side.rows, side.cols, side.layout, atomic=False)
-        return self._pair(scaled, right)[1] if side is left else self._pair(left, scaled)[1], 1
-
     def _scaled_factor(self, coeff, product: HadamardProduct):
         """``c (A ⊙ b)`` as ``A ⊙ (c b)`` for a factor b printed as a row or column, where A is full: one
         pass over the full array fewer. None where there is no such pair."""
@@ -298,81 +299,6 @@ class DeriveNumPyPrinter(NumPyPrinter):
         return Operand(code, matrix.rows, matrix.cols, self.layout(matrix), isinstance(matrix, OneMatrix),
                         self._atomic(matrix))
 
-    def _chain(self, operands: list[Operand]) -> Operand:
-        """The cheapest association of a product chain (dynamic programming over split points)."""
-        n = len(operands)
-        best: dict[tuple[int, int], tuple[int, Operand]] = {(i, i): (0, operands[i]) for i in range(n)}
-        for length in range(2, n + 1):
-            for i in range(n - length + 1):
-                j = i + length - 1
-                options = []
-                for k in range(i, j):
-                    (cost_l, left), (cost_r, right) = best[(i, k)], best[(k + 1, j)]
-                    cost, joined = self._pair(left, right)
-                    options.append((cost_l + cost_r + cost, k, joined))
-                cost, _, joined = min(options, key=lambda o: (o[0], o[1]))
-                best[(i, j)] = (cost, joined)
-        return best[(0, n - 1)][1]
-
-    def _pair(self, left: Operand, right: Operand) -> tuple[int, Operand]:
-        """One product, with ones-matrices read as sums (1^T G sums G's rows, G 1 its columns) and
-        broadcast factors read as what they stand for (the rows of a row-broadcast G are all equal,
-        so 1^T G is its row times their count)."""
-        rows, cols, inner = left.rows, right.cols, left.cols
-        if left.ones and right.ones:
-            return 0, Operand(self._scalar(inner), rows, cols, Layout.of((rows, cols), scalar=True))
-        if left.ones:
-            # 1_(m x n) G: every row of the result is the column sum of G (broadcast when m > 1)
-            code, layout, atomic = self._sum_rows(right)
-            return (size(right.rows) * size(right.cols),
-                    Operand(code, rows, cols, Layout.of((rows, cols), True, layout.cols, layout.scalar), atomic=atomic))
-        if right.ones:
-            code, layout, atomic = self._sum_cols(left)
-            return (size(left.rows) * size(left.cols),
-                    Operand(code, rows, cols, Layout.of((rows, cols), layout.rows, True, layout.scalar), atomic=atomic))
-        cost = size(left.rows) * size(left.cols) * size(right.cols)
-        outer = (left.layout.rows, right.layout.cols)
-        if inner == 1 and ((left.rows, left.cols) == (1, 1) or (right.rows, right.cols) == (1, 1)
-                           or left.layout.scalar or right.layout.scalar):
-            # a product with a 1 x 1 factor (or a 0-d one) is a broadcast product, and takes the 1 x 1
-            # identity printed as 1
-            layout = Layout.of((rows, cols), *outer, left.layout.scalar and right.layout.scalar)
-            return cost, Operand(f"{left.wrapped()} * {right.wrapped()}", rows, cols, layout, atomic=False)
-        if inner != 1 and left.layout.cols and right.layout.rows:
-            # every entry of each row of left is equal, and of each column of right: inner terms alike
-            layout = Layout.of((rows, cols), *outer, left.layout.scalar and right.layout.scalar)
-            code = f"{self._scalar(inner)} * {left.wrapped()} * {right.wrapped()}"
-            return cost, Operand(code, rows, cols, layout, atomic=False)
-        if inner != 1 and left.layout.cols:
-            # L 1 l^T-like: each row of left is one value, times the column sums of right
-            code = f"{left.wrapped()} * {right.wrapped()}.sum(axis=0, keepdims=True)"
-            return cost, Operand(code, rows, cols, Layout.of((rows, cols), *outer), atomic=False)
-        if inner != 1 and right.layout.rows:
-            code = f"{left.wrapped()}.sum(axis=1, keepdims=True) * {right.wrapped()}"
-            return cost, Operand(code, rows, cols, Layout.of((rows, cols), *outer), atomic=False)
-        code = f"{left.wrapped()} @ {right.wrapped()}"
-        layout = Layout.of((rows, cols), *outer)
-        held = ", held as one row" if layout.rows else ", held as one column" if layout.cols else ""
-        self.products[code] = f"{self._print(rows)} x {self._print(cols)}{held}"
-        return cost, Operand(code, rows, cols, layout, atomic=False, parts=(left, right))
-
-    def _sum_rows(self, operand: Operand) -> tuple[str, Layout, bool]:
-        """The column sums of ``operand`` as a row: (code, its layout, atomic)."""
-        if operand.rows == 1:
-            return operand.code, operand.layout, operand.atomic
-        if operand.layout.rows:
-            # its rows are all equal: their sum is the one row times their number
-            return f"{self._scalar(operand.rows)} * {operand.wrapped()}", operand.layout, False
-        return f"{operand.wrapped()}.sum(axis=0, keepdims=True)", operand.layout, False
-
-    def _sum_cols(self, operand: Operand) -> tuple[str, Layout, bool]:
-        """The row sums of ``operand`` as a column: (code, its layout, atomic)."""
-        if operand.cols == 1:
-            return operand.code, operand.layout, operand.atomic
-        if operand.layout.cols:
-            return f"{self._scalar(operand.cols)} * {operand.wrapped()}", operand.layout, False
-        return f"{operand.wrapped()}.sum(axis=1, keepdims=True)", operand.layout, False
-
     def _print_HadamardProduct(self, expr):
         factors, layouts = [], []
         # ones (and the 1 x 1 identity) are the unit of the Hadamard product; a larger I is a mask
@@ -389,7 +315,8 @@ class DeriveNumPyPrinter(NumPyPrinter):
 
     def _mask(self, factor) -> str | None:
         """f'(A) as a boolean mask (relu': A > 0), where its record has one and A is a name."""
-        if not isinstance(factor, Elementwise) or not self._atomic(factor.arg):
+        if (not isinstance(factor, Elementwise) or derivative_order(type(factor)) > 1
+                or not self._atomic(factor.arg)):
             return None
         record, prime = record_of(type(factor))
         if not prime or record.numpy_mask is None:
@@ -458,6 +385,13 @@ class DeriveNumPyPrinter(NumPyPrinter):
 
     def _print_Elementwise(self, expr):
         # f of a broadcast row is the broadcast row of f: the layout passes through
+        if derivative_order(type(expr)) > 1:   # f'' (second order): records hold f and f' only
+            argument, layout = self._argument(expr.arg)
+            form = self._second_form(type(expr).of.record.name) if derivative_order(type(expr)) == 2 else None
+            if form is None:
+                return self._laid_out(expr, self._generic_elementwise(expr, argument), layout)
+            params = {f"p{k}": self._scalar(p) for k, p in enumerate(expr.params)}
+            return self._laid_out(expr, form.format(a=argument, **params), layout)
         record, prime = record_of(type(expr))
         form = record.numpy_prime if prime else record.numpy
         argument, layout = self._argument(expr.arg)
@@ -467,6 +401,9 @@ class DeriveNumPyPrinter(NumPyPrinter):
         params = {f"p{k}": self._scalar(p) for k, p in enumerate(expr.params)}
         # arguments are names in practice (the deriver names every activation's input)
         return self._laid_out(expr, form.format(a=argument, **params), layout)
+
+    def _second_form(self, name: str) -> str | None:
+        return SECOND_FORMS.get(name)
 
     def _argument(self, arg) -> tuple[str, Layout]:
         """An elementwise function's argument and its layout; an array (the forms read its dtype), so
@@ -479,7 +416,7 @@ class DeriveNumPyPrinter(NumPyPrinter):
     def times_in_place(self, target: str, factor) -> tuple[str, str] | None:
         """(operator, code) that multiply the array ``target`` by ``factor`` in place with no temporary
         of its size and dtype (``dZ *= Z > 0``, ``dZ = gelu_prime(Z, times=dZ)``); None if none can."""
-        if not isinstance(factor, Elementwise):
+        if not isinstance(factor, Elementwise) or derivative_order(type(factor)) > 1:
             return None
         record, prime = record_of(type(factor))
         forms = record.numpy_in_place if prime else None

@@ -37,6 +37,7 @@ from ..version import __version__
 from .explain import backward_summary, feeders, loss_scale, notation, step_title
 from .fit import LINE_EM, term_lines, tex_width
 from .latex import latex, latex_name, latex_text
+from .sheet_hvp import second_order_view
 from .templates import GENERATED_MARK, render, templates_dir
 from .written import left_out_line, written_out
 
@@ -279,7 +280,8 @@ def final_views(g: Derivation) -> list[dict]:
     return finals
 
 
-def sheet_context(g: Derivation, *, title=None, dims=None, values=None, source=None, standalone=True) -> dict:
+def sheet_context(g: Derivation, *, title=None, dims=None, values=None, source=None, standalone=True,
+                  hvp=False) -> dict:
     concrete = normalize_dims(dims, g.root) if dims is not None else None
     leaves = g.inputs
     fig = figure(g, values, concrete or {})
@@ -317,6 +319,7 @@ def sheet_context(g: Derivation, *, title=None, dims=None, values=None, source=N
         "figure": fig,
         "values": ", ".join(value_list),
         "numbers": numbers,
+        "second": second_order_view(g, equation_rows, with_shape) if hvp else None,
     }
     if concrete is not None:
         context["left_out"] = left_out_line(context["explicit"], concrete)
@@ -325,17 +328,20 @@ def sheet_context(g: Derivation, *, title=None, dims=None, values=None, source=N
 
 
 def to_latex(g: Derivation, *, title: str | None = None, dims: Mapping | None = None,
-             values: Mapping | None = None, source: str | None = None, standalone: bool = True) -> str:
+             values: Mapping | None = None, source: str | None = None, standalone: bool = True,
+             hvp: bool = False) -> str:
     """The derivation sheet of ``g``: a LaTeX document that compiles with pdflatex, or with
     ``standalone=False`` a fragment (no preamble, no ``\\begin{document}``) to paste into a course's
     own document, which then needs amsmath, amssymb, graphicx and TikZ (arrows.meta).
 
     ``dims`` (``{"N": 2}``) adds the gradients written out entry by entry at those sizes; ``values``
     (``{w0: 2, ...}``, for networks of 1 x 1 quantities) puts numbers on the computation graph.
+    ``hvp`` adds the second order (:mod:`.sheet_hvp`): the tangent pass, the HVPs, the Hessians of
+    vector parameters.
     """
     if dims is not None and not isinstance(dims, Mapping):
         raise DimsError(f"dims must be a mapping such as {{'N': 2}}, got {dims!r}")
-    context = sheet_context(g, title=title, dims=dims, values=values, source=source, standalone=standalone)
+    context = sheet_context(g, title=title, dims=dims, values=values, source=source, standalone=standalone, hvp=hvp)
     return render("sheet.tex.j2", **context)
 
 

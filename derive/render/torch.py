@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from sympy import HadamardProduct, Identity, MatAdd, MatrixSymbol, OneMatrix, ZeroMatrix, sympify
 
-from ..core.elementwise import Elementwise, record_of, scalar_record
+from ..core.elementwise import Elementwise, derivative_order, record_of, scalar_record
 from ..core.rules import softmax_rule
 from ..core.softmax import softmax
 from ..errors import CodegenError
@@ -39,6 +39,10 @@ TORCH_FORMS = {
     "exp": ("torch.exp({a})", "torch.exp({a})"),
     "log": ("torch.log({a})", "(1 / {a})"),
 }
+
+# f'' as the NumPy printer's SECOND_FORMS, in torch
+TORCH_SECOND = {"elu": "torch.where({a} > 0, 0.0, {p0} * torch.exp(torch.clamp({a}, max=0)))",
+                "gelu": "(0.3989422804014327 * torch.exp(-0.5 * {a} ** 2) * (2 - {a} ** 2))"}
 
 
 # activation name -> (torch's kernel of G times its slope, of {g} and {a}; what {a} is): "argument", the
@@ -128,6 +132,8 @@ class DeriveTorchPrinter(DeriveNumPyPrinter):
     # --- activations ---------------------------------------------------------------------------
 
     def _print_Elementwise(self, expr):
+        if derivative_order(type(expr)) > 1:   # f'' (second order): SECOND_FORMS or its scalar
+            return super()._print_Elementwise(expr)
         record, prime = record_of(type(expr))
         argument, layout = self._argument(expr.arg)
         if prime and record.name == "relu" and self._cached_value(expr) is not None:
@@ -147,6 +153,9 @@ class DeriveTorchPrinter(DeriveNumPyPrinter):
             raise CodegenError(f"the activation {record.name} has no {self.framework} form; add one to "
                                f"derive.render.{self.framework}")
         return None
+
+    def _second_form(self, name: str) -> str | None:
+        return TORCH_SECOND.get(name)
 
     def _mask(self, factor) -> str | None:
         mask = super()._mask(factor)
@@ -206,7 +215,7 @@ class DeriveTorchPrinter(DeriveNumPyPrinter):
         the slope as the derivation wrote it (gelu'(A), relu'(A), or in the cached output, sigmoid's
         S ⊙ (1 - S) and tanh's 1 - T^2 as their records' derivatives give them) read off the factors."""
         for k, factor in enumerate(factors):
-            if isinstance(factor, Elementwise) and record_of(type(factor))[1]:
+            if isinstance(factor, Elementwise) and derivative_order(type(factor)) == 1:
                 name = record_of(type(factor))[0].name
                 value = self._cached_value(factor) if name == "relu" else None
                 argument = factor.arg if value is None else None
@@ -215,7 +224,7 @@ class DeriveTorchPrinter(DeriveNumPyPrinter):
                     operand = value if value is not None else self._print(argument)
                     return SLOPE_KERNELS[name][0].format(g="{g}", a=operand), _product(factors[:k] + factors[k + 1:])
         for symbol, definition in self.definitions.items():
-            if not isinstance(definition, Elementwise) or record_of(type(definition))[1]:
+            if not isinstance(definition, Elementwise) or derivative_order(type(definition)) != 0:
                 continue
             name = definition.record.name
             if name not in SLOPE_KERNELS or SLOPE_KERNELS[name][1] != "output":

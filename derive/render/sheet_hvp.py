@@ -1,0 +1,59 @@
+"""The sheet's second-order section (``to_latex(g, hvp=True)``): the tangent pass, the boxed HVPs and,
+for vector parameters, the boxed Hessians.
+
+Everything shown is what the derivation publishes: :meth:`~derive.core.derivation.Derivation.hvp`'s tangent
+steps (Pearlmutter's R-operator applied to each quantity, forward pass first, then the upstream
+gradients) and its products, and :meth:`~derive.core.derivation.Derivation.hessian`'s n x n closed forms,
+each checked by the core against second differences of the loss. Nothing here differentiates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..core.derivation import Derivation
+from ..core.symbols import GradientTangent
+from ..errors import UnsupportedOperation
+from .hvp import hvp_of
+from .latex import latex
+
+__all__ = ["second_order_view"]
+
+# A Hessian or a product in the network's own symbols is shown when it fits on this many lines.
+MAX_LINES = 4
+
+
+def second_order_view(g: Derivation, equation_rows: Callable, with_shape: Callable) -> dict:
+    """The section's strings; ``equation_rows`` and ``with_shape`` are the sheet's own layout helpers."""
+    hvp = hvp_of(g, check=True)
+    directions = [rf"{with_shape(latex(v), v.shape)} \text{{ for }} {latex(p)}" for p, v in hvp.directions.items()]
+    tangents = equation_rows([(with_shape(latex(step.symbol), step.shape), "=", step.definition)
+                              for step in hvp.steps])
+    products = []
+    for p, compact in hvp.compact.items():
+        closed = equation_rows([(_product_name(p), "=", hvp[p])])[0]
+        shown = closed["lines"] is not None and len(closed["lines"]) <= MAX_LINES and hvp[p] != compact
+        products.append({"name": with_shape(_product_name(p), p.shape),
+                         "tangent": latex(GradientTangent(p.name, *p.shape)), "compact": latex(compact),
+                         "closed": closed if shown else None})
+    hessians = []
+    for p in g.params:
+        if 1 not in p.shape:
+            continue
+        n = p.shape[0] if p.shape[1] == 1 else p.shape[1]
+        lhs = rf"\frac{{\partial^2 L}}{{\partial {latex(p)}\, \partial {latex(p)}^{{\top}}}}"
+        try:
+            hessian = g.hessian(p)
+        except UnsupportedOperation:   # the core cannot read this product's matrix off: the HVP stands alone
+            hessians.append({"name": with_shape(lhs, (n, n)), "form": None, "fits": False,
+                             "note": rf"For ${latex(p)}$ derive cannot read the matrix off the product "
+                                     rf"$(H V)_{{{latex(p)}}}$ above, which is its product with the direction."})
+            continue
+        rows = equation_rows([(lhs, "=", hessian)])[0]
+        hessians.append({"name": with_shape(lhs, (n, n)), "form": rows, "note": None,
+                         "fits": rows["lines"] is not None and len(rows["lines"]) <= 2})   # one line, shrunk a little at most
+    return {"directions": directions, "tangents": tangents, "products": products, "hessians": hessians}
+
+
+def _product_name(param) -> str:
+    return rf"(H V)_{{{latex(param)}}}"
