@@ -25,7 +25,7 @@ def softmax(z, axis):
 def forward(*args):
     """The layer's output, and the cache of what backward reads."""
     X, Wq, Wk, Wv, = args
-    S = (1/2) * (X @ ((Wq @ Wk.T) @ X.T))  # N x N
+    S = ((1/2) * X) @ ((Wq @ Wk.T) @ X.T)  # N x N
     P = softmax(S, axis=1)  # N x N
     Y = (P @ X) @ Wv  # N x 4
     cache = {
@@ -46,11 +46,12 @@ def backward(cache, dY):
     Wv = cache["Wv"]
     P = cache["P"]
     dWv = (X.T @ P.T) @ dY  # 3 x 4
-    dP = (dY @ Wv.T) @ X.T  # N x N
+    dY_WvT = dY @ Wv.T  # N x 3, computed once for 2 uses
+    dP = dY_WvT @ X.T  # N x N
     dS = P * (dP - (dP * P).sum(axis=1, keepdims=True))  # N x N
-    dX = P.T @ (dY @ Wv.T) + (1/2) * (dS @ (X @ (Wk @ Wq.T))) + (1/2) * (dS.T @ (X @ (Wq @ Wk.T)))  # N x 3
-    dWq = (1/2) * ((X.T @ (dS @ X)) @ Wk)  # 3 x 4
-    dWk = (1/2) * ((X.T @ (dS.T @ X)) @ Wq)  # 3 x 4
+    dX = P.T @ dY_WvT + 1 / 2 * (dS @ (X @ (Wk @ Wq.T))) + 1 / 2 * (dS.T @ (X @ (Wq @ Wk.T)))  # N x 3
+    dWq = ((1/2) * (X.T @ (dS @ X))) @ Wk  # 3 x 4
+    dWk = ((1/2) * (X.T @ (dS.T @ X))) @ Wq  # 3 x 4
     return (dX, dWq, dWk, dWv, )
 
 

@@ -19,7 +19,7 @@ DEFAULT_DIMS = {'N': 4}
 
 def _forward(X, Wq, Wk, Wv):
     """(output, what the backward rule reads: arrays, and each size as an empty array of it)."""
-    S = (1/2) * (X @ ((Wq @ Wk.T) @ X.T))  # N x N
+    S = ((1/2) * X) @ ((Wq @ Wk.T) @ X.T)  # N x N
     P = jax.nn.softmax(S, axis=1)  # N x N
     Y = (P @ X) @ Wv  # N x 4
     sizes = ()
@@ -39,15 +39,17 @@ def _fn_bwd(residuals, dY):
     """The closed forms, one per argument in ARGS order (None: not differentiated)."""
     (X, Wq, Wk, Wv, P,), sizes = residuals
     dWv = (X.T @ P.T) @ dY  # 3 x 4
-    dP = (dY @ Wv.T) @ X.T  # N x N
+    dY_WvT = dY @ Wv.T  # N x 3, computed once for 2 uses
+    dP = dY_WvT @ X.T  # N x N
     dS = P * (dP - (dP * P).sum(axis=1, keepdims=True))  # N x N
-    dX = P.T @ (dY @ Wv.T) + (1/2) * (dS @ (X @ (Wk @ Wq.T))) + (1/2) * (dS.T @ (X @ (Wq @ Wk.T)))  # N x 3
-    dWq = (1/2) * ((X.T @ (dS @ X)) @ Wk)  # 3 x 4
-    dWk = (1/2) * ((X.T @ (dS.T @ X)) @ Wq)  # 3 x 4
+    dX = P.T @ dY_WvT + 1 / 2 * (dS @ (X @ (Wk @ Wq.T))) + 1 / 2 * (dS.T @ (X @ (Wq @ Wk.T)))  # N x 3
+    dWq = ((1/2) * (X.T @ (dS @ X))) @ Wk  # 3 x 4
+    dWk = ((1/2) * (X.T @ (dS.T @ X))) @ Wq  # 3 x 4
     return (dX, dWq, dWk, dWv, )
 
 
 fn.defvjp(_fn_fwd, _fn_bwd)
+
 
 
 def example_inputs(rng, dims=None):

@@ -48,7 +48,7 @@ def _fn_bwd(residuals, dY):
     dbeta = dY.sum(axis=0, keepdims=True)  # 1 x D
     dH_2 = dY  # N x D
     dR = dH_2 * Z_1 * C  # N x D
-    dZ_2 = (-1/2) * (dR * (Z_2 ** (-3/2)))  # N x D
+    dZ_2 = dR * ((-1/2) * (Z_2 ** (-3/2)))  # N x D
     dH_1 = jnp.broadcast_to((1/D) * (dZ_2.sum(axis=1, keepdims=True)), (N, D))  # N x D
     dC = dH_2 * Z_1 * R + 2 * (dH_1 * C)  # N x D
     dX = dC + (-1/D) * (dC.sum(axis=1, keepdims=True))  # N x D
@@ -58,6 +58,7 @@ def _fn_bwd(residuals, dY):
 
 
 fn.defvjp(_fn_fwd, _fn_bwd)
+
 
 
 def example_inputs(rng, dims=None):

@@ -55,6 +55,7 @@ def _fn_bwd(residuals, dY):
 fn.defvjp(_fn_fwd, _fn_bwd)
 
 
+
 def example_inputs(rng, dims=None):
     """(args in ARGS order, upstream) of float64 NumPy arrays at small sizes (DEFAULT_DIMS, updated by
     dims), each drawn where the layer is defined (a comment says how)."""

@@ -206,9 +206,12 @@ def check_targets(y, axis, name):
                          f"with targets_sum_to_one=True), but example {k} sums to {float(sums[k])!r}")
 
 
-def gelu(z):
-    """z Phi(z), Phi the standard normal distribution function (the exact GELU), block by block."""
-    return blockwise(_gelu_block, np.empty_like(z, dtype=np.result_type(z, np.float32)), z)
+def gelu(z, out=None):
+    """z Phi(z), Phi the standard normal distribution function (the exact GELU), block by block; into
+    out when given (an array of z's shape, not z itself)."""
+    if out is None:
+        out = np.empty_like(z, dtype=np.result_type(z, np.float32))
+    return blockwise(_gelu_block, out, z)
 
 
 def _gelu_block(out, z):
