@@ -29,7 +29,8 @@ import numpy as np
 from ..core.elementwise import activations
 from ..examples import get
 from ..render.module import load_module, to_numpy
-from .step import BenchConfig, _data, _jax_version, _threads, blas_threads, interleaved_medians
+from .step import BenchConfig, _data, _jax_version, interleaved_medians
+from .threads import blas_threads, thread_count
 
 __all__ = ["TARGET_VS_STEP", "TARGET_VS_TORCH", "hvp_markdown", "run_hvp_bench"]
 
@@ -99,7 +100,7 @@ def _spread(numerator: list[float], denominator: list[float]) -> dict:
 def run_hvp_bench(config: BenchConfig | None = None, log: Callable[[str], None] = print) -> dict:
     """Measure every (activation, dtype) of ``config``; write hvp.md and hvp.json under ``config.out``."""
     config = config or BenchConfig()
-    threads = _threads(config)
+    threads = thread_count(config.threads)
     with blas_threads(config.threads):
         return _run(config, threads, log)
 
