@@ -27,7 +27,7 @@ from ..core.truth import Draw, Program
 from ..errors import CodegenError
 from . import framework_runtime
 from . import module as numpy_module
-from .hvp import hvp_of, verify_hvp
+from .hvp import hvp_of, refuse_layer, verify_hvp
 from .identifiers import safe_comment
 from .jax import DeriveJaxPrinter
 from .layer_numpy import check_output
@@ -115,9 +115,7 @@ def _second_order(g: Derivation, name: str, hvp: bool, verify: bool):
     """The derivation's HVP for a module with ``hvp``; the core checks it only where the module is not."""
     if not hvp:
         return None
-    if isinstance(g, Layer):
-        raise CodegenError(f"{name} is a layer (derive.vjp): hvp=True needs a scalar loss (derive.gradients), "
-                           "whose Hessian the products are of")
+    refuse_layer(g, name)
     return hvp_of(g, check=not verify)
 
 

@@ -22,13 +22,14 @@ import numpy as np
 from sympy import Basic, MatrixSymbol
 
 from ..core.derivation import Derivation
+from ..core.layer import Layer
 from ..core.second_order import Hvp
 from ..core.symbols import LossGradient
 from ..core.truth import Program
 from ..errors import CodegenError
 
 __all__ = ["HvpPlan", "check_against_gradient", "check_against_truth", "directions_of", "hvp_of", "plan_hvp",
-           "verify_hvp"]
+           "refuse_layer", "verify_hvp"]
 
 # The differences' steps (relative to the parameters' RMS), Richardson-extrapolated from h and h/2:
 # truncation error O(h^4), rounding eps |f| / h^2 for the second differences.
@@ -49,6 +50,13 @@ class HvpPlan:
     directions: list[tuple[str, str, str]]   # (param key, direction local, param local)
     statements: list                         # module.Statement: upstream gradients, tangents, results
     results: list[tuple[str, str]]           # (param key, local of its HVP)
+
+
+def refuse_layer(g: Derivation, name: str) -> None:
+    """A layer (derive.vjp) has no scalar loss whose Hessian an ``hvp`` would apply: say so."""
+    if isinstance(g, Layer):
+        raise CodegenError(f"{name} is a layer (derive.vjp): hvp=True needs a scalar loss (derive.gradients), "
+                           "whose Hessian the products are of")
 
 
 def directions_of(g: Derivation) -> dict[MatrixSymbol, MatrixSymbol]:

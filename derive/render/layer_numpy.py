@@ -21,6 +21,7 @@ from ..core.truth import Program
 from ..errors import CodegenError
 from . import module as numpy_module
 from . import runtime
+from .hvp import refuse_layer
 from .layer_plan import LayerPlan, plan_layer
 from .numpy import DeriveNumPyPrinter
 from .templates import render as render_template
@@ -34,9 +35,8 @@ def to_numpy(g: Derivation, name: str, *, dims: Mapping | None = None, verify: b
              workspace: bool = False, hvp: bool = False) -> str:
     """``derive.to_numpy``: a layer's module (:func:`to_numpy_layer`), or a loss's (:func:`.module.to_numpy`,
     with its opt-in ``workspace``, and with ``hvp`` its Hessian-vector product too)."""
-    if hvp and isinstance(g, Layer):
-        raise CodegenError(f"{name} is a layer (derive.vjp): hvp=True needs a scalar loss (derive.gradients), "
-                           "whose Hessian the products are of")
+    if hvp:
+        refuse_layer(g, name)
     if isinstance(g, Layer):
         if workspace:
             raise CodegenError(f"{name} is a layer (derive.vjp): the workspace (reused buffers) is offered for a "

@@ -161,3 +161,15 @@ def test_a_wrong_hvp_is_refused_against_the_declared_loss():
 def test_a_right_hvp_passes_both_checks():
     g, module = generated("seed_000_bce")
     assert second.verify_hvp(module, "net", g.loss) < 1e-6
+
+
+@pytest.mark.parametrize("target", ["to_numpy", "to_torch", "to_jax"])
+def test_hvp_of_a_layer_is_refused_saying_why(target):
+    """A layer (derive.vjp) has no scalar loss whose Hessian an hvp would apply."""
+    if target != "to_numpy":
+        pytest.importorskip(target[3:])
+    n = Symbol("N", integer=True, positive=True)
+    x, w = MatrixSymbol("X", n, 3), MatrixSymbol("W", 3, 2)
+    layer = derive.vjp(tanh(x * w), [x], [w])
+    with pytest.raises(CodegenError, match=r"tanh_layer is a layer \(derive.vjp\): hvp=True needs a scalar loss"):
+        getattr(derive, target)(layer, "tanh_layer", hvp=True)
