@@ -21,6 +21,8 @@ from sympy import Add, Basic, Function, Mul, Pow, S, log
 from sympy.core.function import ArgumentIndexError
 from sympy.matrices.expressions.matexpr import MatrixElement
 
+from .walk import post_order
+
 __all__ = ["Differentiable", "derivatives"]
 
 
@@ -66,21 +68,7 @@ def derivatives(expr: Basic, unknowns) -> list[Basic]:
 def _post_order(root: Basic) -> list[Basic]:
     """Every node of ``root`` once, arguments before the node; a matrix entry and a node SymPy
     differentiates whole are leaves."""
-    order: list[Basic] = []
-    seen: set[Basic] = set()
-    stack: list[tuple[Basic, bool]] = [(root, False)]
-    while stack:
-        node, expanded = stack.pop()
-        if expanded:
-            order.append(node)
-            continue
-        if node in seen:
-            continue
-        seen.add(node)
-        stack.append((node, True))
-        if _has_rule(node):
-            stack.extend((a, False) for a in reversed(node.args) if a not in seen)
-    return order
+    return post_order(root, lambda node: node.args if _has_rule(node) else ())
 
 
 def _matrices_in(root: Basic) -> frozenset:

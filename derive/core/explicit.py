@@ -59,6 +59,7 @@ from .diff import Differentiable
 from .identity import vanishes
 from .losses import Loss
 from .symbols import LEAVES
+from .walk import post_order
 
 __all__ = ["elementwise_gradient", "elementwise_hvp", "explicit", "numeric_mismatch", "simplifies_to_zero", "target_constraints", "variables"]
 
@@ -90,28 +91,17 @@ def explicit(expr: Basic, values: dict | None = None) -> Basic:
 def _expansion_order(root: Basic, done: dict) -> list[Basic]:
     """Post-order over what the expansion reads: the blocks of a BlockMatrix, the entries of an
     explicit matrix, and nothing under an index Sum (expanded term by term when it is met)."""
-    order: list[Basic] = []
-    seen: set[Basic] = set()
-    stack: list[tuple[Basic, bool]] = [(root, False)]
-    while stack:
-        node, expanded = stack.pop()
-        if expanded:
-            order.append(node)
-            continue
-        if node in seen or node in done:
-            continue
-        seen.add(node)
-        stack.append((node, True))
-        if isinstance(node, BlockMatrix):
-            children = list(node.blocks)
-        elif isinstance(node, MatrixBase):
-            children = list(node) if any(e.atoms(MatrixSymbol) for e in node) else []
-        elif isinstance(node, (Sum, *LEAVES)):
-            children = []
-        else:
-            children = node.args
-        stack.extend((child, False) for child in reversed(children) if child not in seen)
-    return order
+    return post_order(root, _expansion_children, skip=done)
+
+
+def _expansion_children(node: Basic):
+    if isinstance(node, BlockMatrix):
+        return node.blocks
+    if isinstance(node, MatrixBase):
+        return node if any(e.atoms(MatrixSymbol) for e in node) else ()
+    if isinstance(node, (Sum, *LEAVES)):
+        return ()
+    return node.args
 
 
 def _explicit_node(node: Basic, values: dict) -> Basic:

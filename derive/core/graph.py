@@ -22,27 +22,14 @@ from ..errors import DeriveError, InvalidParameter, NonScalarLoss, UnsupportedOp
 from .algebra import mat_add
 from .rules import LOSS_ITSELF, Pullback, Rule, find_rule, rule_for
 from .symbols import LEAVES, Intermediate, LossGradient, shape_text
+from .walk import post_order
 
 __all__ = ["Graph", "Step", "Sweep", "check_scalar", "reverse_sweep", "topological_order", "tree_size"]
 
 
 def topological_order(root: Basic) -> list[Basic]:
-    """Every node below ``root`` once, each after all of its arguments (iterative post-order)."""
-    order: list[Basic] = []
-    seen: set[Basic] = set()
-    stack: list[tuple[Basic, bool]] = [(root, False)]
-    while stack:
-        node, expanded = stack.pop()
-        if expanded:
-            order.append(node)
-            continue
-        if node in seen:
-            continue
-        seen.add(node)
-        stack.append((node, True))
-        if not isinstance(node, LEAVES):
-            stack.extend((arg, False) for arg in reversed(node.args) if arg not in seen)
-    return order
+    """Every node below ``root`` once, each after all of its arguments; the graph's leaves are not entered."""
+    return post_order(root, lambda node: () if isinstance(node, LEAVES) else node.args)
 
 
 @dataclass

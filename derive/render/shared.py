@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from sympy import Basic, MatrixExpr, MatrixSymbol
 
+from ..core.walk import post_order
+
 __all__ = ["named"]
 
 
@@ -36,21 +38,13 @@ def named(expr: Basic, prefix: str = "S") -> tuple[list[tuple[MatrixSymbol, Basi
 def _dag(root: Basic) -> tuple[list[Basic], dict[Basic, int]]:
     """The nodes below root (itself included), children before parents, each once; and how many
     parents (counted with multiplicity) use each node."""
+    # last argument first, as this walk always went: the order names the shared parts, and the
+    # committed modules' names should not move
+    order = post_order(root, lambda node: reversed(node.args))
     uses = {root: 1}
-    order, stack, done = [], [(root, False)], set()
-    while stack:
-        node, expanded = stack.pop()
-        if expanded:
-            order.append(node)
-            continue
-        if node in done:
-            continue
-        done.add(node)
-        stack.append((node, True))
+    for node in order:
         for arg in node.args:
             uses[arg] = uses.get(arg, 0) + 1
-            if arg not in done:
-                stack.append((arg, False))
     return order, uses
 
 

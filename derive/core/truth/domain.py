@@ -44,6 +44,7 @@ from sympy.matrices.expressions.matexpr import MatrixElement
 from ..dims import fit_dims, requirements
 from ..elementwise import Elementwise, record_of
 from ..losses import BinaryCrossEntropy, SoftmaxCrossEntropy
+from ..walk import post_order
 from .evaluate import LEAF_TYPES, Program, Value
 
 __all__ = ["Draw", "canonical_dims", "domain", "sample"]
@@ -126,22 +127,15 @@ def domain(loss: Basic) -> dict[Basic, Draw]:
 
 def _dag(root: Basic) -> list[Basic]:
     """Every node of ``root`` once, after its arguments (explicit matrices and blocks included)."""
-    order, seen, stack = [], set(), [(root, False)]
-    while stack:
-        node, ready = stack.pop()
-        if ready:
-            order.append(node)
-            continue
-        if node in seen:
-            continue
-        seen.add(node)
-        stack.append((node, True))
-        if isinstance(node, MatrixSymbol) or not isinstance(node, Basic):
-            continue
-        children = tuple(node) if isinstance(node, MatrixBase) else (
-            tuple(node.blocks) if isinstance(node, BlockMatrix) else node.args)
-        stack.extend((c, False) for c in reversed(children) if isinstance(c, Basic) and c not in seen)
-    return order
+    return post_order(root, _children)
+
+
+def _children(node: Basic) -> tuple:
+    if isinstance(node, MatrixSymbol) or not isinstance(node, Basic):
+        return ()
+    children = tuple(node) if isinstance(node, MatrixBase) else (
+        tuple(node.blocks) if isinstance(node, BlockMatrix) else node.args)
+    return tuple(c for c in children if isinstance(c, Basic))
 
 
 def _requests(node: Basic, tags: set):
