@@ -143,3 +143,12 @@ def test_the_hvp_of_a_slice_at_symbolic_dims_passes_its_check_and_matches_autogr
     _, product = torch.autograd.functional.hvp(lambda x: (torch.tanh(x[:, 2:]) ** 2).sum(),
                                                torch.tensor(values["X"]), torch.tensor(values["V"]))
     np.testing.assert_allclose(closed, product.numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_a_negative_size_the_dims_check_did_not_catch_is_said_with_the_dims_given(monkeypatch):
+    # the evaluator's own guard behind the dims check: a size below 0 was reported as "no concrete size"
+    evaluate_module = importlib.import_module("derive.core.truth.evaluate")
+    monkeypatch.setattr(evaluate_module, "node_requirements", lambda node, **options: [])
+    short = MatrixSymbol("S", N - 3, 2)
+    with pytest.raises(DimsError, match=r"the dimension N - 3 comes out as -1 \(negative\) with N = 2"):
+        truth.Program([Trace(short.T * short)], {"N": 2})

@@ -177,9 +177,14 @@ class Program:
     def _concrete_size(self, dim: Basic) -> int:
         concrete = dim.xreplace({s: Integer(self.sizes[s.name]) for s in dim.free_symbols
                                  if isinstance(s, Symbol) and s.name in self.sizes})
-        if not concrete.is_Integer or int(concrete) < 0:
+        if not concrete.is_Integer:
             missing = sorted(s.name for s in concrete.free_symbols)
             raise DimsError(f"no concrete size for the dimension {dim}: give dims for {', '.join(missing) or dim}")
+        if concrete < 0:
+            given = ", ".join(f"{s.name} = {self.sizes[s.name]}" for s in sorted(dim.free_symbols, key=str)
+                              if s.name in self.sizes)
+            raise DimsError(f"the dimension {dim} comes out as {concrete} (negative) with {given or 'no dims'}: "
+                            "give sizes that make every dimension at least 0")
         return int(concrete)
 
     def shape(self, matrix: MatrixExpr) -> tuple[int, int]:
