@@ -549,17 +549,43 @@ def numpy_walk(expr: Basic, values: dict, dims: dict) -> Walk:
 
 
 def central_differences(loss: Basic, values: dict, dims: dict, name: str, step: float = 1e-6) -> np.ndarray:
-    """dL/d(name) by central differences of the NumPy-evaluated loss, entry by entry."""
+    """dL/d(name) by central differences of the NumPy-evaluated loss, entry by entry.
+
+    Each shifted evaluation starts from the base point's values of the nodes that do not depend on
+    ``name`` and recomputes the others, with the same operations: the numbers of a fresh evaluation,
+    without walking the whole DAG again for every entry.
+    """
     base = values[name]
+    unmoved = _unmoved(numpy_walk(loss, values, dims).memo, name)
     grad = np.zeros_like(base)
     for index in np.ndindex(base.shape):
         shifted = []
         for sign in (1.0, -1.0):
             moved = base.copy()
             moved[index] += sign * step
-            shifted.append(float(evaluate(loss, {**values, name: moved}, dims)))
+            walk = Walk(NumpyOps(), {**values, name: moved}, dims, memo=dict(unmoved))
+            shifted.append(float(walk.run(loss)))
         grad[index] = (shifted[0] - shifted[1]) / (2 * step)
     return grad
+
+
+def _unmoved(memo: dict, name: str) -> dict:
+    """The values in a walk's ``memo`` of the nodes that do not depend on the matrix ``name``.
+
+    A memo is filled children first (an index Sum's terms before the Sum), so one pass in its order
+    sees every child's dependence before its parent's.
+    """
+    moving: set = set()
+    for node in memo:
+        if isinstance(node, MatrixSymbol):
+            depends = node.name == name
+        elif isinstance(node, Sum):   # its terms are evaluated as it is met, not through _children
+            depends = any(m.name == name for m in node.atoms(MatrixSymbol))
+        else:
+            depends = any(child in moving for child in _children(node))
+        if depends:
+            moving.add(node)
+    return {node: value for node, value in memo.items() if node not in moving}
 
 
 def torch_gradients(loss: Basic, values: dict, dims: dict, names: list[str]) -> tuple[float, dict]:

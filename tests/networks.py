@@ -41,6 +41,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from hypothesis import strategies as st
 
+from .doit_once import doit_once
+
 ACTIVATIONS = [None, "relu", "leaky_relu", "elu", "sigmoid", "tanh", "gelu", "silu", "softplus"]
 POSITIVE_ACTIVATIONS = ("sigmoid", "softplus")   # what a learnable exponent may act on
 CONCAT_ACTIVATIONS = [None, "tanh", "relu", "sigmoid"]
@@ -112,7 +114,13 @@ class Network:
         return "\n" + self.source
 
     def build(self) -> dict:
-        """Run the declaration: the namespace with loss, wrt, names and dims."""
+        """Run the declaration: the namespace with loss, wrt, names and dims (SymPy's doit once per
+        expression object: tests/doit_once.py)."""
+        with doit_once():
+            return self.build_plainly()
+
+    def build_plainly(self) -> dict:
+        """Run the declaration as a network file runs, each product's doit walking its whole tree."""
         namespace: dict = {}
         exec(compile(self.source, "<drawn network>", "exec"), namespace)  # noqa: S102 - our own declaration
         return namespace
