@@ -21,12 +21,15 @@ from dataclasses import dataclass
 import numpy as np
 from sympy import Basic, MatrixSymbol
 
+from ..core.algebra import substitute
 from ..core.derivation import Derivation
+from ..core.elementwise import Elementwise, derivative_order
 from ..core.layer import Layer
 from ..core.second_order import Hvp
 from ..core.symbols import LossGradient
 from ..core.truth import Program
 from ..errors import CodegenError
+from .statement import Statement
 
 __all__ = ["HvpPlan", "check_against_gradient", "check_against_truth", "directions_of", "hvp_of", "plan_hvp",
            "refuse_layer", "verify_hvp"]
@@ -88,18 +91,44 @@ def plan_hvp(g: Derivation, hvp: Hvp, printer, ids, assign: Callable, shape: Cal
     symbols = {f.symbol.name: f.symbol for f in g.forward}
     reads = [s.definition for s in hvp.steps] + list(hvp.compact.values())
     upstream = _upstream_closure(g, reads, position)
-    statements = []
+    statements, named = _paired_slopes([*upstream.values(), *reads], printer, ids, shape)
     for name in sorted(upstream, key=lambda n: -position[n]):
-        statements.extend(assign(ids("adjoint", name), upstream[name], shape(symbols[name], printer), printer))
+        statements.extend(assign(ids("adjoint", name), named(upstream[name]), shape(symbols[name], printer), printer))
     for step in hvp.steps:
-        statements.extend(assign(printer.doprint(step.symbol), step.definition, shape(step.of, printer), printer))
+        statements.extend(assign(printer.doprint(step.symbol), named(step.definition), shape(step.of, printer),
+                                 printer))
     results = []
     for param, form in hvp.compact.items():
         local = ids("hvp", param.name)
-        statements.extend(assign(local, form, shape(param, printer), printer, writable=True))
+        statements.extend(assign(local, named(form), shape(param, printer), printer, writable=True))
         results.append((repr(param.name), local))
     directions = [(repr(p.name), printer.doprint(v), printer.doprint(p)) for p, v in hvp.directions.items()]
     return HvpPlan(directions, statements, results)
+
+
+def _paired_slopes(forms: list[Basic], printer, ids, shape: Callable) -> tuple[list[Statement], Callable]:
+    """One statement per activation whose f'(A) and f''(A) the forms both read, where the printer makes
+    the pair in one call (``printer.slopes``: GELU's share the density and read Phi off the forward
+    pass), and a function that writes the forms with the pair read by name. A tangent step reads f''
+    beside f' for every activation on the path, and f' again in the upstream gradient: printed inline,
+    GELU's erf and exp would be computed three times per layer."""
+    by_argument: dict[tuple, dict[int, Basic]] = {}
+    for form in forms:
+        for node in sorted(form.atoms(Elementwise), key=str):
+            if derivative_order(type(node)) in (1, 2):
+                by_argument.setdefault((type(node).of, node.args), {})[derivative_order(type(node))] = node
+    statements, mapping = [], {}
+    for (function, _), orders in by_argument.items():
+        code = printer.slopes(orders[1]) if len(orders) == 2 else None
+        if code is None:
+            continue
+        argument = printer.doprint(orders[1].arg)
+        names = [ids.fresh(f"{function.record.name}_{kind}_{argument}") for kind in ("prime", "prime2")]
+        for order, name in zip((1, 2), names):
+            ids.alias("value", name, name)
+            mapping[orders[order]] = MatrixSymbol(name, *orders[order].shape)
+        statements.append(Statement(", ".join(names), code, shape(orders[1], printer)))
+    return statements, (lambda form: substitute(form, mapping)) if mapping else (lambda form: form)
 
 
 def _upstream_closure(g: Derivation, reads: list[Basic], position: dict) -> dict[str, Basic]:

@@ -18,7 +18,7 @@ RESERVED = {
     "np", "scipy", "params", "batch", "cache", "loss", "grads", "rng", "dims", "forward", "backward",
     "loss_and_grads", "example_inputs", "check_gradients", "hvp", "directions", "check_hvp", "softmax", "log_softmax",
     "binary_cross_entropy", "dtype", "ndtr", "erf", "erfc", "blockwise", "THREADS", "BLOCK", "ThreadPoolExecutor", "os",
-    "silu_prime", "gelu", "gelu_prime", "ws", "workspace", "Workspace", "PARAMS", "BATCH", "SHAPES", "DEFAULT_DIMS", "main", "check_targets",
+    "silu_prime", "gelu", "gelu_prime", "gelu_slopes", "ws", "workspace", "Workspace", "PARAMS", "BATCH", "SHAPES", "DEFAULT_DIMS", "main", "check_targets",
     # the layer modules' own (NumPy, torch, JAX): their imports, arguments and locals beside the user's
     "torch", "jax", "jnp", "ctx", "self", "device", "generator", "saved", "values", "residuals", "sizes",
     "size", "args", "output", "fn", "vjp", "Function", "Module", "ARGS", "UPSTREAM", "parameters",

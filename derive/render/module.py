@@ -50,6 +50,7 @@ from . import runtime
 from .hvp import HvpPlan, hvp_of, plan_hvp, verify_hvp
 from .identifiers import Identifiers, safe_comment
 from .numpy import DeriveNumPyPrinter
+from .statement import Statement
 from .templates import render as render_template
 from .text import text
 from .workspace import with_workspace
@@ -84,16 +85,6 @@ EXAMPLE_DRAWS = {
     "nonzero": ("rng.choice([-1.0, 1.0], size=({rows}, {cols})) * rng.uniform(0.5, 1.5, size=({rows}, {cols}))",
                 "a divisor: 0.5 < |x| < 1.5"),
 }
-
-
-@dataclass(frozen=True)
-class Statement:
-    """``target = code  # comment``: one line of the generated module."""
-
-    target: str
-    code: str
-    comment: str = ""
-    op: str = "="     # or an in-place "+=" / "*=" that reuses the array just made
 
 
 @dataclass(frozen=True)

@@ -48,12 +48,15 @@ from .chain import ProductChains
 from .identifiers import Identifiers
 from .layout import FULL, Layout, Operand, combined
 
-__all__ = ["SECOND_FORMS", "DeriveNumPyPrinter"]
+__all__ = ["SECOND_FORMS", "SLOPE_PAIRS", "DeriveNumPyPrinter"]
 
 # f'' of an activation whose scalar prints through NumPy's select and heaviside (ELU's: 0 above 0,
 # alpha e^a below) or takes several passes (GELU's); the others print from their scalar second derivative
 SECOND_FORMS = {"elu": "np.where({a} > 0, 0.0, {p0} * np.exp(np.minimum({a}, 0)))",
                 "gelu": "(0.3989422804014327 * np.exp(-0.5 * {a} ** 2) * (2 - {a} ** 2))"}   # phi (2 - a^2): one exp
+# f' and f'' at one argument made together by a runtime helper, where a second-order module reads both
+# (GELU's share the density phi and Phi = f(A) / A): (the form, the form given f(A) from the forward pass)
+SLOPE_PAIRS = {"gelu": ("gelu_slopes({a})", "gelu_slopes({a}, value={value})")}
 
 
 class DeriveNumPyPrinter(ProductChains, NumPyPrinter):
@@ -427,6 +430,17 @@ class DeriveNumPyPrinter(ProductChains, NumPyPrinter):
         form = form if value is None else with_value
         self._use_helpers(form)
         return op, form.format(a=self._print(factor.arg), target=target, value=value)
+
+    def slopes(self, first) -> str | None:
+        """Code for the pair (f'(A), f''(A)) in one call, where a runtime helper makes both (f' the
+        derivative ``first``); None where there is none."""
+        forms = SLOPE_PAIRS.get(type(first).of.record.name)
+        if forms is None or not self._atomic(first.arg) or not self.layout_of(first.arg).full:
+            return None
+        value = self._cached_value(first)
+        form = forms[0] if value is None else forms[1]
+        self._use_helpers(form)
+        return form.format(a=self._print(first.arg), value=value)
 
     def _cached_value(self, prime) -> str | None:
         """The name of the forward quantity defined as f(A), for the derivative f'(A), if there is one."""

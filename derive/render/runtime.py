@@ -1,7 +1,7 @@
 """The helpers of generated NumPy modules, as real Python: softmax, log-softmax, binary
-cross-entropy, the target check of a declared cross-entropy, the SiLU slope, and GELU with its
-blocked, threaded machinery and the normal distribution function ``ndtr`` (vectorised erf, erfc and
-ndtr: derive/render/erf.py).
+cross-entropy, the target check of a declared cross-entropy, the SiLU slope, and GELU (with f' and f''
+together for second order) with its blocked, threaded machinery and the normal distribution function
+``ndtr`` (vectorised erf, erfc and ndtr: derive/render/erf.py).
 
 A generated module carries a copy of the helpers it calls, taken from this file's source with
 :func:`inspect.getsource` (:func:`source`), so the module stays self-contained and ruff and the unit
@@ -145,6 +145,44 @@ def _times_gelu_prime_of_value_block(times, z, value):
     times *= slope
 
 
+def gelu_slopes(z, value=None):
+    """(GELU'(z), GELU''(z)) = (Phi(z) + z phi(z), phi(z) (2 - z^2)) in one pass, block by block: a
+    second-order step reads both at one z, and the density phi (one exp) serves the two; with value =
+    gelu(z) from the forward pass, Phi(z) is value / z (no erf computed again)."""
+    dtype = np.result_type(z, np.float32)
+    first, second = np.empty_like(z, dtype=dtype), np.empty_like(z, dtype=dtype)
+    if value is None:
+        blockwise(_gelu_slopes_block, first, z, second)
+    else:
+        blockwise(_gelu_slopes_of_value_block, first, z, value, second)
+    return first, second
+
+
+def _gelu_slopes_block(first, z, second):
+    ndtr(z, first)
+    _add_gelu_slopes(first, z, second)
+
+
+def _gelu_slopes_of_value_block(first, z, value, second):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        np.divide(value, z, out=first)
+    # within 2**-20 of 0, value / z loses digits (0 / 0 at 0): there Phi(z) = 1/2 + z phi(0) to rounding
+    np.copyto(first, 0.5 + 0.3989422804014327 * z, where=np.abs(z) < 2.0 ** -20)
+    _add_gelu_slopes(first, z, second)
+
+
+def _add_gelu_slopes(first, z, second):
+    """first += z phi(z), second = phi(z) (2 - z^2): one exp for both."""
+    square = np.square(z)
+    np.multiply(square, -0.5, out=second)
+    np.exp(second, out=second)
+    second *= 0.3989422804014327
+    density = z * second
+    first += density
+    np.subtract(2, square, out=square)
+    second *= square
+
+
 def _z_density(z):
     """z phi(z), phi the standard normal density."""
     density = np.square(z)
@@ -196,9 +234,11 @@ HELPERS = {
     "Workspace": (Workspace,),
     "gelu_prime": (gelu_prime, _gelu_prime_block, _times_gelu_prime_block, _times_gelu_prime_of_value_block,
                    _z_density),
+    "gelu_slopes": (gelu_slopes, _gelu_slopes_block, _gelu_slopes_of_value_block, _add_gelu_slopes),
 }
 
-NEEDS = {"gelu": ("ndtr", "blockwise"), "gelu_prime": ("ndtr", "blockwise"), "ndtr": ("_erf_regions",),
+NEEDS = {"gelu": ("ndtr", "blockwise"), "gelu_prime": ("ndtr", "blockwise"), "gelu_slopes": ("ndtr", "blockwise"),
+         "ndtr": ("_erf_regions",),
          "erf": ("_erf_regions",), "erfc": ("_erf_regions",), "blockwise": ("threads",)}
 
 

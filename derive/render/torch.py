@@ -236,6 +236,9 @@ class DeriveTorchPrinter(DeriveNumPyPrinter):
                 return SLOPE_KERNELS[name][0].format(g="{g}", a=self._print(symbol)), _product(rest)
         return None
 
+    def slopes(self, first):   # the NumPy runtime's pair helpers are not this module's: f' and f'' apart
+        return None
+
     def times_in_place(self, target, factor):
         # the NumPy helpers that multiply in place have no torch counterpart; torch's backward kernels
         # multiply by an activation's slope in one pass, into a new array (the mask takes three)

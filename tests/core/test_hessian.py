@@ -158,7 +158,10 @@ def test_more_hessians_equal_torch(loss, param):
 
 
 def test_a_hessian_derive_cannot_read_off_is_refused_with_a_pointer_to_hvp():
-    b = MatrixSymbol("b", 1, D)
-    g = derive.gradients(derive.cross_entropy(X * A + OneMatrix(N, 1) * b, T), [b])
+    # a row bias under two layers (one layer is read off, tests/core/test_hessian_read_off.py): the HVP's
+    # 1^T (t ⊙ ((C ⊙ L diag(g) R) B^T)) couples three indices in a cycle, with no vector to contract C
+    b, B, TK = MatrixSymbol("b", 1, D), MatrixSymbol("B", D, K), MatrixSymbol("TK", N, K)
+    g = derive.gradients(derive.cross_entropy(tanh(X * A + OneMatrix(N, 1) * b) * B, TK), [b])
     with pytest.raises(derive.UnsupportedOperation, match="use g.hvp with a direction instead"):
         g.hessian(b)
+    assert g.hvp({b: MatrixSymbol("U", 1, D)})[b].shape == (1, D)   # the HVP it points to is there, checked

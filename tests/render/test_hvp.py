@@ -173,3 +173,13 @@ def test_hvp_of_a_layer_is_refused_saying_why(target):
     layer = derive.vjp(tanh(x * w), [x], [w])
     with pytest.raises(CodegenError, match=r"tanh_layer is a layer \(derive.vjp\): hvp=True needs a scalar loss"):
         getattr(derive, target)(layer, "tanh_layer", hvp=True)
+
+
+def test_the_gelu_hvp_makes_each_layers_slopes_once():
+    # f'(Z) and f''(Z) of each layer in one gelu_slopes call from the forward's GELU(Z), read by name: no
+    # erf or exp again in the tangent pass (the values are test_generated_hvp_equals_torch_autograd_hvp's)
+    source = derive.to_numpy(catalogue()["mlp3_gelu"].derive(), "mlp3_gelu", hvp=True)
+    body = source[source.index("def hvp("):source.index("def check_hvp(")]
+    assert body.count("= gelu_slopes(") == 2, body
+    assert "gelu_slopes(Z1, value=H1)" in body and "gelu_slopes(Z2, value=H2)" in body
+    assert "gelu_prime(" not in body and "np.exp(" not in body

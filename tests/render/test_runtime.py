@@ -68,3 +68,19 @@ def test_the_copied_source_defines_the_helper_itself(name):
         exec(runtime.source(needed), namespace)  # noqa: S102 - derive's own helpers, as a module holds them
     assert namespace[name].__doc__ == getattr(runtime, name).__doc__
     assert runtime.source(name).startswith((f"def {name}(", f"class {name}:"))  # Workspace: a class
+
+
+@pytest.mark.parametrize("block, threads", [(7, 1), (7, 3), (1 << 16, 1)])
+@pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-12), (np.float32, 2e-6)])
+def test_gelu_slopes_are_the_first_and_second_derivatives_in_one_pass(monkeypatch, block, threads, dtype, rtol):
+    monkeypatch.setattr(runtime, "BLOCK", block)
+    monkeypatch.setattr(runtime, "THREADS", threads)
+    z = np.concatenate([Z.ravel(), [0.0, 1e-9, -1e-7, 2.0 ** -21]]).reshape(2, -1).astype(dtype)
+    wide = z.astype(np.float64)
+    density = np.exp(-wide**2 / 2) / np.sqrt(2 * np.pi)
+    first, second = special.ndtr(wide) + wide * density, density * (2 - wide**2)   # SciPy's Phi, the textbook f''
+    for value in (None, runtime.gelu(z)):
+        got_first, got_second = runtime.gelu_slopes(z, value=value)
+        assert got_first.dtype == got_second.dtype == dtype
+        np.testing.assert_allclose(got_first, first, rtol=rtol, atol=rtol)
+        np.testing.assert_allclose(got_second, second, rtol=rtol, atol=rtol)
