@@ -64,3 +64,13 @@ def draw(symbols, sizes: dict, seed: int = 0) -> dict[str, np.ndarray]:
         dims = tuple(int(d) if d.is_Integer else int(sizes[str(d)]) for d in s.shape)
         values[s.name] = rng.standard_normal(dims)
     return values
+
+
+# an argument of the wrong shape, and the message each target's module refuses it with (torch, JAX and
+# NumPy read one check_shapes): (layer, argument, its shape, message), at N = 5 and D = 3
+WRONG_SHAPES = [
+    ("layer_norm", "gamma", (1, 4), "the argument gamma has shape 1 x 4, but it is declared 1 x D (here 1 x 3)"),
+    ("layer_norm", "X", (5,), "the argument X has shape 5, but it is declared N x D"),
+    ("layer_gelu_dense", "W", (2, 4), "the argument W has shape 2 x 4, but it is declared 3 x 4"),
+    ("layer_attention_head", "Wk", (3, 5), "the argument Wk has shape 3 x 5, but it is declared 3 x 4"),
+]

@@ -73,8 +73,8 @@ def _torch_example(symbol: MatrixSymbol, printer, draw: Draw) -> Input:
 
 
 def _helpers(printer, framework: str) -> list[str]:
-    torch_only = ["check_shapes", "gradcheck_atol"] if framework == "torch" else []
-    wanted = sorted(h for h in printer.helpers if h == "check_targets") + torch_only
+    torch_only = ["gradcheck_atol"] if framework == "torch" else []
+    wanted = sorted(h for h in printer.helpers if h == "check_targets") + ["check_shapes", *torch_only]
     return [framework_runtime.source(framework, h) for h in wanted]
 
 
@@ -119,14 +119,8 @@ def _second_order(g: Derivation, name: str, hvp: bool, verify: bool):
     return hvp_of(g, check=not verify)
 
 
-def _declared_shape(symbol: MatrixSymbol) -> tuple:
-    """An argument's shape for the module's check: each size a number or its name (None: an expression)."""
-    return tuple(int(d) if d.is_Integer else str(d) if d.is_Symbol else None for d in symbol.shape)
-
-
 def _module_arguments(plan: LayerPlan, g: Derivation) -> None:
     """What torch's Module passes to Function in ARGS order: a parameter it holds, or an input."""
-    plan.extra["shapes"] = repr(tuple(_declared_shape(s) for s in _arguments(g)))
     plan.extra["call"] = [f"self.{a.local}" if a.key in plan.params else a.local for a in plan.args]
     plan.extra["inputs"] = [a.local for a in plan.args if a.key not in plan.params]
     plan.extra["param_args"] = [a for a in plan.args if a.key in plan.params]

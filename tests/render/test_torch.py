@@ -13,7 +13,7 @@ from derive.examples import catalogue, layers
 from derive.render.module import load_module
 
 from ..evaluator import torch_loss_and_grads
-from ..layer_references import draw, named_layer, torch_reference
+from ..layer_references import WRONG_SHAPES, draw, named_layer, torch_reference
 from ..networks import Extra, Layer, Network, networks
 
 torch = pytest.importorskip("torch")
@@ -279,11 +279,7 @@ def test_the_backward_uses_torchs_kernels(name):
         assert kernel in backward
 
 
-@pytest.mark.parametrize("name, key, shape, message", [
-    ("layer_norm", "gamma", (1, 4), "the argument gamma has shape 1 x 4, but it is declared 1 x D (here 1 x 3)"),
-    ("layer_norm", "X", (5,), "the argument X has shape 5, but it is declared N x D"),
-    ("layer_gelu_dense", "W", (2, 4), "the argument W has shape 2 x 4, but it is declared 3 x 4"),
-])
+@pytest.mark.parametrize("name, key, shape, message", WRONG_SHAPES)
 def test_arguments_of_the_wrong_shape_are_refused_by_name(name, key, shape, message, modules):
     module = modules[name]
     args, _ = module.example_inputs(torch.Generator().manual_seed(0), dims={"N": 5, "D": 3})
