@@ -15,6 +15,7 @@ against :mod:`derive.core.truth`'s evaluation of the declared expression, the ba
 
 from __future__ import annotations
 
+import ast
 import re
 from collections.abc import Mapping
 
@@ -35,6 +36,7 @@ from .layer_plan import LayerPlan, plan_layer
 from .module import Input
 from .templates import render as render_template
 from .torch import DeriveTorchPrinter
+from .torch_kernels import fuse_products, use_layer_norm_kernels
 
 __all__ = ["to_jax", "to_torch", "verify_jax_module", "verify_torch_module"]
 
@@ -86,6 +88,10 @@ def to_torch(g: Derivation, name: str, *, dims: Mapping | None = None, verify: b
     plan, printer = plan_layer(g, name, lambda ids, definitions: DeriveTorchPrinter(ids, definitions, dtype="dtype"),
                                dims or {}, _torch_example, _second_order(g, name, hvp, verify))
     plan.helpers = _helpers(printer, "torch")
+    if not use_layer_norm_kernels(plan, g, printer, printer.identifiers.fresh):
+        tensors = _tensors(plan)
+        shapes = {**printer.products, **{a.local: a.shape for a in [*plan.args, plan.upstream]}}
+        plan.forward, plan.backward = (fuse_products(s, tensors, shapes) for s in (plan.forward, plan.backward))
     _module_arguments(plan, g)
     source = render_template("torch.py.j2", plan=plan)
     if verify:
@@ -117,6 +123,17 @@ def _second_order(g: Derivation, name: str, hvp: bool, verify: bool):
         return None
     refuse_layer(g, name)
     return hvp_of(g, check=not verify)
+
+
+def _tensors(plan: LayerPlan) -> set[str]:
+    """The names in the plan that hold tensors: the arguments, the upstream, and what statements make of
+    them (a size, or a constant made of numbers only, is none)."""
+    tensors = {a.local for a in plan.args} | {plan.upstream.local}
+    for statement in [*plan.forward, *plan.backward]:
+        read = {n.id for n in ast.walk(ast.parse(statement.code, mode="eval")) if isinstance(n, ast.Name)}
+        if statement.target and read & tensors:
+            tensors.add(statement.target)
+    return tensors
 
 
 def _module_arguments(plan: LayerPlan, g: Derivation) -> None:
