@@ -137,5 +137,5 @@ def use_layer_norm_kernels(plan: LayerPlan, g, printer, fresh) -> bool:
                                "the bias argument only shapes dbeta (gamma's shape): beta is not saved")]
     plan.backward += [Statement(local, f"{local}.reshape(1, -1)", f"1 x {printer.doprint(match[0].shape[1])}")
                       for local in locals_[1:] if local is not None]
-    plan.extra["kernels"] = "layer norm: torch's native_layer_norm and native_layer_norm_backward"
+    plan.extra["kernels"] = "layer norm: native_layer_norm, native_layer_norm_backward"
     return True
