@@ -16,12 +16,19 @@ def torch_reference(name: str):
 
     return {
         "layer_gelu_dense": lambda X, W, b: F.gelu(X @ W + b),
-        "layer_norm": lambda X, gamma, beta: F.layer_norm(X, (X.shape[1],), gamma.reshape(-1), beta.reshape(-1),
-                                                          eps=1e-5),
+        "layer_norm": lambda X, gamma, beta: torch_layer_norm(X, gamma, beta),
         "layer_attention_head": lambda X, Wq, Wk, Wv: torch.softmax((X @ Wq) @ (X @ Wk).T / 2, dim=1) @ (X @ Wv),
         "layer_gated_unit": lambda X, Wg, bg, Wv, bv: torch.sigmoid(X @ Wg + bg) * torch.tanh(X @ Wv + bv),
         "layer_residual_mlp": lambda X, W1, b1, W2, b2: X + torch.relu(X @ W1 + b1) @ W2 + b2,
     }[name]
+
+
+def torch_layer_norm(X, gamma, beta, eps=1e-5):
+    """Layer norm from its definition in plain torch operations: not F.layer_norm, whose kernels the
+    generated torch module calls (a check must not share them)."""
+    mean = X.mean(dim=1, keepdim=True)
+    var = ((X - mean) ** 2).mean(dim=1, keepdim=True)
+    return (X - mean) / (var + eps).sqrt() * gamma + beta
 
 
 def jax_reference(name: str):
@@ -64,3 +71,13 @@ def draw(symbols, sizes: dict, seed: int = 0) -> dict[str, np.ndarray]:
         dims = tuple(int(d) if d.is_Integer else int(sizes[str(d)]) for d in s.shape)
         values[s.name] = rng.standard_normal(dims)
     return values
+
+
+# an argument of the wrong shape, and the message each target's module refuses it with (torch, JAX and
+# NumPy read one check_shapes): (layer, argument, its shape, message), at N = 5 and D = 3
+WRONG_SHAPES = [
+    ("layer_norm", "gamma", (1, 4), "the argument gamma has shape 1 x 4, but it is declared 1 x D (here 1 x 3)"),
+    ("layer_norm", "X", (5,), "the argument X has shape 5, but it is declared N x D"),
+    ("layer_gelu_dense", "W", (2, 4), "the argument W has shape 2 x 4, but it is declared 3 x 4"),
+    ("layer_attention_head", "Wk", (3, 5), "the argument Wk has shape 3 x 5, but it is declared 3 x 4"),
+]

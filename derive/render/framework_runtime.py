@@ -1,7 +1,7 @@
 """The helpers of generated torch and JAX modules, as real Python (copied with :func:`inspect.getsource`,
 as :mod:`.runtime` is for NumPy): the target check of a cross-entropy declared with
-``targets_sum_to_one=True``, the torch Function's check of its arguments' shapes, and torch's
-gradcheck tolerance (the module's own check and :func:`derive.to_torch`'s read the same one). The JAX one can only look at concrete values: under ``jax.jit`` the
+``targets_sum_to_one=True``, the check of the arguments' shapes (one function for the torch, JAX and
+NumPy layer modules: it reads only ``.shape``), and torch's gradcheck tolerance (the module's own check and :func:`derive.to_torch`'s read the same one). The JAX one can only look at concrete values: under ``jax.jit`` the
 targets are traced and the check is skipped (the module's docstring says so)."""
 
 from __future__ import annotations
@@ -29,12 +29,13 @@ def torch_gradcheck_atol(output, step):
     return max(1e-7, 16 * eps * float(output.detach().abs().max()) / step)
 
 
-def torch_check_shapes(tensors):
+def check_shapes(arrays):
     """Refuse arguments whose shapes do not fit the declared ones (ARGS, SHAPES: a size by its name, or
-    a number), naming the argument and both shapes; each named size is read off its first argument."""
+    a number), naming the argument and both shapes; each named size is read off its first argument.
+    Under jax.jit and jax.vmap the shapes are static (vmap's: one example's), so it checks them too."""
     sizes = {}
-    for name, tensor, declared in zip(ARGS, tensors, SHAPES):  # noqa: F821 (the generated module's own)
-        actual = tuple(tensor.shape)
+    for name, array, declared in zip(ARGS, arrays, SHAPES):  # noqa: F821 (the generated module's own)
+        actual = tuple(array.shape)
         expected = tuple(sizes.get(d, d) if isinstance(d, str) else d for d in declared)
         if len(actual) != len(declared) or any(isinstance(e, int) and a != e for a, e in zip(actual, expected)):
             written = " x ".join("?" if d is None else str(d) for d in declared)
@@ -58,7 +59,8 @@ def jax_check_targets(y, axis, name):
 
 
 HELPERS = {("torch", "check_targets"): torch_check_targets, ("jax", "check_targets"): jax_check_targets,
-           ("torch", "gradcheck_atol"): torch_gradcheck_atol, ("torch", "check_shapes"): torch_check_shapes}
+           ("torch", "gradcheck_atol"): torch_gradcheck_atol,
+           **{(framework, "check_shapes"): check_shapes for framework in ("torch", "jax", "numpy")}}
 
 
 def source(framework: str, name: str) -> str:

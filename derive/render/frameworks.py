@@ -15,6 +15,7 @@ against :mod:`derive.core.truth`'s evaluation of the declared expression, the ba
 
 from __future__ import annotations
 
+import ast
 import re
 from collections.abc import Mapping
 
@@ -35,6 +36,7 @@ from .layer_plan import LayerPlan, plan_layer
 from .module import Input
 from .templates import render as render_template
 from .torch import DeriveTorchPrinter
+from .torch_kernels import fuse_products, use_layer_norm_kernels
 
 __all__ = ["to_jax", "to_torch", "verify_jax_module", "verify_torch_module"]
 
@@ -73,8 +75,8 @@ def _torch_example(symbol: MatrixSymbol, printer, draw: Draw) -> Input:
 
 
 def _helpers(printer, framework: str) -> list[str]:
-    torch_only = ["check_shapes", "gradcheck_atol"] if framework == "torch" else []
-    wanted = sorted(h for h in printer.helpers if h == "check_targets") + torch_only
+    torch_only = ["gradcheck_atol"] if framework == "torch" else []
+    wanted = sorted(h for h in printer.helpers if h == "check_targets") + ["check_shapes", *torch_only]
     return [framework_runtime.source(framework, h) for h in wanted]
 
 
@@ -86,6 +88,10 @@ def to_torch(g: Derivation, name: str, *, dims: Mapping | None = None, verify: b
     plan, printer = plan_layer(g, name, lambda ids, definitions: DeriveTorchPrinter(ids, definitions, dtype="dtype"),
                                dims or {}, _torch_example, _second_order(g, name, hvp, verify))
     plan.helpers = _helpers(printer, "torch")
+    if not use_layer_norm_kernels(plan, g, printer, printer.identifiers.fresh):
+        tensors = _tensors(plan)
+        shapes = {**printer.products, **{a.local: a.shape for a in [*plan.args, plan.upstream]}}
+        plan.forward, plan.backward = (fuse_products(s, tensors, shapes) for s in (plan.forward, plan.backward))
     _module_arguments(plan, g)
     source = render_template("torch.py.j2", plan=plan)
     if verify:
@@ -119,14 +125,19 @@ def _second_order(g: Derivation, name: str, hvp: bool, verify: bool):
     return hvp_of(g, check=not verify)
 
 
-def _declared_shape(symbol: MatrixSymbol) -> tuple:
-    """An argument's shape for the module's check: each size a number or its name (None: an expression)."""
-    return tuple(int(d) if d.is_Integer else str(d) if d.is_Symbol else None for d in symbol.shape)
+def _tensors(plan: LayerPlan) -> set[str]:
+    """The names in the plan that hold tensors: the arguments, the upstream, and what statements make of
+    them (a size, or a constant made of numbers only, is none)."""
+    tensors = {a.local for a in plan.args} | {plan.upstream.local}
+    for statement in [*plan.forward, *plan.backward]:
+        read = {n.id for n in ast.walk(ast.parse(statement.code, mode="eval")) if isinstance(n, ast.Name)}
+        if statement.target and read & tensors:
+            tensors.add(statement.target)
+    return tensors
 
 
 def _module_arguments(plan: LayerPlan, g: Derivation) -> None:
     """What torch's Module passes to Function in ARGS order: a parameter it holds, or an input."""
-    plan.extra["shapes"] = repr(tuple(_declared_shape(s) for s in _arguments(g)))
     plan.extra["call"] = [f"self.{a.local}" if a.key in plan.params else a.local for a in plan.args]
     plan.extra["inputs"] = [a.local for a in plan.args if a.key not in plan.params]
     plan.extra["param_args"] = [a for a in plan.args if a.key in plan.params]

@@ -19,8 +19,8 @@ from ..core.derivation import Derivation
 from ..core.layer import Layer
 from ..core.truth import Program
 from ..errors import CodegenError
+from . import framework_runtime, runtime
 from . import module as numpy_module
-from . import runtime
 from .hvp import refuse_layer
 from .layer_plan import LayerPlan, plan_layer
 from .numpy import DeriveNumPyPrinter
@@ -48,7 +48,8 @@ def to_numpy(g: Derivation, name: str, *, dims: Mapping | None = None, verify: b
 def to_numpy_layer(g: Layer, name: str, *, dims: Mapping | None = None, verify: bool = True) -> str:
     plan, printer = plan_layer(g, name, lambda ids, definitions: DeriveNumPyPrinter(ids, definitions, dtype="dtype"),
                                dims or {}, numpy_module._input)
-    plan.helpers = [runtime.source(h) for h in sorted(printer.helpers) if h in runtime.HELPERS]
+    plan.helpers = [*(runtime.source(h) for h in sorted(printer.helpers) if h in runtime.HELPERS),
+                    framework_runtime.source("numpy", "check_shapes")]
     plan.extra = {"imports_scipy": "scipy" in printer.helpers, "threads": "threads" in printer.helpers}
     source = render(plan)
     if verify:

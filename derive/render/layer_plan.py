@@ -48,6 +48,7 @@ class LayerPlan:
     saved_values: list[str]              # dims and the dtype backward reads
     backward: list[Statement]
     grads: list[tuple[str, str | None]]  # for each arg: (key, local of its gradient or None)
+    shapes: str = "()"                   # SHAPES: each arg's declared shape, for the module's check_shapes
     uses_dtype: bool = False             # constants are made in the arguments' dtype (and device)
     helpers: list[str] = field(default_factory=list)
     extra: dict = field(default_factory=dict)   # what one framework's template needs besides
@@ -110,11 +111,17 @@ def plan_layer(g: Derivation, name: str, make_printer: Callable, dims: Mapping,
                          local=upstream_local),
         dims=dim_lines, default_dims=[(repr(str(d)), printer.doprint(d), sizes[d]) for d in dim_symbols],
         forward=forward, output=output, saved=saved, saved_values=saved_values, backward=backward,
-        grads=[(repr(s.name), by_param.get(repr(s.name))) for s in args], uses_dtype=printer.uses_dtype)
+        grads=[(repr(s.name), by_param.get(repr(s.name))) for s in args], uses_dtype=printer.uses_dtype,
+        shapes=repr(tuple(_declared_shape(s) for s in args)))
     if second:
         plan.extra["hvp"] = second
         plan.extra["hvp_forward"] = _live(every_forward, [s.code for s in second.statements])
     return plan, printer
+
+
+def _declared_shape(symbol: MatrixSymbol) -> tuple:
+    """An argument's shape for the module's check: each size a number or its name (None: an expression)."""
+    return tuple(int(d) if d.is_Integer else str(d) if d.is_Symbol else None for d in symbol.shape)
 
 
 def _live(forward: list[Statement], readers: list[str]) -> list[Statement]:

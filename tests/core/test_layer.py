@@ -10,7 +10,7 @@ from derive import relu, sigmoid
 from derive.examples import layers
 
 from ..evaluator import evaluate
-from ..layer_references import draw, torch_reference
+from ..layer_references import WRONG_SHAPES, draw, torch_reference
 
 LAYERS = layers()
 N = Symbol("N", integer=True, positive=True)
@@ -136,6 +136,17 @@ def test_the_numpy_module_of_a_layer_takes_the_upstream_gradient(derived):
     for grad, truth in zip(grads, expected):
         assert np.allclose(grad, truth.numpy(), rtol=1e-9, atol=1e-12)
     assert "dY" not in cache   # the upstream is handed to backward, never cached
+
+
+@pytest.mark.parametrize("name, key, shape, message", WRONG_SHAPES)
+def test_the_numpy_module_refuses_arguments_of_the_wrong_shape_by_name(name, key, shape, message, derived):
+    from derive.render.module import load_module
+    module = load_module(derive.to_numpy(derived[name], name))
+    args, _ = module.example_inputs(np.random.default_rng(0), dims={"N": 5, "D": 3})
+    with pytest.raises(ValueError) as caught:
+        module.forward(*[np.zeros(shape) if k == key else a for k, a in zip(module.ARGS, args)])
+    assert str(caught.value) == message
+    assert module.forward(*args)[0].shape[0] == 5   # the right shapes, at another batch size, pass
 
 
 def test_the_sheet_of_a_layer_pairs_the_output_with_its_upstream(derived):

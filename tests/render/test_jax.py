@@ -10,7 +10,7 @@ from derive.examples import catalogue, layers
 from derive.render.module import load_module
 
 from ..evaluator import torch_loss_and_grads
-from ..layer_references import draw, jax_reference, named_layer
+from ..layer_references import WRONG_SHAPES, draw, jax_reference, named_layer
 
 jax = pytest.importorskip("jax")
 jnp = jax.numpy
@@ -78,6 +78,22 @@ def test_every_layer_vmaps_over_a_leading_batch_of_inputs(name, modules):
         want = jax.grad(total(reference), argnums=tuple(range(len(args))))(*args)
         for key, a, b in zip(module.ARGS, got, want):
             assert np.allclose(a, b, rtol=1e-9, atol=1e-11), key
+
+
+@pytest.mark.parametrize("name, key, shape, message", WRONG_SHAPES)
+def test_arguments_of_the_wrong_shape_are_refused_by_name(name, key, shape, message, modules):
+    module = modules[name]
+    args, _ = module.example_inputs(np.random.default_rng(0), dims=SIZES)
+    wrong = [np.zeros(shape) if k == key else a for k, a in zip(module.ARGS, args)]
+    for fn in (module.fn, jax.jit(module.fn)):   # traced shapes are static: jit checks them too
+        with pytest.raises(ValueError) as caught:
+            fn(*wrong)
+        assert str(caught.value) == message
+    with pytest.raises(ValueError) as caught:   # and vmap checks one example's
+        jax.vmap(module.fn, in_axes=tuple(0 if k == key else None for k in module.ARGS))(
+            *[np.stack([a, a]) if k == key else a for k, a in zip(module.ARGS, wrong)])
+    assert str(caught.value) == message
+    assert module.fn(*args).shape[0] == 5   # the right shapes, at another batch size, pass
 
 
 @pytest.mark.parametrize("name", list(LAYERS))

@@ -13,7 +13,7 @@ from derive.examples import catalogue, layers
 from derive.render.module import load_module
 
 from ..evaluator import torch_loss_and_grads
-from ..layer_references import draw, named_layer, torch_reference
+from ..layer_references import WRONG_SHAPES, draw, named_layer, torch_reference
 from ..networks import Extra, Layer, Network, networks
 
 torch = pytest.importorskip("torch")
@@ -86,9 +86,10 @@ def test_the_module_holds_the_parameters(name, modules):
 
 # what each layer's backward reads, and so what its Function saves: for GELU only its pre-activation
 # besides the matrices of the products; for the residual block the ReLU's output, not also its input
-# (the mask H > 0 is Z > 0); for layer norm 1/sqrt(var + eps) and var + eps as columns
+# (the mask H > 0 is Z > 0); for layer norm (torch's kernels) X, each row's mean and 1/sqrt(var + eps) as
+# columns, and gamma (the closed form's saves, for a layer norm without beta: tests/render/test_torch_kernels.py)
 SAVED = {"layer_gelu_dense": ("X", "W", "Z"), "layer_residual_mlp": ("X", "W1", "W2", "H"),
-         "layer_norm": ("Z_1", "C", "Z_2", "R")}
+         "layer_norm": ("X", "mean", "rstd", "gamma")}
 
 
 @pytest.mark.parametrize("name, saved", SAVED.items())
@@ -260,14 +261,15 @@ def test_targets_declared_to_sum_to_one_are_checked(modules):
         module.Function.apply(*[2 * a if k == "y" else a for k, a in zip(module.ARGS, args)])
 
 
-# torch's own kernels that the printer uses for a slope times G, softmax's backward and R + c A ⊙ B: the
+# torch's own kernels that the printer uses for a slope times G, softmax's backward, P Q + R and layer norm: the
 # layers above match autograd of the independent layers with them; these rows make sure they are used
 KERNELS = {
     "layer_gelu_dense": ["torch.ops.aten.gelu_backward(dY, Z)"],
-    "layer_gated_unit": ["torch.ops.aten.tanh_backward(dT, T)", "torch.ops.aten.sigmoid_backward(dG, G)"],
+    "layer_gated_unit": ["torch.ops.aten.tanh_backward(dT, T)", "torch.ops.aten.sigmoid_backward(dG, G)",
+                         "torch.addmm(dZv @ Wv.T, dZg, Wg.T)"],
     "layer_residual_mlp": ["torch.ops.aten.threshold_backward(dZ, H, 0)"],
     "layer_attention_head": ["torch._softmax_backward_data(dP, P, 1, dP.dtype)"],
-    "layer_norm": ["torch.addcmul("],
+    "layer_norm": ["torch.ops.aten.native_layer_norm_backward("],   # addcmul: test_torch_kernels.py
 }
 
 
@@ -279,11 +281,7 @@ def test_the_backward_uses_torchs_kernels(name):
         assert kernel in backward
 
 
-@pytest.mark.parametrize("name, key, shape, message", [
-    ("layer_norm", "gamma", (1, 4), "the argument gamma has shape 1 x 4, but it is declared 1 x D (here 1 x 3)"),
-    ("layer_norm", "X", (5,), "the argument X has shape 5, but it is declared N x D"),
-    ("layer_gelu_dense", "W", (2, 4), "the argument W has shape 2 x 4, but it is declared 3 x 4"),
-])
+@pytest.mark.parametrize("name, key, shape, message", WRONG_SHAPES)
 def test_arguments_of_the_wrong_shape_are_refused_by_name(name, key, shape, message, modules):
     module = modules[name]
     args, _ = module.example_inputs(torch.Generator().manual_seed(0), dims={"N": 5, "D": 3})
