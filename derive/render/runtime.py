@@ -19,7 +19,18 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from .erf import _erf_regions, _erfc_tail, _in_chunks, _polynomial, _select, _workspace, erf, erfc, ndtr
+from .erf import (
+    _erf_regions,
+    _erfc_tail,
+    _in_chunks,
+    _normal_tail32,
+    _polynomial,
+    _select,
+    _workspace,
+    erf,
+    erfc,
+    ndtr,
+)
 
 __all__ = ["HELPERS", "NEEDS", "Workspace", "closure", "source"]
 
@@ -103,15 +114,30 @@ def _pool():
 
 def gelu(z, out=None):
     """z Phi(z), Phi the standard normal distribution function (the exact GELU), block by block; into
-    out when given (an array of z's shape, not z itself)."""
+    out when given (an array of z's shape, not z itself). In float32, max(z, 0) - |z| Phi(-|z|) with
+    Phi(-|z|) from one rational (erf.py's _normal_tail32) where |z| <= 4, Cephes' ndtr elsewhere."""
     if out is None:
         out = np.empty_like(z, dtype=np.result_type(z, np.float32))
     return blockwise(_gelu_block, out, z)
 
 
 def _gelu_block(out, z):
-    ndtr(z, out)
-    out *= z
+    if z.dtype != np.float32 or z.ndim == 0:
+        ndtr(z, out)
+        out *= z
+        return
+    # gelu(z) = max(z, 0) - t Phi(-t), t = |z|: no mask, and no cancellation on either side of 0
+    t, tail, *rows = _workspace(np.float32, z.shape, 4)
+    np.abs(z, out=t)
+    beyond = np.nonzero(~(t <= 4))  # rare (|z| > 4, nan): Cephes' ndtr on those entries alone
+    t[beyond] = 0
+    _normal_tail32(t, tail, rows)
+    tail *= t
+    np.maximum(z, 0, out=out)
+    out -= tail
+    if beyond[0].size:
+        far = z[beyond]
+        out[beyond] = ndtr(far, np.empty_like(far)) * far
 
 
 def gelu_prime(z, times=None, value=None):
@@ -191,7 +217,7 @@ HELPERS = {
     "erf": (erf,),
     "erfc": (erfc,),
     "ndtr": (ndtr,),
-    "_erf_regions": (_erf_regions, _erfc_tail, _polynomial, _select, _in_chunks, _workspace),
+    "_erf_regions": (_erf_regions, _erfc_tail, _normal_tail32, _polynomial, _select, _in_chunks, _workspace),
     "gelu": (gelu, _gelu_block),
     "Workspace": (Workspace,),
     "gelu_prime": (gelu_prime, _gelu_prime_block, _times_gelu_prime_block, _times_gelu_prime_of_value_block,
