@@ -132,3 +132,27 @@ def test_threads_each_use_their_own_workspace():
     with ThreadPoolExecutor(4) as pool:
         together = list(pool.map(lambda block: evaluate("ndtr", block), blocks))
     assert all(a.tobytes() == b.tobytes() for a, b in zip(alone, together, strict=True))
+
+
+# --- float32's one rational on [0, 4] (GELU's entries): its fit, and the float32 evaluation ----------
+
+def _tail32_coefficients():
+    import inspect
+    import re
+    found = re.findall(r"_polynomial\(t, \(([^)]*)\)", inspect.getsource(helpers._normal_tail32))
+    return [[float(c) for c in group.split(",")] for group in found]
+
+
+def test_float32_tail_rational_fits_exp_t2_over_2_phi_minus_t_within_1_6e_8_on_0_to_4():
+    numerator, denominator = _tail32_coefficients()
+    t = np.linspace(0, 4, 400_001)
+    fit = np.polyval(numerator, t) / np.polyval([1.0, *denominator], t)
+    exact = special.erfcx(t / np.sqrt(2)) / 2  # exp(t^2 / 2) Phi(-t), SciPy's own scaled erfc
+    assert np.max(np.abs(fit / exact - 1)) <= 1.6e-8
+
+
+def test_float32_tail_is_within_1e_6_of_the_truth_on_0_to_4():
+    t = np.concatenate([np.linspace(0, 4, 40_001), np.geomspace(1e-30, 1, 101)]).astype(np.float32)
+    got = helpers._normal_tail32(t, np.empty_like(t), [np.empty_like(t), np.empty_like(t)])
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, truth("ndtr", -t), rtol=FLOAT32_RTOL, atol=0)
