@@ -6,6 +6,7 @@ Output: softmax((1/2)*X*Wq*Wk.T*X.T, 1)*X*Wv
 fn(*arrays), arrays in ARGS order, returns the output; it works under jax.jit, and
 under jax.vmap over a leading batch axis of the inputs (each example is a call of fn at the declared
 shapes). Run this file for jax.test_util.check_grads in float64.
+Declared targets are checked where their values are concrete; under jax.jit they are traced and not checked.
 """
 
 import jax
@@ -14,11 +15,31 @@ import numpy as np
 
 ARGS = ('X', 'Wq', 'Wk', 'Wv',)
 PARAMS = ('Wq', 'Wk', 'Wv',)
+SHAPES = (('N', 3), (3, 4), (3, 4), (3, 4))  # each argument's declared shape: a size by its name or a number
 DEFAULT_DIMS = {'N': 4}
+
+
+def check_shapes(arrays):
+    """Refuse arguments whose shapes do not fit the declared ones (ARGS, SHAPES: a size by its name, or
+    a number), naming the argument and both shapes; each named size is read off its first argument.
+    Under jax.jit and jax.vmap the shapes are static (vmap's: one example's), so it checks them too."""
+    sizes = {}
+    for name, array, declared in zip(ARGS, arrays, SHAPES):  # noqa: F821 (the generated module's own)
+        actual = tuple(array.shape)
+        expected = tuple(sizes.get(d, d) if isinstance(d, str) else d for d in declared)
+        if len(actual) != len(declared) or any(isinstance(e, int) and a != e for a, e in zip(actual, expected)):
+            written = " x ".join("?" if d is None else str(d) for d in declared)
+            known = " x ".join("?" if e is None else str(e) for e in expected)
+            raise ValueError(f"the argument {name} has shape {' x '.join(map(str, actual))}, but it is declared "
+                             f"{written}" + (f" (here {known})" if known != written else ""))
+        for d, a in zip(declared, actual):
+            if isinstance(d, str):
+                sizes.setdefault(d, a)
 
 
 def _forward(X, Wq, Wk, Wv):
     """(output, what the backward rule reads: arrays, and each size as an empty array of it)."""
+    check_shapes((X, Wq, Wk, Wv,))
     S = ((1/2) * X) @ ((Wq @ Wk.T) @ X.T)  # N x N
     P = jax.nn.softmax(S, axis=1)  # N x N
     Y = (P @ X) @ Wv  # N x 4

@@ -18,12 +18,13 @@ SHAPES = (('N', 3), (3, 4), (1, 4), (3, 4), (1, 4))  # each argument's declared 
 DEFAULT_DIMS = {'N': 4}
 
 
-def check_shapes(tensors):
+def check_shapes(arrays):
     """Refuse arguments whose shapes do not fit the declared ones (ARGS, SHAPES: a size by its name, or
-    a number), naming the argument and both shapes; each named size is read off its first argument."""
+    a number), naming the argument and both shapes; each named size is read off its first argument.
+    Under jax.jit and jax.vmap the shapes are static (vmap's: one example's), so it checks them too."""
     sizes = {}
-    for name, tensor, declared in zip(ARGS, tensors, SHAPES):  # noqa: F821 (the generated module's own)
-        actual = tuple(tensor.shape)
+    for name, array, declared in zip(ARGS, arrays, SHAPES):  # noqa: F821 (the generated module's own)
+        actual = tuple(array.shape)
         expected = tuple(sizes.get(d, d) if isinstance(d, str) else d for d in declared)
         if len(actual) != len(declared) or any(isinstance(e, int) and a != e for a, e in zip(actual, expected)):
             written = " x ".join("?" if d is None else str(d) for d in declared)
@@ -45,11 +46,9 @@ def gradcheck_atol(output, step):
 
 def _forward(X, Wg, bg, Wv, bv):
     """(output, the tensors backward reads, the sizes and dtype it reads)."""
-    Zg = X @ Wg  # N x 4
-    Zg += bg  # N x 4
+    Zg = torch.addmm(bg, X, Wg)  # N x 4
     G = torch.sigmoid(Zg)  # N x 4
-    Zv = X @ Wv  # N x 4
-    Zv += bv  # N x 4
+    Zv = torch.addmm(bv, X, Wv)  # N x 4
     T = torch.tanh(Zv)  # N x 4
     Y = G * T  # N x 4
     return Y, (X, Wg, Wv, G, T,), ()
@@ -64,7 +63,7 @@ def _backward(saved, values, dY):
     dbv = dZv.sum(axis=0, keepdims=True)  # 1 x 4
     dG = dY * T  # N x 4
     dZg = torch.ops.aten.sigmoid_backward(dG, G)  # N x 4
-    dX = dZv @ Wv.T + dZg @ Wg.T  # N x 3
+    dX = torch.addmm(dZv @ Wv.T, dZg, Wg.T)  # N x 3
     dWg = X.T @ dZg  # 3 x 4
     dbg = dZg.sum(axis=0, keepdims=True)  # 1 x 4
     return (dX, dWg, dbg, dWv, dbv, )

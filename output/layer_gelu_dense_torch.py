@@ -18,12 +18,13 @@ SHAPES = (('N', 3), (3, 4), (1, 4))  # each argument's declared shape: a size by
 DEFAULT_DIMS = {'N': 4}
 
 
-def check_shapes(tensors):
+def check_shapes(arrays):
     """Refuse arguments whose shapes do not fit the declared ones (ARGS, SHAPES: a size by its name, or
-    a number), naming the argument and both shapes; each named size is read off its first argument."""
+    a number), naming the argument and both shapes; each named size is read off its first argument.
+    Under jax.jit and jax.vmap the shapes are static (vmap's: one example's), so it checks them too."""
     sizes = {}
-    for name, tensor, declared in zip(ARGS, tensors, SHAPES):  # noqa: F821 (the generated module's own)
-        actual = tuple(tensor.shape)
+    for name, array, declared in zip(ARGS, arrays, SHAPES):  # noqa: F821 (the generated module's own)
+        actual = tuple(array.shape)
         expected = tuple(sizes.get(d, d) if isinstance(d, str) else d for d in declared)
         if len(actual) != len(declared) or any(isinstance(e, int) and a != e for a, e in zip(actual, expected)):
             written = " x ".join("?" if d is None else str(d) for d in declared)
@@ -45,8 +46,7 @@ def gradcheck_atol(output, step):
 
 def _forward(X, W, b):
     """(output, the tensors backward reads, the sizes and dtype it reads)."""
-    Z = X @ W  # N x 4
-    Z += b  # N x 4
+    Z = torch.addmm(b, X, W)  # N x 4
     Y = torch.nn.functional.gelu(Z)  # N x 4
     return Y, (X, W, Z,), ()
 

@@ -13,11 +13,31 @@ import numpy as np
 ARGS = ('X', 'W1', 'b1', 'W2', 'b2',)
 PARAMS = ('W1', 'b1', 'W2', 'b2',)
 UPSTREAM = 'dY'
+SHAPES = (('N', 'D'), ('D', 5), (1, 5), (5, 'D'), (1, 'D'))  # each argument's declared shape: a size by its name or a number
 DEFAULT_DIMS = {'D': 4, 'N': 3}
+
+
+def check_shapes(arrays):
+    """Refuse arguments whose shapes do not fit the declared ones (ARGS, SHAPES: a size by its name, or
+    a number), naming the argument and both shapes; each named size is read off its first argument.
+    Under jax.jit and jax.vmap the shapes are static (vmap's: one example's), so it checks them too."""
+    sizes = {}
+    for name, array, declared in zip(ARGS, arrays, SHAPES):  # noqa: F821 (the generated module's own)
+        actual = tuple(array.shape)
+        expected = tuple(sizes.get(d, d) if isinstance(d, str) else d for d in declared)
+        if len(actual) != len(declared) or any(isinstance(e, int) and a != e for a, e in zip(actual, expected)):
+            written = " x ".join("?" if d is None else str(d) for d in declared)
+            known = " x ".join("?" if e is None else str(e) for e in expected)
+            raise ValueError(f"the argument {name} has shape {' x '.join(map(str, actual))}, but it is declared "
+                             f"{written}" + (f" (here {known})" if known != written else ""))
+        for d, a in zip(declared, actual):
+            if isinstance(d, str):
+                sizes.setdefault(d, a)
 
 
 def forward(*args):
     """The layer's output, and the cache of what backward reads."""
+    check_shapes(args)
     X, W1, b1, W2, b2, = args
     Z = X @ W1  # N x 5
     Z += b1  # N x 5

@@ -18,12 +18,13 @@ SHAPES = (('N', 'D'), ('D', 5), (1, 5), (5, 'D'), (1, 'D'))  # each argument's d
 DEFAULT_DIMS = {'D': 4, 'N': 3}
 
 
-def check_shapes(tensors):
+def check_shapes(arrays):
     """Refuse arguments whose shapes do not fit the declared ones (ARGS, SHAPES: a size by its name, or
-    a number), naming the argument and both shapes; each named size is read off its first argument."""
+    a number), naming the argument and both shapes; each named size is read off its first argument.
+    Under jax.jit and jax.vmap the shapes are static (vmap's: one example's), so it checks them too."""
     sizes = {}
-    for name, tensor, declared in zip(ARGS, tensors, SHAPES):  # noqa: F821 (the generated module's own)
-        actual = tuple(tensor.shape)
+    for name, array, declared in zip(ARGS, arrays, SHAPES):  # noqa: F821 (the generated module's own)
+        actual = tuple(array.shape)
         expected = tuple(sizes.get(d, d) if isinstance(d, str) else d for d in declared)
         if len(actual) != len(declared) or any(isinstance(e, int) and a != e for a, e in zip(actual, expected)):
             written = " x ".join("?" if d is None else str(d) for d in declared)
@@ -45,8 +46,7 @@ def gradcheck_atol(output, step):
 
 def _forward(X, W1, b1, W2, b2):
     """(output, the tensors backward reads, the sizes and dtype it reads)."""
-    Z = X @ W1  # N x 5
-    Z += b1  # N x 5
+    Z = torch.addmm(b1, X, W1)  # N x 5
     H = torch.relu(Z)  # N x 5
     Y = H @ W2  # N x D
     Y += X + b2  # N x D
@@ -61,8 +61,7 @@ def _backward(saved, values, dY):
     dH = dY @ W2.T  # N x 5
     dZ = dH  # N x 5
     dZ = torch.ops.aten.threshold_backward(dZ, H, 0)  # N x 5
-    dX = dZ @ W1.T  # N x D
-    dX += dY  # N x D
+    dX = torch.addmm(dY, dZ, W1.T)  # N x D
     dW1 = X.T @ dZ  # D x 5
     db1 = dZ.sum(axis=0, keepdims=True)  # 1 x 5
     return (dX, dW1, db1, dW2, db2, )
