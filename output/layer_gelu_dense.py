@@ -226,22 +226,28 @@ def gelu(z, out=None):
 
 
 def _gelu_block(out, z):
-    if z.dtype != np.float32 or z.ndim == 0:
+    if z.ndim == 0 or z.dtype != np.float32:
         ndtr(z, out)
         out *= z
         return
-    # gelu(z) = max(z, 0) - t Phi(-t), t = |z|: no mask, and no cancellation on either side of 0
+    beyond = _gelu_near32(out, z)
+    if beyond[0].size:  # Cephes' ndtr on the entries the near form leaves (nan too), gathered
+        far = z[beyond]
+        out[beyond] = ndtr(far, np.empty_like(far)) * far
+
+
+def _gelu_near32(out, z):
+    """gelu(z) into out where |z| <= 4 as max(z, 0) - t Phi(-t), t = |z| (no mask, no cancellation on
+    either side of 0; Phi(-t) from erf.py's _normal_tail32); returns the indices of the other entries."""
     t, tail, *rows = _workspace(np.float32, z.shape, 4)
     np.abs(z, out=t)
-    beyond = np.nonzero(~(t <= 4))  # rare (|z| > 4, nan): Cephes' ndtr on those entries alone
+    beyond = np.nonzero(~(t <= 4))
     t[beyond] = 0
     _normal_tail32(t, tail, rows)
     tail *= t
     np.maximum(z, 0, out=out)
     out -= tail
-    if beyond[0].size:
-        far = z[beyond]
-        out[beyond] = ndtr(far, np.empty_like(far)) * far
+    return beyond
 
 
 def gelu_prime(z, times=None, value=None):
