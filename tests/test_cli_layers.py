@@ -50,13 +50,20 @@ def test_code_writes_the_target_module_and_it_checks_itself(net, target, written
     assert check.returncode == 0, check.stdout + check.stderr
 
 
-def test_a_layer_file_is_derived_with_vjp(tmp_path, capsys):
-    network = tmp_path / "tanh_layer.py"
+@pytest.mark.parametrize("target, written, backward", [
+    ("numpy", "tanh_layer.py", "def backward(cache, dY)"),
+    ("torch", "tanh_layer_torch.py", "def backward(ctx, dY)"),
+])
+def test_a_layer_file_is_derived_with_vjp(target, written, backward, tmp_path, capsys):
+    if target == "torch":  # without torch the NumPy row still derives the layer file
+        pytest.importorskip("torch")
+    (tmp_path / "nets").mkdir()  # apart from the output: the NumPy module is named like the file
+    network = tmp_path / "nets" / "tanh_layer.py"
     network.write_text(LAYER_FILE)
-    code, _, _ = run(["code", str(network), "--target", "torch", "--output-dir", str(tmp_path)], capsys)
+    code, _, _ = run(["code", str(network), "--target", target, "--output-dir", str(tmp_path)], capsys)
     assert code == 0
-    source = (tmp_path / "tanh_layer_torch.py").read_text()
-    assert "ARGS = ('X', 'W', 'b',)" in source and "def backward(ctx, dY)" in source
+    source = (tmp_path / written).read_text()
+    assert "ARGS = ('X', 'W', 'b',)" in source and backward in source
     code, _, _ = run(["sheet", str(network), "--output-dir", str(tmp_path)], capsys)
     assert code == 0 and r"\left\langle dY, Y \right\rangle" in (tmp_path / "tanh_layer.tex").read_text()
 
