@@ -365,7 +365,8 @@ def bench_hvp(args) -> int:
     """``derive bench --hvp``: the generated HVP against torch.func and JAX (OUTPUT_DIR/bench/hvp.md, hvp.json)."""
     from .bench import hvp as hvp_bench
     config = bench.config_from_args(args)
-    hvp_bench.run_hvp_bench(config)
+    if not hvp_bench.main_hvp(config):
+        return 1
     print(f"wrote {Path(config.out) / 'hvp.md'} and hvp.json")
     return 0
 

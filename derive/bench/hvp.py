@@ -9,6 +9,10 @@ cross-entropy) one process times, taking turns (one run of each per round):
 * ``torch``: ``torch.func.jvp(torch.func.grad(loss))`` of the network written in PyTorch;
 * ``jax``: ``jax.jit`` of ``jax.jvp(jax.grad(loss))``, when JAX is installed (compiled first).
 
+Like ``derive bench``, it measures in a child process started with the thread settings, alike for
+every contender (:func:`~derive.bench.threads.run_isolated`): idle BLAS threads spin after each product
+otherwise, and the HVP, which runs twice the products of a step, takes the most from that.
+
 A ratio is taken run by run (the HVP and the step of one round, measured next to each other): its
 median and its range over the rounds are reported. Before timing, the three HVPs are compared with each
 other (their largest relative difference is reported). Results go to ``hvp.md`` and ``hvp.json``.
@@ -30,9 +34,9 @@ from ..core.elementwise import activations
 from ..examples import get
 from ..render.module import load_module, to_numpy
 from .step import BenchConfig, _data, _jax_version, interleaved_medians
-from .threads import blas_threads, thread_count
+from .threads import CHILD, blas_threads, describe, in_effect, run_isolated, thread_count
 
-__all__ = ["TARGET_VS_STEP", "TARGET_VS_TORCH", "hvp_markdown", "run_hvp_bench"]
+__all__ = ["TARGET_VS_STEP", "TARGET_VS_TORCH", "hvp_markdown", "main_hvp", "run_hvp_bench"]
 
 # Targets from the issue: Pearlmutter's bound is a small constant times the gradient's cost.
 TARGET_VS_STEP = 2.5
@@ -97,6 +101,14 @@ def _spread(numerator: list[float], denominator: list[float]) -> dict:
     return {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios)}
 
 
+def main_hvp(config: BenchConfig) -> bool:
+    """``derive bench --hvp``: measured in a child process whose libraries load with the thread settings,
+    unless this process is that child; True when rows were measured."""
+    if os.environ.get(CHILD) == "1":
+        return bool(run_hvp_bench(config)["rows"])
+    return run_isolated(asdict(config), thread_count(config.threads), module=__name__) == 0
+
+
 def run_hvp_bench(config: BenchConfig | None = None, log: Callable[[str], None] = print) -> dict:
     """Measure every (activation, dtype) of ``config``; write hvp.md and hvp.json under ``config.out``."""
     config = config or BenchConfig()
@@ -141,6 +153,7 @@ def _run(config: BenchConfig, threads: int, log) -> dict:
             log(_row_text(row))
     results = {"config": asdict(config), "threads": threads, "numpy": np.__version__, "torch": torch_version,
                "jax": jax_version, "cpus": os.cpu_count(), "load_average": [load_before, os.getloadavg()[0]],
+               "threads_in_effect": in_effect(threads, torch_version, jax_version),
                "targets": {"hvp_over_step": TARGET_VS_STEP, "hvp_over_torch": TARGET_VS_TORCH}, "rows": rows}
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -172,6 +185,7 @@ def hvp_markdown(results: dict) -> str:
          f"{results['torch'] or 'not measured'}, jax {results.get('jax') or 'not measured'}, {results['cpus']} CPUs; "
          f"load average {load[0]:.2f} before."),
         "",
+        *([describe(results["threads_in_effect"]), ""] if "threads_in_effect" in results else []),
         ("| activation | dtype | derive hvp (ms) | generated step (ms) | torch.func (ms) | jax (ms) | hvp / step "
          "| hvp / torch.func | hvp / jax | largest difference from torch, jax |"),
         "| --- | --- |" + " ---: |" * 8,
@@ -192,3 +206,12 @@ def hvp_markdown(results: dict) -> str:
 
 def _ms(seconds: float | None) -> str:
     return f"{seconds * 1e3:.1f}" if seconds else "-"
+
+
+if __name__ == "__main__":  # the child process of main_hvp
+    import sys
+    if sys.argv[1:2] != ["--isolated-config"]:
+        raise SystemExit("run as: derive bench --hvp")
+    values = json.loads(sys.argv[2])
+    config = BenchConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+    raise SystemExit(0 if main_hvp(config) else 1)

@@ -55,9 +55,9 @@ def environment(threads: int, idle: str = "sleep") -> dict[str, str]:
     return {**{var: str(threads) for var in COUNTS}, **(IDLE if idle == "sleep" else dict.fromkeys(IDLE))}
 
 
-def run_isolated(config: dict, threads: int) -> int:
+def run_isolated(config: dict, threads: int, module: str = "derive.bench.step") -> int:
     """Run the bench (``config``: a BenchConfig as a dict) in a child process started with
-    :func:`environment` (``config["idle"]``); its exit status."""
+    :func:`environment` (``config["idle"]``), as ``python -m module --isolated-config JSON``; its exit status."""
     child = {**os.environ, CHILD: "1"}
     for var, value in environment(threads, config.get("idle", "sleep")).items():
         if value is None:
@@ -67,7 +67,7 @@ def run_isolated(config: dict, threads: int) -> int:
     # the child imports this very copy of derive, wherever it was imported from here
     child["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]),
                                                          os.environ.get("PYTHONPATH")]))
-    return subprocess.call([sys.executable, "-m", "derive.bench.step", "--isolated-config", json.dumps(config)],
+    return subprocess.call([sys.executable, "-m", module, "--isolated-config", json.dumps(config)],
                            env=child)
 
 

@@ -44,3 +44,16 @@ def test_the_torch_hvp_is_forward_over_reverse_of_autograds_gradient(activation)
     for k in params:
         numeric = (up[k] - down[k]) / (2 * h)
         assert np.allclose(products[k].numpy(), numeric, rtol=1e-5, atol=1e-7), k
+
+
+def test_derive_bench_hvp_measures_in_a_child_started_with_the_thread_settings(tmp_path, monkeypatch):
+    monkeypatch.delenv("DERIVE_BENCH_ISOLATED", raising=False)
+    monkeypatch.setenv("OPENBLAS_THREAD_TIMEOUT", "7")  # this process's own: the child's are the bench's
+    config = bench.BenchConfig(**TINY, activations=("relu",), dtypes=("float64",), out=str(tmp_path),
+                               torch=False, jax=False)
+    assert bench_hvp.main_hvp(config)
+    found = json.loads((tmp_path / "hvp.json").read_text())
+    settings = found["threads_in_effect"]
+    assert settings["isolated"] and settings["environment"]["OPENBLAS_THREAD_TIMEOUT"] == "1"
+    assert settings["environment"]["OMP_WAIT_POLICY"] == "PASSIVE"
+    assert "idle threads sleep at once" in (tmp_path / "hvp.md").read_text()
