@@ -183,7 +183,21 @@ def test_the_outer_product_hessian_builds_nothing_n_by_n():
     assert not any(getattr(node, "shape", None) == (N, N) for node in preorder_traversal(hessian)), hessian
 
 
-# --- errors --------------------------------------------------------------------------------------------
+# --- errors that named a problem in words that said nothing ---------------------------------------------
+
+def test_a_direction_whose_dims_only_share_a_name_says_so():
+    g = derive.gradients(mse(derive.tanh(X * x), y), [x])
+    with pytest.raises(derive.ShapeError, match="two different symbols both named D"):
+        g.hvp({x: MatrixSymbol("V", Symbol("D"), 1)})   # it read "V is D x 1 but the parameter x is D x 1"
+
+
+def test_a_namesake_of_the_parameter_is_told_apart_from_it():
+    g = derive.gradients((x.T * A * x)[0, 0], [x])
+    with pytest.raises(KeyError, match=r"x \(3 x 1\) is not the parameter x \(D x 1\)"):
+        g.hessian(MatrixSymbol("x", 3, 1))                  # it read "x is not one of the parameters x"
+    with pytest.raises(KeyError, match="two different symbols both named D"):
+        g.hessian(MatrixSymbol("x", Symbol("D"), 1))
+
 
 @pytest.mark.parametrize(("param", "direction", "message"), [
     (r, MatrixSymbol("V", D, 1), "the direction V is D x 1 but the parameter r is 1 x D"),
