@@ -164,9 +164,11 @@ class _Term:
         return None
 
     def entry_row(self) -> Basic:
-        """For a 1 x 1 term, the 1 x n row of its values at the e_k: ``(L ⊙ R^T) G``."""
+        """For a 1 x 1 term, the 1 x n row of its values at the e_k: ``L ((R 1^T) ⊙ G)``, as :meth:`_Reader.matrix`
+        reads a column (``(L ⊙ R^T) G`` would transpose R, which for a Hadamard product SymPy rewrites
+        throughout, for seconds on the entries of a big tangent)."""
         term = self.right_product(OneMatrix(1, 1))
-        return mat_mul(hadamard(term.left, transpose(term.right)), term.basis)
+        return mat_mul(term.left, hadamard(mat_mul(term.right, OneMatrix(1, term.basis.cols)), term.basis))
 
 
 def _spread(mask: Basic) -> tuple[Basic | None, Basic | None]:
@@ -202,9 +204,17 @@ class _Reader:
     def __init__(self, direction: Basic):
         self.v = direction
         self.n = direction.shape[0] if direction.shape[1] == 1 else direction.shape[1]
+        self._moving: dict[Basic, bool] = {}
 
     def moves(self, expr: Basic) -> bool:
-        return self.v in expr.atoms(type(self.v)) if isinstance(expr, Basic) else False
+        """Whether V occurs in ``expr``, remembered per node: asked of every part on the way down, where
+        ``atoms`` would walk a tangent's shared subtrees as a tree, again and again."""
+        if not isinstance(expr, Basic):
+            return False
+        known = self._moving.get(expr)
+        if known is None:
+            known = self._moving[expr] = expr == self.v or any(self.moves(arg) for arg in expr.args)
+        return known
 
     def matrix(self, term: _Term, hvp: Basic) -> Basic:
         """The a x n matrix whose column k is the column term at e_k: ``L ((R 1^T) ⊙ G)``."""

@@ -47,6 +47,7 @@ X3, x3, y4 = MatrixSymbol("X3", 4, 3), MatrixSymbol("x3", 3, 1), MatrixSymbol("y
 Xt, Tc = MatrixSymbol("Xt", D, N), MatrixSymbol("Tc", D, N)
 ONES = OneMatrix(N, 1)
 SPREAD = X * A + ONES * r
+ROTATION = Matrix([[cos(t[0, 0]), -sin(t[1, 0])], [sin(t[0, 0]), cos(t[1, 0]) * t[0, 0]]])
 
 
 # the losses again in torch, from the README's definitions: mean over the N examples (rows)
@@ -89,9 +90,11 @@ ACTIVATIONS = [
 # (id, loss, the vector parameter, the loss in torch of a dict of tensors)
 CASES = [
     # refused before this review
-    ("a 2-vector's entries in an explicit matrix under tanh", mse(derive.tanh(X2 * Matrix(
-        [[cos(t[0, 0]), -sin(t[1, 0])], [sin(t[0, 0]), cos(t[1, 0]) * t[0, 0]]])), T2), t,
+    ("a 2-vector's entries in an explicit matrix under tanh", mse(derive.tanh(X2 * ROTATION), T2), t,
      lambda v: t_mse(torch.tanh(v["X2"] @ t_rotation(v)), v["T2"])),
+    ("a 2-vector's explicit matrix used twice, under a softmax", mse(derive.softmax(derive.tanh(X2 * ROTATION) * ROTATION),
+                                                                      T2), t,
+     lambda v: t_mse(F.softmax(torch.tanh(v["X2"] @ t_rotation(v)) @ t_rotation(v), dim=1), v["T2"])),
     ("a 1 x 2 row's entries in an explicit matrix under tanh", mse(derive.tanh(X2 * Matrix(
         [[s[0, 0], s[0, 1] ** 2], [1, s[0, 0] * s[0, 1]]])), T2), s,
      lambda v: t_mse(torch.tanh(v["X2"] @ t_explicit_row(v)), v["T2"])),
