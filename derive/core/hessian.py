@@ -157,9 +157,9 @@ class _Term:
         row = _ones_times(self.right)
         if row is not None:
             return _Term(self.mask, Identity(a), mat_mul(self.left, self.basis), mat_mul(OneMatrix(a, 1), row))
-        column = _ones_times(transpose(self.left))
+        column = _times_ones(self.left)
         if column is not None:
-            return _Term(self.mask, mat_mul(transpose(column), OneMatrix(1, b)), mat_mul(transpose(self.right), self.basis),
+            return _Term(self.mask, mat_mul(column, OneMatrix(1, b)), mat_mul(transpose(self.right), self.basis),
                          Identity(b))
         return None
 
@@ -196,6 +196,18 @@ def _ones_times(matrix: Basic) -> Basic | None:
     if not isinstance(first, OneMatrix):
         return None
     return mat_mul(coeff, *rest) if first.cols == 1 and rest else mat_mul(coeff, OneMatrix(1, first.cols), *rest)
+
+
+def _times_ones(matrix: Basic) -> Basic | None:
+    """``c`` for a matrix ``c 1^T`` (a single column, or a ones-matrix last), else None; read as it is
+    written, not through a transpose of L (SymPy rewrites a transposed Hadamard product throughout)."""
+    if matrix.cols == 1:
+        return matrix
+    coeff, product = split_scalar(matrix)
+    *rest, last = product.args if isinstance(product, MatMul) else (product,)
+    if not isinstance(last, OneMatrix):
+        return None
+    return mat_mul(coeff, *rest) if last.rows == 1 and rest else mat_mul(coeff, *rest, OneMatrix(last.rows, 1))
 
 
 class _Reader:

@@ -102,7 +102,9 @@ CASES = [
      lambda v: t_mse(torch.tanh(torch.tanh(v["X"] @ v["x"] @ v["u"]) @ v["BK"]), v["TK"])),
     ("an outer product x u under a cross-entropy", cross_entropy(derive.sigmoid(X * x * u) * BK, TK), x,
      lambda v: t_ce(torch.sigmoid(v["X"] @ v["x"] @ v["u"]) @ v["BK"], v["TK"])),
-    # read off already
+    # read off already (now through the flattened L = c 1^T)
+    ("a row through a product c r B under tanh", mse(derive.tanh(MatrixSymbol("c", N, 1) * r * B), T), r,
+     lambda v: t_mse(torch.tanh(v["c"] @ v["r"] @ v["B"]), v["T"])),
     ("x^T A x, A not symmetric", (x.T * A * x)[0, 0], x, lambda v: (v["x"].T @ v["A"] @ v["x"]).sum()),
     ("x and x^T tied in two layers", mse(derive.tanh(X * W * x) * x.T * OneMatrix(D, 1), y), x,
      lambda v: t_mse(torch.tanh(v["X"] @ v["W"] @ v["x"]) * v["x"].sum(), v["y"])),
