@@ -56,7 +56,8 @@ from .hessian import read_off
 from .naming import choose_names
 from .rules import Rule
 from .second_order import Hvp, check_directions, tangent_pass
-from .symbols import LEAVES, Intermediate, LossGradient
+from .shapes import namesakes
+from .symbols import LEAVES, Intermediate, LossGradient, shape_text
 from .truth import NumericCheck, check_gradients
 from .truth.second import check_hvp
 
@@ -295,6 +296,10 @@ class Derivation:
         found = self._by_name.get(param.name if isinstance(param, MatrixSymbol) else param)
         if found is not None and (found == param or not isinstance(param, MatrixSymbol)):
             return found
+        if found is not None:   # "x is not one of the parameters x" would say nothing
+            raise KeyError(f"{param} ({shape_text(param)}) is not the parameter {found.name} ({shape_text(found)}) of "
+                           f"this derivation, a different matrix of its name{namesakes(param, found)}; pass the "
+                           "parameter itself or its name")
         raise KeyError(f"{param} is not one of the parameters {', '.join(p.name for p in self.params)}")
 
     def __getitem__(self, param) -> Basic:

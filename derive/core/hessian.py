@@ -10,11 +10,13 @@ transposes, slices, blocks and entries keep the form (``P (L diag R) Q`` is ``(P
 Hadamard product with a constant K is folded into L or R where the term allows it (a column
 ``K ⊙ (L diag R)`` is ``((K 1^T) ⊙ L ⊙ (1 R^T)) diag 1``, and likewise a row, L or R the identity, K a
 column or row spread), and otherwise kept aside as C until a row vector on the left or a column on the
-right contracts it: ``(C ⊙ L diag(g) R) q = (L ⊙ ((C ⊙ 1 q^T) R^T)) g``. The HVP is a column, so every
-term ends as ``L diag(g_k) 1 = L g_k`` and H is the sum of the ``L G``. Nothing here builds a diagonal
-of an N-vector or a Kronecker product: the only diagonals are of the n-vector's basis (a row bias under
-a softmax gives ``I ⊙ (1 c^T)``, the n x n diag(c) written as a Hadamard product). Logistic regression
-comes out as ``X^T ((p ⊙ (1 - p)) 1^T ⊙ X) / N``.
+right contracts it: ``(C ⊙ L diag(g) R) q = (L ⊙ ((C ⊙ 1 q^T) R^T)) g``. A term whose R is ``1 r`` (or
+whose L is ``c 1^T``) is first rewritten with an identity, ``L diag(g) (1 r) = diag(L g) (1 r)``, so that
+no mask is kept for it (an n-vector's entries in an explicit matrix, a column x in ``x u``). The HVP is a
+column, so every term ends as ``L diag(g_k) 1 = L g_k`` and H is the sum of the ``L G``. Nothing here
+builds a diagonal of an N-vector or a Kronecker product: the only diagonals are of the n-vector's basis
+(a row bias under a softmax gives ``I ⊙ (1 c^T)``, the n x n diag(c) written as a Hadamard product).
+Logistic regression comes out as ``X^T ((p ⊙ (1 - p)) 1^T ⊙ X) / N``.
 
 A 1 x n parameter is read through the transpose, and a 1 x 1 parameter's Hessian is its HVP at V = 1. A
 term kept aside and then multiplied by a matrix on both sides (no vector to contract it), or a form that
@@ -124,27 +126,49 @@ class _Term:
         """``factor ⊙ E``, folded into L or R where the term's shape allows it, else kept as the mask."""
         mask = factor if self.mask is None else hadamard(self.mask, factor)
         (a, b), p = self.shape, self.inner
+        # an identity first: folded as below, it would make the a x a diagonal (K 1^T) ⊙ I ⊙ (1 R^T), N x N
+        # where the identity is a flattened term's (see flattened)
+        if _is_identity(self.left):    # K ⊙ (diag(g) R) = diag(g) (K ⊙ R)
+            return _Term(None, self.left, self.basis, hadamard(mask, self.right))
+        if _is_identity(self.right):
+            return _Term(None, hadamard(mask, self.left), self.basis, self.right)
         if b == 1:   # K ⊙ (L (R ⊙ g)) = ((K 1^T) ⊙ L ⊙ (1 R^T)) g
             left = hadamard(mat_mul(mask, OneMatrix(1, p)), self.left, mat_mul(OneMatrix(a, 1), transpose(self.right)))
             return _Term(None, left, self.basis, OneMatrix(p, 1))
         if a == 1:
             right = hadamard(mat_mul(OneMatrix(p, 1), mask), self.right, mat_mul(transpose(self.left), OneMatrix(1, b)))
             return _Term(None, OneMatrix(1, p), self.basis, right)
-        if isinstance(self.left, Identity):    # K ⊙ (diag(g) R) = diag(g) (K ⊙ R)
-            return _Term(None, self.left, self.basis, hadamard(mask, self.right))
-        if isinstance(self.right, Identity):
-            return _Term(None, hadamard(mask, self.left), self.basis, self.right)
         column, row = _spread(mask)
         if column is not None:                 # (c 1^T) ⊙ X = diag(c) X
             return _Term(None, hadamard(mat_mul(column, OneMatrix(1, p)), self.left), self.basis, self.right)
         if row is not None:
             return _Term(None, self.left, self.basis, hadamard(self.right, mat_mul(OneMatrix(p, 1), row)))
+        flat = self.flattened()
+        if flat is not None:   # an identity on one side now: the branches above fold the factor in
+            return flat.hadamard(factor)
         return _Term(mask, self.left, self.basis, self.right)
 
+    def flattened(self) -> _Term | None:
+        """The term with an identity on one side, where R is ``1 r`` (all its rows alike, p = 1 among them)
+        or L is ``c 1^T``: ``L diag(g) (1 r) = diag(L g) (1 r)`` and ``(c 1^T) diag(g) R = (c 1^T) diag(R^T g)``.
+        Such an R or L ties no index to the basis, so a Hadamard product need not be kept as a mask (an
+        n-vector's entries in an explicit matrix, a column x in an outer product ``x u``)."""
+        (a, b) = self.shape
+        row = _ones_times(self.right)
+        if row is not None:
+            return _Term(self.mask, Identity(a), mat_mul(self.left, self.basis), mat_mul(OneMatrix(a, 1), row))
+        column = _times_ones(self.left)
+        if column is not None:
+            return _Term(self.mask, mat_mul(column, OneMatrix(1, b)), mat_mul(transpose(self.right), self.basis),
+                         Identity(b))
+        return None
+
     def entry_row(self) -> Basic:
-        """For a 1 x 1 term, the 1 x n row of its values at the e_k: ``(L ⊙ R^T) G``."""
+        """For a 1 x 1 term, the 1 x n row of its values at the e_k: ``L ((R 1^T) ⊙ G)``, as :meth:`_Reader.matrix`
+        reads a column (``(L ⊙ R^T) G`` would transpose R, which for a Hadamard product SymPy rewrites
+        throughout, for seconds on the entries of a big tangent)."""
         term = self.right_product(OneMatrix(1, 1))
-        return mat_mul(hadamard(term.left, transpose(term.right)), term.basis)
+        return mat_mul(term.left, hadamard(mat_mul(term.right, OneMatrix(1, term.basis.cols)), term.basis))
 
 
 def _spread(mask: Basic) -> tuple[Basic | None, Basic | None]:
@@ -158,15 +182,51 @@ def _spread(mask: Basic) -> tuple[Basic | None, Basic | None]:
     return None, None
 
 
+def _is_identity(matrix: Basic) -> bool:
+    """``c I``: a scaled identity diagonal too (a term's L after ``scaled``)."""
+    return isinstance(split_scalar(matrix)[1], Identity)
+
+
+def _ones_times(matrix: Basic) -> Basic | None:
+    """``r`` for a matrix ``1 r`` (a single row, or a ones-matrix first), else None."""
+    if matrix.rows == 1:
+        return matrix
+    coeff, product = split_scalar(matrix)
+    first, *rest = product.args if isinstance(product, MatMul) else (product,)
+    if not isinstance(first, OneMatrix):
+        return None
+    return mat_mul(coeff, *rest) if first.cols == 1 and rest else mat_mul(coeff, OneMatrix(1, first.cols), *rest)
+
+
+def _times_ones(matrix: Basic) -> Basic | None:
+    """``c`` for a matrix ``c 1^T`` (a single column, or a ones-matrix last), else None; read as it is
+    written, not through a transpose of L (SymPy rewrites a transposed Hadamard product throughout)."""
+    if matrix.cols == 1:
+        return matrix
+    coeff, product = split_scalar(matrix)
+    *rest, last = product.args if isinstance(product, MatMul) else (product,)
+    if not isinstance(last, OneMatrix):
+        return None
+    return mat_mul(coeff, *rest) if last.rows == 1 and rest else mat_mul(coeff, *rest, OneMatrix(last.rows, 1))
+
+
 class _Reader:
     """The terms of an expression linear in V (:class:`_Term`), and the Hessian they add up to."""
 
     def __init__(self, direction: Basic):
         self.v = direction
         self.n = direction.shape[0] if direction.shape[1] == 1 else direction.shape[1]
+        self._moving: dict[Basic, bool] = {}
 
     def moves(self, expr: Basic) -> bool:
-        return self.v in expr.atoms(type(self.v)) if isinstance(expr, Basic) else False
+        """Whether V occurs in ``expr``, remembered per node: asked of every part on the way down, where
+        ``atoms`` would walk a tangent's shared subtrees as a tree, again and again."""
+        if not isinstance(expr, Basic):
+            return False
+        known = self._moving.get(expr)
+        if known is None:
+            known = self._moving[expr] = expr == self.v or any(self.moves(arg) for arg in expr.args)
+        return known
 
     def matrix(self, term: _Term, hvp: Basic) -> Basic:
         """The a x n matrix whose column k is the column term at e_k: ``L ((R 1^T) ⊙ G)``."""

@@ -23,6 +23,7 @@ from ..errors import InvalidParameter, ShapeError, UnsupportedOperation
 from .algebra import substitute
 from .graph import topological_order
 from .rules import is_zero, rule_for
+from .shapes import namesakes
 from .symbols import LEAVES, GradientTangent, LossGradient, Tangent, shape_text
 
 __all__ = ["Hvp", "TangentStep", "check_directions", "tangent", "tangent_pass"]
@@ -163,7 +164,7 @@ def check_directions(directions: Mapping, params, taken: set[str]) -> dict[Matri
                              f"that shape, not {direction!r} of type {type(direction).__name__}")
         if direction.shape != param.shape:
             raise ShapeError(f"hvp: the direction {direction.name} is {shape_text(direction)} but the parameter "
-                             f"{param.name} is {shape_text(param)}")
+                             f"{param.name} is {shape_text(param)}{namesakes(direction, param)}")
         if direction.name in taken:
             raise InvalidParameter(f"hvp: the direction for {param.name} is named {direction.name}, already the name "
                                    "of a matrix of the network or of a quantity of its derivation; give it a name of "

@@ -13,7 +13,7 @@ from sympy import Basic, MatrixExpr, expand
 from ..errors import ShapeError
 from .symbols import shape_text
 
-__all__ = ["blocks_fit", "equal_shapes", "inner_dims_match", "same", "square"]
+__all__ = ["blocks_fit", "dims_differ", "equal_shapes", "inner_dims_match", "namesakes", "same", "square"]
 
 
 def same(a, b) -> bool:
@@ -21,16 +21,24 @@ def same(a, b) -> bool:
     return a == b or expand(a - b) == 0
 
 
-def _dims_differ(a, b) -> str:
+def dims_differ(a, b, what: str = "the inner dimensions") -> str:
     """Why two dimensions differ, in words: two symbols may share a name but not their assumptions."""
     if str(a) == str(b):
         def described(d):
             facts = ", ".join(f"{k}={v}" for k, v in sorted(d.assumptions0.items())
                               if k in ("integer", "positive", "nonnegative")) if d.is_Symbol else ""
             return facts or "no assumptions"
-        return (f"the inner dimensions are two different symbols both named {a} ({described(a)} vs {described(b)}); "
+        return (f"{what} are two different symbols both named {a} ({described(a)} vs {described(b)}); "
                 "declare each dimension once, e.g. Symbol('N', integer=True, positive=True), and reuse it")
-    return f"the inner dimensions {a} and {b} differ"
+    return f"{what} {a} and {b} differ"
+
+
+def namesakes(a: Basic, b: Basic) -> str:
+    """For two matrices whose shapes print alike but differ, ``": "`` and why (else ``""``): a shape
+    error that reads "D x 1 but D x 1" says nothing."""
+    sides = [dims_differ(x, y, f"their {side}") for side, x, y in zip(("rows", "columns"), a.shape, b.shape)
+             if x != y and str(x) == str(y)]
+    return ": " + "; ".join(sides) if sides else ""
 
 
 def inner_dims_match(node: Basic) -> None:
@@ -40,7 +48,7 @@ def inner_dims_match(node: Basic) -> None:
         if not same(left.cols, right.rows):
             raise ShapeError(
                 f"matrix product {node}: {left} is {shape_text(left)} and {right} is {shape_text(right)}; "
-                f"{_dims_differ(left.cols, right.rows)}")
+                f"{dims_differ(left.cols, right.rows)}")
 
 
 def equal_shapes(what: str):
