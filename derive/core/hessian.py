@@ -52,6 +52,9 @@ from .canonical import Blocks, Entries
 
 __all__ = ["read_off"]
 
+# The characters of a refused part quoted in the error.
+EXCERPT = 160
+
 
 def read_off(hvp: Basic, direction: Basic) -> Basic:
     """The n x n matrix H with ``hvp = H V`` (V = ``direction``, n x 1) or ``hvp = V H`` (V 1 x n)."""
@@ -343,5 +346,8 @@ class _Reader:
 
     def _refused(self, expr: Basic) -> UnsupportedOperation:
         shape = f"{expr.shape[0]} x {expr.shape[1]}" if isinstance(expr, MatrixExpr) else "scalar"
-        return UnsupportedOperation(f"hessian: the HVP's part {expr} ({shape}) is not a form whose matrix in the "
-                                    f"direction {self.v.name} derive can read off; use g.hvp with a direction instead")
+        text = str(expr)  # a tangent through two layers prints to thousands of characters: its start names it
+        text = text if len(text) <= EXCERPT else text[:EXCERPT] + " ..."
+        return UnsupportedOperation(f"hessian: the Hessian in the direction {self.v.name} cannot be read off as a "
+                                    f"matrix: derive cannot write a part of the HVP ({shape}, {text}) as a "
+                                    f"constant matrix times {self.v.name}; use g.hvp with a direction instead")
