@@ -1,6 +1,7 @@
 """A second review of the torch and JAX layer modules: inputs their first tests did not try, each against
 torch autograd or jax.vjp of the layer written by hand in plain operations (float64)."""
 
+import numpy as np
 import pytest
 from sympy import MatrixSymbol, OneMatrix, Symbol
 
@@ -42,3 +43,64 @@ def test_differentiating_the_backward_again_is_refused_not_wrong(gelu_dense):
     for got, want in zip(grads, expected):
         assert torch.allclose(got, want, rtol=1e-10, atol=1e-12)
 
+
+# --- a size declared as an expression ----------------------------------------------------------------
+# X: N x (D + 1), W: (D + 1) x D, b: 1 x D. D is read off W; an X or W whose D + 1 is not one more than
+# b's D is refused by name (it was taken, unchecked: the sizes D + 1 were not checked at all)
+
+def _widened():
+    X, W, b = MatrixSymbol("X", N, D + 1), MatrixSymbol("W", D + 1, D), MatrixSymbol("b", 1, D)
+    return derive.vjp(derive.tanh(X * W + OneMatrix(N, 1) * b), [X], [W, b])
+
+
+WIDENED_SHAPES = [   # shapes of X, W, b -> the message (None: accepted)
+    (((5, 4), (4, 3), (1, 3)), None),
+    (((5, 3), (3, 3), (1, 3)), "the argument X has shape 5 x 3, but it is declared N x D + 1 (here 5 x 4)"),
+    (((5, 7), (7, 3), (1, 3)), "the argument X has shape 5 x 7, but it is declared N x D + 1 (here 5 x 4)"),
+    (((5, 4), (3, 3), (1, 3)), "the argument W has shape 3 x 3, but it is declared D + 1 x D (here 4 x 3)"),
+]
+
+
+@pytest.fixture(scope="module")
+def widened():
+    g = _widened()
+    jax_module = load_module(derive.to_jax(g, "widened")) if _has_jax() else None
+    return load_module(derive.to_torch(g, "widened")), jax_module, load_module(derive.to_numpy(g, "widened"))
+
+
+def _has_jax():
+    try:
+        import jax  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("shapes, message", WIDENED_SHAPES)
+def test_a_size_declared_as_an_expression_is_checked(shapes, message, widened):
+    torch_module, jax_module, numpy_module = widened
+    generator = np.random.default_rng(0)
+    values = [generator.standard_normal(shape) for shape in shapes]
+    calls = [lambda: torch_module.Function.apply(*[torch.tensor(v) for v in values]),
+             lambda: numpy_module.forward(*values)]
+    if jax_module is not None:
+        import jax
+        calls.append(lambda: jax.jit(jax_module.fn)(*[jax.numpy.asarray(v, dtype=jax.numpy.float32) for v in values]))
+    for call in calls:
+        if message is None:
+            X, W, b = values
+            output = call()
+            output = output[0] if isinstance(output, tuple) else output
+            assert np.allclose(np.asarray(output), np.tanh(X @ W + b), rtol=1e-5)
+        else:
+            with pytest.raises(ValueError) as caught:
+                call()
+            assert str(caught.value) == message
+
+
+def test_a_zero_dimensional_argument_is_named_with_its_shape(gelu_dense):
+    args = [torch.tensor(1.0, dtype=torch.float64), torch.zeros(3, 4, dtype=torch.float64),
+            torch.zeros(1, 4, dtype=torch.float64)]
+    with pytest.raises(ValueError) as caught:
+        gelu_dense.Function.apply(*args)
+    assert str(caught.value) == "the argument X has shape () (a 0-d array), but it is declared N x 3"
