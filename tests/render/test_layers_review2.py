@@ -104,3 +104,14 @@ def test_a_zero_dimensional_argument_is_named_with_its_shape(gelu_dense):
     with pytest.raises(ValueError) as caught:
         gelu_dense.Function.apply(*args)
     assert str(caught.value) == "the argument X has shape () (a 0-d array), but it is declared N x 3"
+
+
+# --- dims= of the generator ----------------------------------------------------------------------------
+# a size that is not a positive integer was truncated (N = 2.5 made modules checked at N = 2) or parsed
+# ("3"); normalize_dims refuses them, and so do the module generators now
+
+@pytest.mark.parametrize("value", [2.5, "3", True])
+@pytest.mark.parametrize("target", ["to_torch", "to_numpy"])
+def test_a_size_that_is_not_a_positive_integer_is_refused(value, target):
+    with pytest.raises(derive.DimsError, match=r"dimension N must be a positive integer, got"):
+        getattr(derive, target)(_gelu_dense(), "gelu_dense", dims={"N": value})
