@@ -20,21 +20,42 @@ DEFAULT_DIMS = {'D': 4, 'N': 3}
 
 
 def check_shapes(arrays):
-    """Refuse arguments whose shapes do not fit the declared ones (ARGS, SHAPES: a size by its name, or
-    a number), naming the argument and both shapes; each named size is read off its first argument.
-    Under jax.jit and jax.vmap the shapes are static (vmap's: one example's), so it checks them too."""
+    """Refuse arguments whose shapes do not fit the declared ones (ARGS, SHAPES: a size by its name, a
+    number, or an expression as (text, terms), a polynomial in the named sizes), naming the argument and
+    both shapes; each named size is read off its first argument, and an expression is checked once the
+    sizes it reads are known (a second pass: they may be read off a later argument). Under jax.jit and
+    jax.vmap the shapes are static (vmap's: one example's), so it checks them too."""
     sizes = {}
-    for name, array, declared in zip(ARGS, arrays, SHAPES):  # noqa: F821 (the generated module's own)
-        actual = tuple(array.shape)
-        expected = tuple(sizes.get(d, d) if isinstance(d, str) else d for d in declared)
+
+    def size_of(declared):   # the number a declared size stands for here; a name or None where not known
+        if not isinstance(declared, tuple):
+            return sizes.get(declared, declared)
+        if any(name not in sizes for _, names in declared[1] for name in names):
+            return None
+        total = 0
+        for coefficient, names in declared[1]:
+            for name in names:
+                coefficient *= sizes[name]
+            total += coefficient
+        return total
+
+    def refuse_unless_fits(name, actual, declared):
+        expected = tuple(size_of(d) for d in declared)
         if len(actual) != len(declared) or any(isinstance(e, int) and a != e for a, e in zip(actual, expected)):
-            written = " x ".join("?" if d is None else str(d) for d in declared)
+            written = " x ".join(d[0] if isinstance(d, tuple) else "?" if d is None else str(d) for d in declared)
             known = " x ".join("?" if e is None else str(e) for e in expected)
-            raise ValueError(f"the argument {name} has shape {' x '.join(map(str, actual))}, but it is declared "
+            shown = " x ".join(map(str, actual)) or "() (a 0-d array)"
+            raise ValueError(f"the argument {name} has shape {shown}, but it is declared "
                              f"{written}" + (f" (here {known})" if known != written else ""))
-        for d, a in zip(declared, actual):
+
+    for name, array, declared in zip(ARGS, arrays, SHAPES):  # noqa: F821 (the generated module's own)
+        refuse_unless_fits(name, tuple(array.shape), declared)
+        for d, a in zip(declared, array.shape):
             if isinstance(d, str):
                 sizes.setdefault(d, a)
+    for name, array, declared in zip(ARGS, arrays, SHAPES):  # noqa: F821
+        if any(isinstance(d, tuple) for d in declared):
+            refuse_unless_fits(name, tuple(array.shape), declared)
 
 
 def _forward(X, gamma, beta):

@@ -31,7 +31,7 @@ from .losses import Loss
 from .symbols import LEAVES
 
 __all__ = ["Requirement", "check_expansion_size", "check_fit", "dimension_symbols", "expansion_cost", "fit_dims",
-           "node_requirements", "normalize_dims", "requirements"]
+           "node_requirements", "normalize_dims", "requirements", "size_value"]
 
 # The explicit expansion is refused above this many scalar multiply-adds, or this many times the
 # number of entries to differentiate (a 3-layer MLP at dims 2 is about 1,200 and takes seconds).
@@ -48,16 +48,22 @@ def normalize_dims(dims: Mapping, expr: Basic) -> dict[Symbol, int]:
         symbol = by_name.get(str(key))
         if symbol is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, (numbers.Integral, Integer)) or int(value) < 1:
-            raise DimsError(f"dimension {key} must be a positive integer, got {value!r}")
-        if out.get(symbol, int(value)) != int(value):  # {N: 2, "N": 3}: which one was meant?
-            raise DimsError(f"dimension {key} is given twice, as {out[symbol]} and {int(value)}")
-        out[symbol] = int(value)
+        value = size_value(key, value)
+        if out.get(symbol, value) != value:  # {N: 2, "N": 3}: which one was meant?
+            raise DimsError(f"dimension {key} is given twice, as {out[symbol]} and {value}")
+        out[symbol] = value
     missing = sorted(str(s) for s in needed if s not in out)
     if missing:
         raise DimsError(f"concrete dims are missing for {', '.join(missing)}")
     check_fit(requirements(expr), out)
     return out
+
+
+def size_value(key, value) -> int:
+    """A given size as an int, refused unless it is a positive integer (2.5, "3" and True are not)."""
+    if isinstance(value, bool) or not isinstance(value, (numbers.Integral, Integer)) or int(value) < 1:
+        raise DimsError(f"dimension {key} must be a positive integer, got {value!r}")
+    return int(value)
 
 
 def dimension_symbols(expr: Basic) -> set[Symbol]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
-from sympy import MatrixExpr, MatrixSymbol
+from sympy import MatrixExpr, MatrixSymbol, Poly
 
 from ..core.derivation import Derivation
 from ..core.dims import dimension_symbols
@@ -120,8 +120,22 @@ def plan_layer(g: Derivation, name: str, make_printer: Callable, dims: Mapping,
 
 
 def _declared_shape(symbol: MatrixSymbol) -> tuple:
-    """An argument's shape for the module's check: each size a number or its name (None: an expression)."""
-    return tuple(int(d) if d.is_Integer else str(d) if d.is_Symbol else None for d in symbol.shape)
+    """An argument's shape for the module's check: each size a number, its name, or an expression as
+    (its text, its terms) where it is a polynomial in the sizes with integer coefficients (None: another)."""
+    return tuple(int(d) if d.is_Integer else str(d) if d.is_Symbol else _polynomial(d) for d in symbol.shape)
+
+
+def _polynomial(size) -> tuple | None:
+    """(text, ((coefficient, (name, ...)), ...)) of a size such as D + 1 or 2 N D: each term a coefficient
+    times its sizes, a size written once per power; None where the size is not such a polynomial."""
+    sizes = sorted(size.free_symbols, key=str)
+    if not sizes or not size.is_polynomial(*sizes):
+        return None
+    terms = Poly(size, *sizes).terms()
+    if not all(coefficient.is_Integer for _, coefficient in terms):
+        return None
+    return str(size), tuple((int(coefficient), tuple(str(s) for s, power in zip(sizes, powers) for _ in range(power)))
+                            for powers, coefficient in terms)
 
 
 def _live(forward: list[Statement], readers: list[str]) -> list[Statement]:

@@ -39,7 +39,7 @@ from sympy.matrices.expressions.matexpr import MatrixElement
 
 from ..core.algebra import mat_add
 from ..core.derivation import Derivation
-from ..core.dims import dimension_symbols, fit_dims, requirements
+from ..core.dims import dimension_symbols, fit_dims, requirements, size_value
 from ..core.graph import topological_order
 from ..core.layer import Layer
 from ..core.losses import SoftmaxCrossEntropy
@@ -212,7 +212,7 @@ def safe_docstring(text: str) -> str:
 
 def _default_sizes(dim_symbols, dims: Mapping, expr) -> dict:
     """The given sizes, the others DEFAULT_SIZES, raised where a slice or block of ``expr`` needs more."""
-    given = {str(k): int(v) for k, v in dims.items()}
+    given = {str(k): size_value(k, v) for k, v in dims.items()}
     default = {d: DEFAULT_SIZES[k % len(DEFAULT_SIZES)] for k, d in enumerate(dim_symbols)}
 
     def preferred(symbol, least, taken):
