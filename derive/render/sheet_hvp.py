@@ -16,6 +16,7 @@ from ..core.symbols import GradientTangent
 from ..errors import UnsupportedOperation
 from .hvp import hvp_of
 from .latex import latex
+from .shared import named as shared_parts
 
 __all__ = ["second_order_view"]
 
@@ -36,7 +37,7 @@ def second_order_view(g: Derivation, equation_rows: Callable, with_shape: Callab
         products.append({"name": with_shape(_product_name(p), p.shape),
                          "tangent": latex(GradientTangent(p.name, *p.shape)), "compact": latex(compact),
                          "closed": closed if shown else None})
-    hessians = []
+    hessians, named = [], {f.expression: f.symbol for f in g.forward}
     for p in g.params:
         if 1 not in p.shape:
             continue
@@ -45,14 +46,32 @@ def second_order_view(g: Derivation, equation_rows: Callable, with_shape: Callab
         try:
             hessian = g.hessian(p)
         except UnsupportedOperation:   # the core cannot read this product's matrix off: the HVP stands alone
-            hessians.append({"name": with_shape(lhs, (n, n)), "form": None, "fits": False,
+            hessians.append({"name": with_shape(lhs, (n, n)), "form": None, "fits": False, "closed": None, "where": [],
                              "note": rf"For ${latex(p)}$ derive cannot read the matrix off the product "
                                      rf"$(H V)_{{{latex(p)}}}$ above, which is its product with the direction."})
             continue
-        rows = equation_rows([(lhs, "=", hessian)])[0]
+        # in the forward quantities the sheet names (h, p, ...), as notes write X^T diag(p (1 - p)) X: two
+        # to four times shorter than in the network's own symbols, which follow when they fit
+        rows, where = _broken(lhs, hessian.xreplace(named), equation_rows, with_shape)
+        closed = equation_rows([(lhs, "=", hessian)])[0]
+        shown = closed["lines"] is not None and len(closed["lines"]) <= MAX_LINES and closed["whole"] != rows["whole"]
         hessians.append({"name": with_shape(lhs, (n, n)), "form": rows, "note": None,
-                         "fits": rows["lines"] is not None and len(rows["lines"]) <= 2})   # one line, shrunk a little at most
+                         "fits": rows["lines"] is not None and len(rows["lines"]) == 1,   # boxed; else broken, not shrunk
+                         "closed": closed if shown else None, "where": where})
     return {"directions": directions, "tangents": tangents, "products": products, "hessians": hessians}
+
+
+def _broken(lhs: str, form, equation_rows: Callable, with_shape: Callable) -> tuple[dict, list[dict]]:
+    """The row of ``lhs = form`` and, when it does not fit on MAX_LINES lines, the parts it uses more than
+    once named first (S1, S2, ...: the rows of a "where"), so that no Hessian is shrunk past reading."""
+    rows = equation_rows([(lhs, "=", form)])[0]
+    if rows["lines"] is not None and len(rows["lines"]) <= MAX_LINES:
+        return rows, []
+    definitions, short = shared_parts(form, prefix="S")
+    if not definitions:
+        return rows, []
+    where = equation_rows([(with_shape(latex(symbol), symbol.shape), "=", value) for symbol, value in definitions])
+    return equation_rows([(lhs, "=", short)])[0], where
 
 
 def _product_name(param) -> str:

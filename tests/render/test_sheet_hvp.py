@@ -16,6 +16,7 @@ from derive.core.losses import bce
 from derive.examples import catalogue
 from derive.render.hvp import hvp_of
 from derive.render.latex import latex
+from derive.render.shared import named as shared_parts
 from derive.render.sheet_hvp import second_order_view
 
 from .test_sheet import compile_tex, needs_tex
@@ -27,7 +28,10 @@ LOGISTIC = derive.gradients(bce(sigmoid(X * w), y), [w])
 
 def derivations():
     return {"logistic regression": LOGISTIC, "seed_000_bce": catalogue()["seed_000_bce"].derive(),
-            "mlp3_tanh": catalogue()["mlp3_tanh"].derive()}
+            "mlp3_tanh": catalogue()["mlp3_tanh"].derive(),
+            # Hessians too long for a line: broken, their shared parts named (S1, S2, ...), never shrunk
+            "seed_003_mlp_column": catalogue()["seed_003_mlp_column"].derive(),
+            "seed_004_sigmoid_231": catalogue()["seed_004_sigmoid_231"].derive()}
 
 
 @pytest.fixture(scope="module")
@@ -77,3 +81,18 @@ def test_second_order_sheets_compile_and_fit_the_page(sheets, tmp_path):
             assert "Hessiansofthevectorparameters" in compact, name
         if name != "mlp3_tanh":   # its biases' Hessians are not read off (a sentence says so)
             assert "∂2L" in compact, name
+
+
+@pytest.mark.parametrize("name", ["seed_003_mlp_column", "seed_004_sigmoid_231"])
+def test_a_long_hessian_is_shown_in_named_parts_that_give_it_back(name, sheets):
+    g, tex = sheets[name]
+    section = tex.split("Hessians of the vector parameters")[1].split(r"\section*")[0]
+    assert r"\fitwidth{\frac{\partial^2 L}" not in section   # no Hessian squeezed onto one line
+    forward = {f.expression: f.symbol for f in g.forward}
+    for p in (p for p in g.params if 1 in p.shape):
+        hessian = g.hessian(p)
+        definitions, short = shared_parts(hessian.xreplace(forward), prefix="S")
+        for symbol, value in reversed(definitions):   # each definition uses only earlier ones
+            short = short.xreplace({symbol: value})
+        assert short.xreplace({f.symbol: f.expression for f in g.forward}) == hessian, p
+    assert "where" in section and r"S_{1}" in section
