@@ -18,5 +18,8 @@ def test_the_timed_assignment_and_submissions_are_what_a_class_hands_in(tmp_path
 
 def test_a_small_batch_is_graded_and_timed(tmp_path):
     timing = time_batch(tmp_path, 3)
-    assert timing["cpu"] > 0 and timing["first"] >= timing["median"] > 0
+    # times only as measured, in no order: on a loaded machine (or beside other xdist workers) a later
+    # student can take longer than the first, who derives the questions
+    assert timing["cpu"] > 0 and min(timing["first"], timing["median"]) > 0
+    assert timing["max"] >= max(timing["first"], timing["median"])
     assert 0 <= timing["mean_score"] <= sum(q[3] for q in QUESTIONS)
