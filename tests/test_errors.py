@@ -188,10 +188,10 @@ def test_allow_unused_gives_a_zero_matrix_of_the_parameters_shape():
 ])
 def test_too_large_expansion_is_refused_at_once(method, size):
     g = dense()
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: other xdist workers on the machine do not count
     with pytest.raises(ExpansionTooLarge, match="scalar operations"):
         getattr(g, method)(W, {N: size, D: size, H: size})
-    assert time.perf_counter() - start < 1.0
+    assert time.process_time() - start < 1.0
 
 
 # --- the same problems met in a network file: one line on stderr, exit status 2 -------------------
