@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from sympy import MatrixSymbol, Transpose
+
 from ..core.derivation import Derivation
 from ..core.symbols import GradientTangent
 from ..errors import UnsupportedOperation
@@ -67,11 +69,28 @@ def _broken(lhs: str, form, equation_rows: Callable, with_shape: Callable) -> tu
     rows = equation_rows([(lhs, "=", form)])[0]
     if rows["lines"] is not None and len(rows["lines"]) <= MAX_LINES:
         return rows, []
-    definitions, short = shared_parts(form, prefix="S")
+    definitions, short = _without_transposed_leaves(*shared_parts(form, prefix="S"))
     if not definitions:
         return rows, []
     where = equation_rows([(with_shape(latex(symbol), symbol.shape), "=", value) for symbol, value in definitions])
     return equation_rows([(lhs, "=", short)])[0], where
+
+
+def _without_transposed_leaves(definitions: list, short) -> tuple[list, object]:
+    """The named parts less those that are a leaf transposed (``S4 = W_2^T`` names nothing worth a line):
+    each is written back where it is used."""
+    back = {symbol: value for symbol, value in definitions
+            if isinstance(value, Transpose) and isinstance(value.arg, MatrixSymbol)}
+    kept = [(symbol, value.xreplace(back)) for symbol, value in definitions if symbol not in back]
+    short = short.xreplace(back)
+    # numbered again from 1 (S1, S2, S3 rather than S1, S2, S4), unless the form itself uses such a name
+    renamed = {symbol: MatrixSymbol(f"S{k}", *symbol.shape) for k, (symbol, _) in enumerate(kept, 1)}
+    taken = {getattr(s, "name", None) for _, value in kept for s in value.free_symbols} | {
+        getattr(s, "name", None) for s in short.free_symbols}
+    if back and not taken & {new.name for new in renamed.values()} - {old.name for old in renamed}:
+        kept = [(renamed[symbol], value.xreplace(renamed)) for symbol, value in kept]
+        short = short.xreplace(renamed)
+    return kept, short
 
 
 def _product_name(param) -> str:
