@@ -33,7 +33,7 @@ import numpy as np
 from ..core.elementwise import activations
 from ..examples import get
 from ..render.module import load_module, to_numpy
-from .step import BenchConfig, _data, _jax_version, interleaved_medians
+from .step import BenchConfig, _data, _jax_version, config_from_json, interleaved_medians
 from .threads import CHILD, blas_threads, describe, in_effect, run_isolated, thread_count
 
 __all__ = ["TARGET_VS_STEP", "TARGET_VS_TORCH", "hvp_markdown", "main_hvp", "run_hvp_bench"]
@@ -212,6 +212,4 @@ if __name__ == "__main__":  # the child process of main_hvp
     import sys
     if sys.argv[1:2] != ["--isolated-config"]:
         raise SystemExit("run as: derive bench --hvp")
-    values = json.loads(sys.argv[2])
-    config = BenchConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
-    raise SystemExit(0 if main_hvp(config) else 1)
+    raise SystemExit(0 if main_hvp(config_from_json(sys.argv[2])) else 1)

@@ -46,8 +46,8 @@ from .profile import profile_step
 from .report import missed_targets, results_markdown, row_text, write_results
 from .threads import CHILD, blas_threads, in_effect, run_isolated, thread_count, thread_limiter
 
-__all__ = ["BenchConfig", "add_bench_arguments", "blas_threads", "main_bench", "missed_targets", "paired_ratio",
-           "results_markdown", "run_bench", "thread_limiter"]
+__all__ = ["BenchConfig", "add_bench_arguments", "blas_threads", "config_from_json", "main_bench", "missed_targets",
+           "paired_ratio", "results_markdown", "run_bench", "thread_limiter"]
 
 # Targets from the brief: the generated step against torch eager and against the matmul floor.
 TARGET_VS_TORCH = 1.0
@@ -354,11 +354,15 @@ def main_bench(args: argparse.Namespace) -> int:
     return 0 if found else 1
 
 
+def config_from_json(config_json: str) -> BenchConfig:
+    """The BenchConfig a parent process passed to its child (:func:`run_isolated`) as JSON."""
+    values = json.loads(config_json)
+    return BenchConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
 def _isolated(config_json: str) -> int:
     """The child process's bench: the configuration as main_bench passed it."""
-    values = json.loads(config_json)
-    config = BenchConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
-    return 0 if run_bench(config)["rows"] else 1
+    return 0 if run_bench(config_from_json(config_json))["rows"] else 1
 
 
 if __name__ == "__main__":
