@@ -15,6 +15,7 @@ Data flows one way: the derivation's forward definitions and compact gradients a
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import math
 import re
@@ -315,37 +316,60 @@ def _reusable(needed: dict[str, Basic], param_grads: list[Basic], printer) -> se
 
 def _assign(target: str, expr: Basic, shape: str, printer, reusable: set[str] = frozenset(),
             writable: bool = False) -> list[Statement]:
-    """``target = expr`` at expr's declared shape (``writable``: never a read-only view); a product
-    plus biases, or a product times a mask, finished in place.
+    """``target = expr`` at expr's declared shape (``writable``: never a read-only view); a sum whose
+    one term makes a fresh array, or a product times a mask, finished in place.
 
     ``Z = X @ W; Z += b`` and ``dZ = dH @ W.T; dZ *= Z > 0`` allocate one array where the single
-    expressions allocate two and pass over them twice: on big layers that is most of the time
-    spent outside the matrix products.
+    expressions allocate two and pass over them twice; ``R = A @ V; R += H @ U; R += c`` keeps one sum
+    instead of a fresh array per ``+``. On big layers fresh arrays (their page faults) are most of the
+    time spent outside the matrix products: a tangent step or an HVP sums two or three such terms.
     """
-    product, rest, op = _in_place_split(expr, printer, reusable)
-    if product is None:
+    fresh, rest, op = _in_place_split(expr, printer, reusable)
+    if fresh is None:
         return [Statement(target, printer.full(expr, writable), shape)]
-    first = Statement(target, printer.doprint(product), shape)
-    fused = printer.times_in_place(target, rest) if op == "*=" else None
+    first = Statement(target, printer.doprint(fresh), shape)
+    if op == "+=":
+        return [first, *(Statement(target, printer.doprint(term), shape, op) for term in rest)]
+    fused = printer.times_in_place(target, rest)
     if fused is not None:
         return [first, Statement(target, fused[1], shape, fused[0])]
     return [first, Statement(target, printer.doprint(rest), shape, op)]
 
 
 def _in_place_split(expr: Basic, printer, reusable: set[str] = frozenset()):
-    """(product, the rest, "+=" or "*=") when ``expr`` is a full-size product (or a reusable upstream
-    gradient, in a Hadamard product) combined with the rest."""
-    if not isinstance(expr, (MatAdd, HadamardProduct)):
+    """(a term that is a fresh full-size array, the rest, "+=" or "*="): for a sum, its first fresh
+    term (a full-size matrix product, else a full-size Hadamard product) and the other terms one by
+    one, the broadcast ones (biases) together last; for a Hadamard product, a full-size product (or a
+    reusable upstream gradient) and the other factors."""
+    if isinstance(expr, MatAdd):
+        # torch fuses a product plus an array of its shape into one addmm: there, only biases are split off
+        every_term = getattr(printer, "adds_terms_in_place", False)
+        for fresh in (_is_full_product, _is_full_hadamard) if every_term else (_is_full_product,):
+            for k, arg in enumerate(expr.args):
+                if fresh(arg, expr.shape, printer):
+                    others = expr.args[:k] + expr.args[k + 1:]
+                    broadcast = [o for o in others if _broadcast_term(o, printer)]
+                    full = [o for o in others if not _broadcast_term(o, printer)]
+                    if full and not every_term:
+                        return None, None, None
+                    return arg, [*full, *([mat_add(*broadcast)] if broadcast else [])], "+="
+        return None, None, None
+    if not isinstance(expr, HadamardProduct):
         return None, None, None
     for k, arg in enumerate(expr.args):
-        fresh = isinstance(arg, LossGradient) and arg.name in reusable and isinstance(expr, HadamardProduct)
-        if fresh or _is_full_product(arg, expr.shape, printer):
+        if (isinstance(arg, LossGradient) and arg.name in reusable) or _is_full_product(arg, expr.shape, printer):
             others = expr.args[:k] + expr.args[k + 1:]
-            if isinstance(expr, MatAdd) and all(_broadcast_term(o, printer) for o in others):
-                return arg, mat_add(*others), "+="
-            if isinstance(expr, HadamardProduct):
-                return arg, others[0] if len(others) == 1 else HadamardProduct(*others), "*="
+            return arg, others[0] if len(others) == 1 else HadamardProduct(*others), "*="
     return None, None, None
+
+
+def _is_full_hadamard(expr, shape, printer) -> bool:
+    """A Hadamard product printed at the result's full shape as ``a * b``: NumPy makes it a fresh array
+    (a fused helper such as ``gelu_prime(Z, times=G)`` may write into its operand: not one of these)."""
+    if not (isinstance(expr, HadamardProduct) and expr.shape == shape and printer.layout_of(expr).full):
+        return False
+    tree = ast.parse(printer.doprint(expr), mode="eval").body
+    return isinstance(tree, ast.BinOp) and isinstance(tree.op, ast.Mult)
 
 
 def _is_full_product(expr, shape, printer) -> bool:

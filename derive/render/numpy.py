@@ -74,6 +74,10 @@ class DeriveNumPyPrinter(ProductChains, NumPyPrinter):
     and :meth:`full` gives a statement's value at its declared shape.
     """
 
+    # A sum's terms added into its first fresh term one by one (R = A @ V; R += H @ U): NumPy makes a
+    # fresh array per "+", and on big layers fresh arrays cost their page faults.
+    adds_terms_in_place = True
+
     # Nodes whose printers read their operands' layouts: elementwise combinations broadcast, a
     # product handles a broadcast factor, an entry is read off a broadcast array.
     _READS_LAYOUTS = (MatMul, MatAdd, Transpose, HadamardProduct, HadamardPower, MatrixElement, Elementwise)

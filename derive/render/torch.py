@@ -65,6 +65,7 @@ class DeriveTorchPrinter(DeriveNumPyPrinter):
 
     framework = "torch"
     forms = TORCH_FORMS
+    adds_terms_in_place = False   # a product plus a product is one torch.addmm (torch_kernels.fuse_products)
 
     def _module_format(self, fqn, register=True):
         if fqn.startswith("numpy."):
