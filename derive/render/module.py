@@ -136,8 +136,8 @@ def to_numpy(g: Derivation, name: str, *, dims: Mapping | None = None, verify: b
     With ``workspace`` the module also has a ``Workspace`` class, and ``forward``, ``backward`` and
     ``loss_and_grads`` take ``workspace=``: a call given one writes its arrays into those of the
     previous call given it (for a step called in a loop), so its results alias that call's and are
-    overwritten by the next. The verification then also runs the step twice with a workspace and
-    requires the results of the step without one.
+    overwritten by the next; with ``hvp`` too, ``hvp`` takes ``workspace=`` alike. The verification then
+    also runs the step (and the hvp) twice with a workspace and requires the results without one.
     """
     if not isinstance(g, Derivation):
         raise CodegenError(f"to_numpy expects a Derivation from derive.gradients, got {type(g).__name__}")
@@ -156,11 +156,12 @@ def to_numpy(g: Derivation, name: str, *, dims: Mapping | None = None, verify: b
 
 
 def reusing_buffers(plan: ModulePlan) -> ModulePlan:
-    """The plan with a workspace: forward's and backward's fresh arrays written into reused buffers."""
+    """The plan with a workspace: forward's, backward's and hvp's fresh arrays written into reused buffers."""
     def into(statement: Statement, code: str) -> Statement:
         return replace(statement, code=code)
+    second = plan.hvp and replace(plan.hvp, statements=with_workspace(plan.hvp.statements, into))
     return replace(plan, forward=with_workspace(plan.forward, into), backward=with_workspace(plan.backward, into),
-                   helpers=[*plan.helpers, runtime.source("Workspace")], workspace=True)
+                   hvp=second, helpers=[*plan.helpers, runtime.source("Workspace")], workspace=True)
 
 
 # --- planning: every expression printed to a string ------------------------------------------------
@@ -448,7 +449,14 @@ def _check_workspace(module, name: str, workspace, params: dict, batch: dict) ->
     """The step given the workspace gives what it gives without one (checked above), to rounding."""
     loss, grads = module.loss_and_grads(params, batch)
     reused_loss, reused = module.loss_and_grads(params, batch, workspace=workspace)
-    for key, expected, found in [("the loss", loss, reused_loss), *((f"d{k}", grads[k], reused[k]) for k in grads)]:
+    pairs = [("the loss", loss, reused_loss), *((f"d{k}", grads[k], reused[k]) for k in grads)]
+    if hasattr(module, "hvp"):  # its own buffers, and forward's again, reused
+        rng = np.random.default_rng(len(params))
+        directions = {key: rng.standard_normal(np.shape(value)) for key, value in params.items()}
+        products = module.hvp(params, batch, directions)
+        again = module.hvp(params, batch, directions, workspace=workspace)
+        pairs += [(f"the hvp of {k}", products[k], again[k]) for k in products]
+    for key, expected, found in pairs:
         expected, found = np.asarray(expected), np.asarray(found)
         scale = max(float(np.max(np.abs(expected), initial=0)), 1e-300)
         if found.shape != expected.shape or not np.max(np.abs(found - expected), initial=0) <= WORKSPACE_TOLERANCE * scale:

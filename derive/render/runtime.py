@@ -247,14 +247,32 @@ class Workspace:
 
     def part(self, function, *inputs):
         """The arrays of ``function`` (a dict, target name -> array, that the function fills on its first
-        call) for these inputs (dicts of arrays and sizes): empty when their shapes or dtypes changed.
+        call) for these inputs (dicts of arrays and sizes): empty when their shapes or dtypes changed,
+        or when an input is one of the arrays (or a view of one): the previous call's result handed back
+        in (``hvp(params, batch, previous_products)``) is read after the call has begun to write.
         Keyed by the function itself: a workspace handed to two modules gives each arrays of its own."""
         signature = tuple((key, np.shape(value), getattr(value, "dtype", type(value))) for values in inputs
                           for key, value in values.items())
         known = self.parts.get(function)
-        if known is None or known[0] != signature:
-            known = self.parts[function] = (signature, {})
+        if known is None or known[0] != signature or _hands_back(known[1], inputs):
+            known = self.parts[function] = (signature, _Buffers())
         return known[1]
+
+
+def _hands_back(buffers, inputs) -> bool:
+    """Some input is one of ``buffers``' arrays or a view of one."""
+    held = {id(array) for array in buffers.values()}
+    return any(id(value) in held or id(getattr(value, "base", None)) in held
+               for values in inputs for value in values.values())
+
+
+class _Buffers(dict):
+    """A function's reused arrays: ``get`` gives an array to write into (``out=``), never a scalar (a
+    ufunc of scalars gave one on the first call, and takes no scalar as ``out``)."""
+
+    def get(self, key, default=None):
+        value = dict.get(self, key, default)
+        return value if isinstance(value, np.ndarray) and value.ndim else default
 
 
 # --- what a generated module copies ----------------------------------------------------------------
@@ -272,7 +290,7 @@ HELPERS = {
     "ndtr": (ndtr,),
     "_erf_regions": (_erf_regions, _erfc_tail, _normal_tail32, _polynomial, _select, _in_chunks, _workspace),
     "gelu": (gelu, _gelu_block, _gelu_near32),
-    "Workspace": (Workspace,),
+    "Workspace": (Workspace, _hands_back, _Buffers),
     "gelu_prime": (gelu_prime, _gelu_prime_block, _times_gelu_prime_block, _times_gelu_prime_of_value_block,
                    _z_density),
     "gelu_slopes": (gelu_slopes, _gelu_slopes_block, _gelu_slopes_of_value_block, _add_gelu_slopes),

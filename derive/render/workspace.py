@@ -1,8 +1,8 @@
 """The opt-in workspace of a generated step (``to_numpy(g, name, workspace=True)``): its statements
 written to reuse the previous call's arrays.
 
-A statement that makes a fresh array at its top level, a matrix product ``A @ B``, a NumPy ufunc or
-a runtime helper that takes ``out`` (``gelu``), is written ``Z = ws['Z'] = np.matmul(A, B,
+A statement that makes a fresh array at its top level, a matrix product ``A @ B``, an arithmetic
+operator on arrays (``a * b``), a NumPy ufunc or a runtime helper that takes ``out`` (``gelu``), is written ``Z = ws['Z'] = np.matmul(A, B,
 out=ws.get('Z'))``: on the first call ``ws.get`` gives None and the array is made (and kept in ``ws``),
 on the next ones it is written into. The array a buffer holds was made by the same operation on
 inputs of the same shapes and dtypes (the module's ``Workspace`` starts afresh when they change), so
@@ -25,6 +25,8 @@ __all__ = ["WORKSPACE", "with_workspace"]
 
 # The generated functions' local dict of reusable arrays (a reserved identifier).
 WORKSPACE = "ws"
+# A binary operator at a statement's top level and the NumPy ufunc it calls on arrays.
+UFUNCS = {ast.MatMult: "matmul", ast.Mult: "multiply", ast.Add: "add", ast.Sub: "subtract", ast.Div: "true_divide"}
 
 
 def with_workspace(statements: list, replace) -> list:
@@ -42,13 +44,19 @@ def _into_buffer(code: str, target: str) -> str | None:
     """``ws['Z'] = <code with out=ws.get('Z')>``, or None when the code's top level takes no ``out``."""
     tree = ast.parse(code, mode="eval").body
     out = ast.keyword("out", ast.parse(f"{WORKSPACE}.get({target!r})", mode="eval").body)
-    if isinstance(tree, ast.BinOp) and isinstance(tree.op, ast.MatMult):
-        call = ast.Call(ast.parse("np.matmul", mode="eval").body, [tree.left, tree.right], [out])
+    if isinstance(tree, ast.BinOp) and type(tree.op) in UFUNCS and _is_array(tree.left) | _is_array(tree.right):
+        call = ast.Call(ast.parse(f"np.{UFUNCS[type(tree.op)]}", mode="eval").body, [tree.left, tree.right], [out])
     elif isinstance(tree, ast.Call) and _takes_out(tree):
         call = ast.Call(tree.func, tree.args, [*tree.keywords, out])
     else:
         return None
     return f"{WORKSPACE}[{target!r}] = {ast.unparse(call)}"
+
+
+def _is_array(node: ast.expr) -> bool:
+    """An operand that may be an array (not a number): one of them makes the operator NumPy's ufunc."""
+    return not isinstance(node, ast.Constant) and not (isinstance(node, ast.BinOp) and not _is_array(node.left)
+                                                       and not _is_array(node.right))
 
 
 def _takes_out(call: ast.Call) -> bool:

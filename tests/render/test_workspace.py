@@ -145,3 +145,115 @@ def test_one_workspace_handed_to_two_networks_gives_each_its_own_arrays():
         assert float(loss) == float(plain_loss)
         assert all(np.array_equal(grads[k], plain[k]) for k in plain)
     assert found[relu][1]["W1"] is not found[gelu][1]["W1"]
+
+
+# --- hvp given a workspace (to_numpy(..., hvp=True, workspace=True)) -------------------------------
+
+HVP_NETWORKS = ["seed_000_bce", "seed_003_mlp_column", "mlp3_gelu", "mlp3_tanh", "residual_block"]
+
+
+@functools.cache
+def generated_hvp(name: str):
+    """(derivation, source, module) of a built-in example with hvp and a workspace, verified once."""
+    g = EXAMPLES[name].derive()
+    source = derive.to_numpy(g, name, hvp=True, workspace=True)
+    return g, source, codegen.load_module(source, name)
+
+
+@pytest.mark.parametrize("name", HVP_NETWORKS)
+def test_the_hvp_given_a_workspace_matches_autograd(name):
+    pytest.importorskip("torch", reason="torch autograd is the oracle here")
+    from ..evaluator import torch_hvp
+
+    g, _, module = generated_hvp(name)
+    workspace = module.Workspace()
+    rng = np.random.default_rng(5)
+    for call in range(3):  # one shape: the second and third calls write into the first one's arrays
+        params, batch = module.example_inputs(rng)
+        directions = {k: rng.standard_normal(v.shape) for k, v in params.items()}
+        products = module.hvp(params, batch, directions, workspace=workspace)
+        truth = torch_hvp(g.loss, params, batch, dims_of(g, {**params, **batch}), directions)
+        for key in params:
+            assert_close(products[key], truth[key], what=f"{name} (H V)_{key}, call {call + 1}")
+
+
+def test_a_second_hvp_writes_into_the_first_ones_arrays():
+    _, source, module = generated_hvp("mlp3_gelu")
+    assert "def hvp(params, batch, directions, workspace=None):" in source
+    workspace = module.Workspace()
+    rng = np.random.default_rng(0)
+    params, batch = inputs(module, 0, BIG)
+    directions = {k: rng.standard_normal(v.shape) for k, v in params.items()}
+    first = module.hvp(params, batch, directions, workspace=workspace)
+    kept = {key: product.copy() for key, product in first.items()}
+    moved = {k: 2 * v for k, v in directions.items()}
+    second = module.hvp(params, batch, moved, workspace=workspace)
+    plain = module.hvp(params, batch, moved)
+    for key in ("W1", "W2", "W3"):
+        assert second[key] is first[key], f"(H V)_{key} is a new array"
+        np.testing.assert_allclose(second[key], plain[key], rtol=1e-12, atol=0)
+        np.testing.assert_allclose(kept[key], plain[key] / 2, rtol=1e-10, atol=1e-300)  # linear in V
+    # the tangents and products reused: a call allocates a fraction of what one without does
+    assert _peak(lambda: module.hvp(params, batch, moved, workspace=workspace)) < _peak(
+        lambda: module.hvp(params, batch, moved)) / 2
+
+
+def test_the_verification_refuses_a_workspace_hvp_that_writes_one_buffer_twice():
+    _, source, _ = generated_hvp("mlp3_gelu")
+    assert source.count("out=ws.get('R_H1')") == 1
+    # from the second call on R_H1 is made in R_H2's array, and R_H2 then overwrites it while Hv_W2
+    # still reads R_H1; the first call (and every call without a workspace) is right
+    broken = source.replace("out=ws.get('R_H1')", "out=ws.get('R_H2')")
+    with pytest.raises(CodegenError, match="given a workspace gives the hvp of"):
+        codegen.verify_module(broken, "broken")
+
+
+def test_without_a_workspace_the_hvp_takes_none():
+    source = derive.to_numpy(EXAMPLES["mlp3_gelu"].derive(), "mlp3_gelu", hvp=True)
+    assert "def hvp(params, batch, directions):" in source and "ws[" not in source
+
+
+def test_products_handed_back_as_directions_are_read_before_they_are_overwritten():
+    # power iteration, v <- H v, hands each call's products (the workspace's arrays) back as directions;
+    # with weight decay (H V)_W reads V_W after it has begun to write (H V)_W
+    from sympy import MatrixSymbol, Symbol, Trace
+
+    from derive.core.activations import tanh
+    from derive.core.losses import mse
+
+    n, d, h, c = (Symbol(s, integer=True, positive=True) for s in "NDHC")
+    x, w, w2, y = MatrixSymbol("X", n, d), MatrixSymbol("W", d, h), MatrixSymbol("W2", h, c), MatrixSymbol("Y", n, c)
+    a = MatrixSymbol("A", d, d)
+    g = derive.gradients(mse(tanh(x * w) * w2, y) + Trace(w.T * a * w) + Trace(w2.T * w2), [w, w2])
+    source = derive.to_numpy(g, "decay", hvp=True, workspace=True)
+    assert source.index("out=ws.get('Hv_W')") < source.index("Hv_W += A @ (V_W @")
+    module = codegen.load_module(source, "decay")
+    workspace = module.Workspace()
+    params, batch = inputs(module, 0)
+    v = module.hvp(params, batch, {k: np.ones_like(p) for k, p in params.items()}, workspace=workspace)
+    for _ in range(3):
+        expected = module.hvp(params, batch, {k: a.copy() for k, a in v.items()})
+        v = module.hvp(params, batch, v, workspace=workspace)
+        for key in params:
+            np.testing.assert_allclose(v[key], expected[key], rtol=1e-12, atol=0)
+
+
+def test_a_workspace_hvp_with_scalar_tangents_matches_autograd():
+    # det and trace make 1 x 1 (or scalar) tangents: no buffer is kept for a scalar
+    pytest.importorskip("torch", reason="torch autograd is the oracle here")
+    from sympy import Determinant, Inverse, MatrixSymbol, Symbol, Trace, log
+
+    from ..evaluator import torch_hvp
+
+    d = Symbol("D", integer=True, positive=True)
+    a, s = MatrixSymbol("A", d, d), MatrixSymbol("S", d, d)
+    g = derive.gradients(-log(Determinant(a)) + Trace(Inverse(a) * s) + Determinant(a) ** 2, [a])
+    module = codegen.load_module(derive.to_numpy(g, "logdet", hvp=True, workspace=True), "logdet")
+    workspace = module.Workspace()
+    rng = np.random.default_rng(2)
+    for call in range(3):
+        params, batch = module.example_inputs(rng)
+        directions = {"A": rng.standard_normal(params["A"].shape)}
+        products = module.hvp(params, batch, directions, workspace=workspace)
+        truth = torch_hvp(g.loss, params, batch, dims_of(g, {**params, **batch}), directions)
+        assert_close(products["A"], truth["A"], what=f"(H V)_A, call {call + 1}")
