@@ -6,6 +6,9 @@ cross-entropy) one process times, taking turns (one run of each per round):
 * ``hvp``: ``hvp(params, batch, directions)`` of the module ``to_numpy(g, name, hvp=True)`` generates,
   every parameter moving;
 * ``step``: ``loss_and_grads`` of the same module, one generated gradient step;
+* ``hvp, workspace`` and ``step, workspace``: both again from the module ``to_numpy(g, name, hvp=True,
+  workspace=True)`` generates, each given a ``Workspace`` of its own, so each call writes into the
+  previous call's arrays (Newton-CG calls hvp many times at one point); their ratio is its own row;
 * ``torch``: ``torch.func.jvp(torch.func.grad(loss))`` of the network written in PyTorch;
 * ``jax``: ``jax.jit`` of ``jax.jvp(jax.grad(loss))``, when JAX is installed (compiled first).
 
@@ -127,30 +130,43 @@ def _run(config: BenchConfig, threads: int, log) -> dict:
         except ImportError:
             log("torch is not installed: measuring derive only")
     jax_version = _jax_version(threads, log) if config.jax else None
-    modules = {a: load_module(to_numpy(get(f"mlp3_{a}").derive(), f"mlp3_{a}", hvp=True), f"mlp3_{a}")
-               for a in config.activations}
+    modules = {}
+    for a in config.activations:
+        g = get(f"mlp3_{a}").derive()
+        modules[a] = tuple(load_module(to_numpy(g, f"mlp3_{a}", hvp=True, workspace=reuse), f"mlp3_{a}{tag}")
+                           for reuse, tag in ((False, ""), (True, " workspace")))
     load_before, rows = os.getloadavg()[0], []
     for dtype in config.dtypes:
         params, batch = _data(config, dtype)
         directions = _directions(params)
-        for activation, module in modules.items():
-            module.THREADS = threads
+        for activation, (module, reusing) in modules.items():
+            module.THREADS = reusing.THREADS = threads
             steps = {"hvp": partial(module.hvp, params, batch, directions),
-                     "step": partial(module.loss_and_grads, params, batch)}
+                     "step": partial(module.loss_and_grads, params, batch),
+                     "hvp_ws": partial(reusing.hvp, params, batch, directions, workspace=reusing.Workspace()),
+                     "step_ws": partial(reusing.loss_and_grads, params, batch, workspace=reusing.Workspace())}
             if torch_version:
                 steps["torch"] = torch_hvp(params, batch, directions, activation)
             if jax_version:
                 steps["jax"] = jax_hvp(params, batch, directions, activation)
             ours = steps["hvp"]()
             agreement = {name: _difference(ours, steps[name]()) for name in ("torch", "jax") if name in steps}
+            # the workspace's products, from its second call on written into its first call's arrays
+            steps["hvp_ws"]()
+            reused = {name: _difference(steps["hvp_ws"](), steps[name]()) for name in ("torch", "jax") if name in steps}
             times = interleaved_medians(steps, config.repeats, config.warmup)
             row = {"activation": activation, "dtype": dtype, "dtype_out": str(ours["W1"].dtype),
                    **{f"{name}_s": statistics.median(runs) for name, runs in times.items()},
                    "hvp_over_step": _spread(times["hvp"], times["step"]),
                    **{f"hvp_over_{name}": _spread(times["hvp"], times[name]) for name in ("torch", "jax") if name in times},
+                   "workspace": {"hvp_s": statistics.median(times["hvp_ws"]), "step_s": statistics.median(times["step_ws"]),
+                                 "hvp_over_step": _spread(times["hvp_ws"], times["step_ws"]), "difference": reused,
+                                 **{f"hvp_over_{name}": _spread(times["hvp_ws"], times[name])
+                                    for name in ("torch", "jax") if name in times}},
                    "difference": agreement, "runs_s": times}
             rows.append(row)
             log(_row_text(row))
+            log(_row_text({**row, **row["workspace"], "activation": f"{activation}, workspace"}))
     results = {"config": asdict(config), "threads": threads, "numpy": np.__version__, "torch": torch_version,
                "jax": jax_version, "cpus": os.cpu_count(), "load_average": [load_before, os.getloadavg()[0]],
                "threads_in_effect": in_effect(threads, torch_version, jax_version),
@@ -190,18 +206,30 @@ def hvp_markdown(results: dict) -> str:
          "| hvp / torch.func | hvp / jax | largest difference from torch, jax |"),
         "| --- | --- |" + " ---: |" * 8,
     ]
-    for r in results["rows"]:
+    rows = list(_labelled(results["rows"]))
+    for r in rows:
         differences = ", ".join(f"{v:.1e}" for v in r["difference"].values()) or "-"
         lines.append(f"| {r['activation']} | {r['dtype']} | {r['hvp_s'] * 1e3:.1f} | {r['step_s'] * 1e3:.1f} "
                      f"| {_ms(r.get('torch_s'))} | {_ms(r.get('jax_s'))} | {_spread_text(r['hvp_over_step'])} "
                      f"| {_spread_text(r.get('hvp_over_torch'))} | {_spread_text(r.get('hvp_over_jax'))} | {differences} |")
     targets = results["targets"]
     missed = [f"{r['activation']} {r['dtype']} ({name} {r[key]['median']:.2f} > {targets[key]})"
-              for r in results["rows"] for name, key in (("hvp/step", "hvp_over_step"), ("hvp/torch.func", "hvp_over_torch"))
+              for r in rows for name, key in (("hvp/step", "hvp_over_step"), ("hvp/torch.func", "hvp_over_torch"))
               if r.get(key) and r[key]["median"] > targets[key]]
+    lines += ["", ("The workspace rows: the hvp and the step of the module generated with `workspace=True`, each given "
+                   "a `Workspace` of its own (each call writes into the previous call's arrays), in the same rounds; "
+                   "their hvp / step is the workspace hvp over the workspace step.")] if len(rows) > len(results["rows"]) else []
     lines += ["", f"Targets: hvp <= {targets['hvp_over_step']} x the generated step, <= {targets['hvp_over_torch']} x "
               "torch.func's. " + ("All met." if not missed else "Missed: " + "; ".join(missed) + ".")]
     return "\n".join(lines) + "\n"
+
+
+def _labelled(rows: list[dict]):
+    """Each row, then (when measured) its workspace row, labelled "<activation>, workspace"."""
+    for row in rows:
+        yield row
+        if row.get("workspace"):
+            yield {**row, **row["workspace"], "activation": f"{row['activation']}, workspace"}
 
 
 def _ms(seconds: float | None) -> str:

@@ -23,8 +23,13 @@ def test_every_configuration_is_measured_and_reported(tmp_path):
         tolerance = 1e-4 if row["dtype"] == "float32" else 1e-10
         assert row["dtype_out"] == row["dtype"]
         assert all(difference < tolerance for difference in row["difference"].values()), row["difference"]
+        reused = row["workspace"]
+        assert reused["hvp_over_step"]["min"] <= reused["hvp_over_step"]["median"] <= reused["hvp_over_step"]["max"]
+        assert all(difference < tolerance for difference in reused["difference"].values()), reused["difference"]
+        assert set(reused["difference"]) == set(row["difference"])
     written = (tmp_path / "hvp.md").read_text()
     assert "| relu | float64 |" in written and "Targets: hvp <= 2.5 x the generated step" in written
+    assert "| relu, workspace | float64 |" in written
     assert json.loads((tmp_path / "hvp.json").read_text())["rows"][0]["activation"] == "relu"
 
 
