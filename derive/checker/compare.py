@@ -69,7 +69,10 @@ def _counterexample(net, hand, against, point, entry, h, d) -> Counterexample:
     too_large = Symbol(f"(too large to show: the loss written out at these dims takes over {SYMBOLIC_COST} "
                        "operations)")
     try:
-        hand_entry, derived_entry = ((net.explicit(hand)[i, j], net.explicit(against)[i, j]) if net.symbolic
+        # one entry written out, not the whole matrix (a wrong answer on an MLP: 1 s of the check)
+        written = ExplicitBackend(net) if net.symbolic else None
+        hand_entry, derived_entry = ((_constrained(_entry(hand, i, j, written), net),
+                                      _constrained(_entry(against, i, j, written), net)) if net.symbolic
                                      else (too_large, too_large))
     except SymbolicTooLarge as error:
         hand_entry = derived_entry = Symbol(f"(too large to show: {error.args[0]} alone has entries of over "
@@ -86,6 +89,11 @@ def _counterexample(net, hand, against, point, entry, h, d) -> Counterexample:
                    if e.args[0] in opened.opened else entries.get(e, float("nan")) for e in named_used}
     return Counterexample(entry, hand_entry, derived_entry, shown, float(h[i, j]), float(d[i, j]),
                           named_hand, named_derived, named_point)
+
+
+def _constrained(entry: Basic, net) -> Basic:
+    """An explicit entry with the targets' constraints applied, as ``net.explicit`` applies them."""
+    return entry.xreplace(net.constraints) if net.constraints else entry
 
 
 def _entry(tree: Node, i: int, j: int, backend: ExplicitBackend) -> Basic:
