@@ -2,7 +2,7 @@
 
     derive list
     derive sheet NET [--pdf] [--hvp] [--dims N=2,D=3] [--output-dir DIR] [--force]
-    derive code NET [--target numpy|torch|jax] [--hvp] [--output-dir DIR] [--force]
+    derive code NET [--target numpy|torch|jax] [--hvp] [--workspace] [--output-dir DIR] [--force]
     derive build [--dims ...] [--output-dir DIR] [--force]
 
 NET is a built-in example's name (``derive list``) or a Python file that defines ``loss`` (a SymPy
@@ -152,13 +152,17 @@ def sheet_text(network: Example, dims: dict, hvp: bool = False) -> str:
     return to_latex(g, title=network.title, source=network.source, dims=merged, values=network.values, **extra)
 
 
-def code_text(network: Example, target: str = "numpy", hvp: bool = False) -> str:
+def code_text(network: Example, target: str = "numpy", hvp: bool = False, workspace: bool = False) -> str:
     """The verified NumPy, torch or JAX module (its template starts with derive's generated-file line);
-    with ``hvp`` it also defines the verified hvp(params, batch, directions)."""
+    with ``hvp`` it also defines the verified hvp(params, batch, directions); with ``workspace`` (NumPy
+    only) its functions take workspace= (reused arrays)."""
     import derive
+    if workspace and target != "numpy":
+        raise DeriveError(f"--workspace is offered for the NumPy target only, not {target}: torch and JAX "
+                          "manage their own memory")
     make = getattr(derive, TARGETS[target][0])
-    name = safe_identifier(network.name)
-    return make(network.derive(), name, hvp=True) if hvp else make(network.derive(), name)
+    options = {**({"hvp": True} if hvp else {}), **({"workspace": True} if workspace else {})}
+    return make(network.derive(), safe_identifier(network.name), **options)
 
 
 def safe_identifier(name: str) -> str:
@@ -230,7 +234,7 @@ def cmd_sheet(args) -> int:
 
 def cmd_code(args) -> int:
     network = load_network(args.net, args.convention)
-    source = code_text(network, args.target, args.hvp)
+    source = code_text(network, args.target, args.hvp, args.workspace)
     path = write_atomic(output_path(Path(args.output_dir), network.name, TARGETS[args.target][1]), source, args.force)
     print(f"wrote {path}")
     return 0
@@ -430,6 +434,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="numpy (NAME.py, the default), torch (NAME_torch.py) or jax (NAME_jax.py)")
     p.add_argument("--hvp", action="store_true",
                    help="also hvp(params, batch, directions): the Hessian-vector product in closed form, verified")
+    p.add_argument("--workspace", action="store_true",
+                   help="NumPy: forward, backward, loss_and_grads (and hvp) take workspace=Workspace(), writing each "
+                   "call into the previous call's arrays (its results alias them)")
     p.set_defaults(run=cmd_code)
     p = sub.add_parser("build", parents=[verbose, files, convention],
                        help="write .tex, .pdf (when pdflatex is installed) and .py for every built-in example")

@@ -306,3 +306,35 @@ def test_code_with_hvp_writes_a_verified_hvp(target, tmp_path, capsys):
     want = torch_hvp(g.loss, params, batch, {s: 4 for s in g.loss.free_symbols if s.name == "N"}, directions)
     for k in params:
         assert np.allclose(products[k], want[k], rtol=1e-9, atol=1e-12), k
+
+
+def test_code_with_a_workspace_writes_a_step_and_hvp_that_reuse_their_arrays(tmp_path, capsys):
+    import numpy as np
+
+    from derive.render.module import load_module
+
+    code, _, _ = run(["code", "seed_000_bce", "--hvp", "--workspace", "--output-dir", str(tmp_path)], capsys)
+    assert code == 0
+    module = load_module((tmp_path / "seed_000_bce.py").read_text())
+    workspace = module.Workspace()
+    rng = np.random.default_rng(0)
+    params, batch = module.example_inputs(rng)
+    directions = {k: rng.standard_normal(v.shape) for k, v in params.items()}
+    first = module.hvp(params, batch, directions, workspace=workspace)["w1"]
+    again = module.hvp(params, batch, directions, workspace=workspace)["w1"]
+    assert again is first   # written into the first call's array
+    np.testing.assert_allclose(again, module.hvp(params, batch, directions)["w1"], rtol=1e-12)
+    # the gradient itself against central differences of the module's loss, at the workspace's second call
+    _, grads = module.loss_and_grads(params, batch, workspace=workspace)
+    step, e = 1e-6, np.zeros_like(params["w1"])
+    e[0, 0] = step
+    up = module.forward({**params, "w1": params["w1"] + e}, batch)[0]
+    down = module.forward({**params, "w1": params["w1"] - e}, batch)[0]
+    assert np.isclose(grads["w1"][0, 0], (up - down) / (2 * step), rtol=1e-6)
+
+
+def test_code_refuses_a_workspace_for_torch(tmp_path, capsys):
+    code, _, err = run(["code", "seed_000_bce", "--workspace", "--target", "torch", "--output-dir", str(tmp_path)],
+                       capsys)
+    assert code != 0 and "--workspace is offered for the NumPy target only, not torch" in err
+    assert not list(tmp_path.iterdir())
