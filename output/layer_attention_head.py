@@ -90,7 +90,9 @@ def backward(cache, dY):
     dY_WvT = dY @ Wv.T  # N x 3, computed once for 2 uses
     dP = dY_WvT @ X.T  # N x N
     dS = P * (dP - (dP * P).sum(axis=1, keepdims=True))  # N x N
-    dX = P.T @ dY_WvT + 1 / 2 * (dS @ (X @ (Wk @ Wq.T))) + 1 / 2 * (dS.T @ (X @ (Wq @ Wk.T)))  # N x 3
+    dX = P.T @ dY_WvT  # N x 3
+    dX += (1/2) * (dS @ (X @ (Wk @ Wq.T)))  # N x 3
+    dX += (1/2) * (dS.T @ (X @ (Wq @ Wk.T)))  # N x 3
     dWq = ((1/2) * (X.T @ (dS @ X))) @ Wk  # 3 x 4
     dWk = ((1/2) * (X.T @ (dS.T @ X))) @ Wq  # 3 x 4
     return (dX, dWq, dWk, dWv, )

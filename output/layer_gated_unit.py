@@ -90,7 +90,8 @@ def backward(cache, dY):
     dbv = dZv.sum(axis=0, keepdims=True)  # 1 x 4
     dG = dY * T  # N x 4
     dZg = dG * G * (1 - G)  # N x 4
-    dX = dZv @ Wv.T + dZg @ Wg.T  # N x 3
+    dX = dZv @ Wv.T  # N x 3
+    dX += dZg @ Wg.T  # N x 3
     dWg = X.T @ dZg  # 3 x 4
     dbg = dZg.sum(axis=0, keepdims=True)  # 1 x 4
     return (dX, dWg, dbg, dWv, dbv, )

@@ -93,7 +93,8 @@ def backward(cache, dY):
     dR = dH_2 * Z_1 * C  # N x D
     dZ_2 = dR * ((-1/2) * (Z_2 ** (-3/2)))  # N x D
     dH_1 = np.broadcast_to((1/D) * (dZ_2.sum(axis=1, keepdims=True)), (N, D))  # N x D
-    dC = dH_2 * Z_1 * R + 2 * (dH_1 * C)  # N x D
+    dC = dH_2 * Z_1 * R  # N x D
+    dC += 2 * (dH_1 * C)  # N x D
     dX = dC + (-1/D) * (dC.sum(axis=1, keepdims=True))  # N x D
     dZ_1 = dH_2 * C * R  # N x D
     dgamma = dZ_1.sum(axis=0, keepdims=True)  # 1 x D

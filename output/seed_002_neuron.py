@@ -22,7 +22,9 @@ def forward(params, batch):
     w1 = params['w1']  # 1 x 1
     x1 = params['x1']  # 1 x 1
     w2 = params['w2']  # 1 x 1
-    s = w0 * x0 + w1 * x1 + w2  # 1 x 1
+    s = w0 * x0  # 1 x 1
+    s += w1 * x1  # 1 x 1
+    s += w2  # 1 x 1
     f = (0.5 + 0.5 * np.tanh(0.5 * s))  # 1 x 1
     loss = f[0, 0]  # scalar
     cache = {

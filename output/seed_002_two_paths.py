@@ -38,8 +38,7 @@ def backward(cache):
     x = cache['x']
     y = cache['y']
     g = cache['g']
-    dg = np.full((1, 1), dtype.type(1), dtype=dtype)  # 1 x 1
-    dq = dg * g * (1 - g)  # 1 x 1
+    dq = g * (1 - g)  # 1 x 1
     dx = dq * y  # 1 x 1
     dx += dtype.type(1)  # 1 x 1
     dy = x * dq  # 1 x 1

@@ -83,22 +83,25 @@ def hvp_of(g: Derivation, *, check: bool = False) -> Hvp:
     return g.hvp(wanted, check=check)
 
 
-def plan_hvp(g: Derivation, hvp: Hvp, printer, ids, assign: Callable, shape: Callable) -> HvpPlan:
+def plan_hvp(g: Derivation, hvp: Hvp, printer, ids, assign: Callable, shape: Callable,
+             identities: dict | None = None) -> HvpPlan:
     """The statements of ``hvp``: the upstream gradients it reads (loss side first), the tangent steps
     in their order, the HVP of each parameter; ``assign(target, expr, shape, printer, writable=)`` and
-    ``shape(symbol, printer)`` are the module renderer's (:func:`derive.render.module._assign`)."""
+    ``shape(symbol, printer)`` are the module renderer's (:func:`derive.render.module._assign`), and
+    ``identities`` the upstream gradients it writes into what reads them (an identity: no statement)."""
     position = {f.symbol.name: k for k, f in enumerate(g.forward)}
     symbols = {f.symbol.name: f.symbol for f in g.forward}
-    reads = [s.definition for s in hvp.steps] + list(hvp.compact.values())
-    upstream = _upstream_closure(g, reads, position)
-    statements, named = _paired_slopes([*upstream.values(), *reads], printer, ids, shape)
+    identities = identities or {}
+    steps = [substitute(s.definition, identities) for s in hvp.steps]
+    forms = {param: substitute(form, identities) for param, form in hvp.compact.items()}
+    upstream = _upstream_closure(g, [*steps, *forms.values()], position, identities)
+    statements, named = _paired_slopes([*upstream.values(), *steps, *forms.values()], printer, ids, shape)
     for name in sorted(upstream, key=lambda n: -position[n]):
         statements.extend(assign(ids("adjoint", name), named(upstream[name]), shape(symbols[name], printer), printer))
-    for step in hvp.steps:
-        statements.extend(assign(printer.doprint(step.symbol), named(step.definition), shape(step.of, printer),
-                                 printer))
+    for step, definition in zip(hvp.steps, steps):
+        statements.extend(assign(printer.doprint(step.symbol), named(definition), shape(step.of, printer), printer))
     results = []
-    for param, form in hvp.compact.items():
+    for param, form in forms.items():
         local = ids("hvp", param.name)
         statements.extend(assign(local, named(form), shape(param, printer), printer, writable=True))
         results.append((repr(param.name), local))
@@ -131,14 +134,15 @@ def _paired_slopes(forms: list[Basic], printer, ids, shape: Callable) -> tuple[l
     return statements, (lambda form: substitute(form, mapping)) if mapping else (lambda form: form)
 
 
-def _upstream_closure(g: Derivation, reads: list[Basic], position: dict) -> dict[str, Basic]:
-    """The named upstream gradients ``reads`` use, directly or through one another: name -> definition."""
+def _upstream_closure(g: Derivation, reads: list[Basic], position: dict, identities: dict) -> dict[str, Basic]:
+    """The named upstream gradients ``reads`` use, directly or through one another: name -> definition
+    (``identities`` written into it)."""
     needed: dict[str, Basic] = {}
     pending = list(reads)
     while pending:
         for gradient in pending.pop().atoms(LossGradient):
             if gradient.name in position and gradient.name not in needed:
-                needed[gradient.name] = g.gradient_of(gradient.name)
+                needed[gradient.name] = substitute(g.gradient_of(gradient.name), identities)
                 pending.append(needed[gradient.name])
     return needed
 

@@ -80,7 +80,8 @@ def plan_layer(g: Derivation, name: str, make_printer: Callable, dims: Mapping,
                      *[line for f in g.forward
                        for line in _forward_statements(f, printer, full=layer and f.symbol == g.output_symbol)]]
     output = printer.doprint(g.output_symbol) if layer else numpy_module._loss_statement(g, printer).code
-    backward, grads = numpy_module._backward(g, printer, ids)
+    identities = numpy_module._identity_gradients(g)
+    backward, grads = numpy_module._backward(g, printer, ids, identities)
     backward = [s for s in backward if not (s.op == "=" and s.target == s.code)]   # dY = dY
     forward = _live(every_forward, [output, *(s.code for s in backward)])
     # after _live, so that a product of the unread display names is not bound; forward and backward
@@ -88,7 +89,7 @@ def plan_layer(g: Derivation, name: str, make_printer: Callable, dims: Mapping,
     forward, backward = (share_products(statements, printer.products, ids.fresh)
                          for statements in (forward, backward))
     code = " ".join(s.code for s in [*forward, *backward]) + " " + output
-    second = plan_hvp(g, hvp, printer, ids, numpy_module._assign, numpy_module._shape) if hvp else None
+    second = plan_hvp(g, hvp, printer, ids, numpy_module._assign, numpy_module._shape, identities) if hvp else None
     if second:
         code += " " + " ".join(s.code for s in [*every_forward, *second.statements])
     batch_first = [s for s in args if s not in g.params] + [s for s in args if s in g.params]

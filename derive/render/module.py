@@ -29,6 +29,7 @@ import numpy as np
 from sympy import (
     Basic,
     HadamardProduct,
+    Identity,
     MatAdd,
     MatMul,
     MatrixExpr,
@@ -38,7 +39,7 @@ from sympy import (
 )
 from sympy.matrices.expressions.matexpr import MatrixElement
 
-from ..core.algebra import mat_add
+from ..core.algebra import mat_add, substitute
 from ..core.derivation import Derivation
 from ..core.dims import dimension_symbols, fit_dims, requirements, size_value
 from ..core.graph import topological_order
@@ -185,9 +186,10 @@ def plan_module(g: Derivation, name: str, dims: Mapping, *, hvp: bool = False,
                *[line for f in g.forward
                  for line in _assign(printer.doprint(f.symbol), f.definition, _shape(f.symbol, printer), printer)]]
     loss = _loss_statement(g, printer)
-    backward, grads = _backward(g, printer, ids)
+    identities = _identity_gradients(g)
+    backward, grads = _backward(g, printer, ids, identities)
     # with hvp, the core's own check of the HVP stands in for the module's when that is skipped
-    second = plan_hvp(g, hvp_of(g, check=check_hvp), printer, ids, _assign, _shape) if hvp else None
+    second = plan_hvp(g, hvp_of(g, check=check_hvp), printer, ids, _assign, _shape, identities) if hvp else None
     reads = [*backward, *(second.statements if second else [])]
     code = " ".join(s.code for s in [*forward, loss, *reads])
     batch_first = [s for s in inputs if s not in g.params] + [s for s in inputs if s in g.params]
@@ -269,7 +271,7 @@ def _loss_statement(g: Derivation, printer) -> Statement:
     return Statement("loss", printer.doprint(compact), "scalar")
 
 
-def _backward(g: Derivation, printer, ids) -> tuple[list[Statement], list[tuple[str, str]]]:
+def _backward(g: Derivation, printer, ids, identities: dict) -> tuple[list[Statement], list[tuple[str, str]]]:
     """One statement per upstream gradient some parameter's gradient uses, loss side first.
 
     An upstream gradient dL/dQ depends only on those of Q's consumers, which come later in the
@@ -279,20 +281,23 @@ def _backward(g: Derivation, printer, ids) -> tuple[list[Statement], list[tuple[
     position = {f.symbol.name: k for k, f in enumerate(g.forward)}
     symbols = {f.symbol.name: f.symbol for f in g.forward}
     upstream = {p: g.upstream_gradients(p) for p in g.params}
-    needed = {s.name: g.gradient_of(s.name) for p in g.params for s in upstream[p]}
+    needed = {s.name: substitute(g.gradient_of(s.name), identities) for p in g.params for s in upstream[p]
+              if s not in identities}
+    compact = {p: substitute(g.compact(p), identities) for p in g.params}
     order = sorted(needed, key=lambda n: -position[n])
     grads_at: dict[int, list] = {}
     for param in g.params:
         # right after the last upstream gradient it needs (the one nearest the parameter)
-        grads_at.setdefault(min((position[s.name] for s in upstream[param]), default=len(g.forward)), []).append(param)
-    reusable = _reusable(needed, [g.compact(p) for p in g.params], printer)
+        grads_at.setdefault(min((position[s.name] for s in upstream[param] if s not in identities),
+                                 default=len(g.forward)), []).append(param)
+    reusable = _reusable(needed, list(compact.values()), printer)
     statements, grads = [], []
 
     def emit_grads(at: int):
         for param in grads_at.get(at, []):
             local = ids("adjoint", param.name)
             # handed to the caller: the parameter's shape, and an array of its own
-            statements.extend(_assign(local, g.compact(param), _shape(param, printer), printer, reusable,
+            statements.extend(_assign(local, compact[param], _shape(param, printer), printer, reusable,
                                       writable=True))
             grads.append((repr(param.name), local))
 
@@ -302,6 +307,37 @@ def _backward(g: Derivation, printer, ids) -> tuple[list[Statement], list[tuple[
         statements.extend(_assign(ids("adjoint", name), needed[name], _shape(symbol, printer), printer, reusable))
         emit_grads(position[name])
     return statements, grads
+
+
+def _identity_gradients(g: Derivation) -> dict[LossGradient, Basic]:
+    """The named upstream gradients that are an identity (c I: a trace's dL/dM), to be written into what
+    reads them: ``W @ dZ + W @ dZ.T`` with dZ = I folds to ``2 W`` instead of two products with an
+    H x H ``np.eye`` (a weight decay tr(W^T W) cost two extra matrix products a step)."""
+    found: dict[LossGradient, Basic] = {}
+    seen: set[str] = set()
+    pending = [g.compact(p) for p in g.params]
+    while pending:
+        for gradient in pending.pop().atoms(LossGradient):
+            if gradient.name in seen:
+                continue
+            seen.add(gradient.name)
+            try:
+                definition = g.gradient_of(gradient.name)
+            except KeyError:   # a parameter's own adjoint, or no named quantity
+                continue
+            if _is_identity(definition):
+                found[gradient] = definition
+            else:
+                pending.append(definition)
+    return found
+
+
+def _is_identity(expr: Basic) -> bool:
+    """I, or a number times I."""
+    if isinstance(expr, Identity):
+        return True
+    return (isinstance(expr, MatMul) and sum(isinstance(a, Identity) for a in expr.args) == 1
+            and all(isinstance(a, Identity) or a.is_number for a in expr.args))
 
 
 def _reusable(needed: dict[str, Basic], param_grads: list[Basic], printer) -> set[str]:
