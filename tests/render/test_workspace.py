@@ -27,10 +27,11 @@ BIG = {"N": 4096, "H": 256}
 
 
 @functools.cache
-def generated(name: str):
-    """(derivation, source, module) of a built-in example with a workspace, generated and verified once."""
+def generated(name: str, hvp: bool = False):
+    """(derivation, source, module) of a built-in example with a workspace (and ``hvp``), generated and
+    verified once."""
     g = EXAMPLES[name].derive()
-    source = derive.to_numpy(g, name, workspace=True)
+    source = derive.to_numpy(g, name, workspace=True, hvp=hvp)
     return g, source, codegen.load_module(source, name)
 
 
@@ -152,20 +153,12 @@ def test_one_workspace_handed_to_two_networks_gives_each_its_own_arrays():
 HVP_NETWORKS = ["seed_000_bce", "seed_003_mlp_column", "mlp3_gelu", "mlp3_tanh", "residual_block"]
 
 
-@functools.cache
-def generated_hvp(name: str):
-    """(derivation, source, module) of a built-in example with hvp and a workspace, verified once."""
-    g = EXAMPLES[name].derive()
-    source = derive.to_numpy(g, name, hvp=True, workspace=True)
-    return g, source, codegen.load_module(source, name)
-
-
 @pytest.mark.parametrize("name", HVP_NETWORKS)
 def test_the_hvp_given_a_workspace_matches_autograd(name):
     pytest.importorskip("torch", reason="torch autograd is the oracle here")
     from ..evaluator import torch_hvp
 
-    g, _, module = generated_hvp(name)
+    g, _, module = generated(name, hvp=True)
     workspace = module.Workspace()
     rng = np.random.default_rng(5)
     for call in range(3):  # one shape: the second and third calls write into the first one's arrays
@@ -178,7 +171,7 @@ def test_the_hvp_given_a_workspace_matches_autograd(name):
 
 
 def test_a_second_hvp_writes_into_the_first_ones_arrays():
-    _, source, module = generated_hvp("mlp3_gelu")
+    _, source, module = generated("mlp3_gelu", hvp=True)
     assert "def hvp(params, batch, directions, workspace=None):" in source
     workspace = module.Workspace()
     rng = np.random.default_rng(0)
@@ -199,7 +192,7 @@ def test_a_second_hvp_writes_into_the_first_ones_arrays():
 
 
 def test_the_verification_refuses_a_workspace_hvp_that_writes_one_buffer_twice():
-    _, source, _ = generated_hvp("mlp3_gelu")
+    _, source, _ = generated("mlp3_gelu", hvp=True)
     assert source.count("out=ws.get('R_H1')") == 1
     # from the second call on R_H1 is made in R_H2's array, and R_H2 then overwrites it while Hv_W2
     # still reads R_H1; the first call (and every call without a workspace) is right
