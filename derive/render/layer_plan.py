@@ -72,6 +72,7 @@ def plan_layer(g: Derivation, name: str, make_printer: Callable, dims: Mapping,
     else:
         upstream_local = ids("value", "upstream")
     printer = make_printer(ids, {f.symbol: f.definition for f in g.forward})
+    printer.parameters = frozenset(g.params)   # numpy_module._in_place_split: terms reading only the weights
     dim_symbols = sorted(dimension_symbols(g.root), key=str)
     sizes = numpy_module._default_sizes(dim_symbols, dims, g.root)
     draws = domain(g.loss)

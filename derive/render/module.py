@@ -176,6 +176,7 @@ def plan_module(g: Derivation, name: str, dims: Mapping, *, hvp: bool = False,
     for entry in g.forward:
         ids("value", entry.symbol.name)
     printer = DeriveNumPyPrinter(ids, {f.symbol: f.definition for f in g.forward}, dtype="dtype")
+    printer.parameters = frozenset(g.params)   # _in_place_split: which terms read only the weights
     dim_symbols = sorted(dimension_symbols(g.root), key=str)
     sizes = _default_sizes(dim_symbols, dims, g.root)
     draws = domain(g.loss)
@@ -381,8 +382,13 @@ def _in_place_split(expr: Basic, printer, reusable: set[str] = frozenset()):
     if isinstance(expr, MatAdd):
         # torch fuses a product plus an array of its shape into one addmm: there, only biases are split off
         every_term = getattr(printer, "adds_terms_in_place", False)
+        # a term that reads the data first: the sum takes its first term's dtype, and float64 data with
+        # float32 weights must keep a weight decay's sum float64, as the single expression was
+        params = getattr(printer, "parameters", frozenset())
+        order = sorted(range(len(expr.args)), key=lambda k: expr.args[k].free_symbols <= params)
         for fresh in (_is_full_product, _is_full_hadamard) if every_term else (_is_full_product,):
-            for k, arg in enumerate(expr.args):
+            for k in order:
+                arg = expr.args[k]
                 if fresh(arg, expr.shape, printer):
                     others = expr.args[:k] + expr.args[k + 1:]
                     broadcast = [o for o in others if _broadcast_term(o, printer)]

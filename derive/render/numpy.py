@@ -77,6 +77,8 @@ class DeriveNumPyPrinter(ProductChains, NumPyPrinter):
     # A sum's terms added into its first fresh term one by one (R = A @ V; R += H @ U): NumPy makes a
     # fresh array per "+", and on big layers fresh arrays cost their page faults.
     adds_terms_in_place = True
+    # The network's parameters (set by the module renderer): a sum starts from a term that reads more.
+    parameters: frozenset = frozenset()
 
     # Nodes whose printers read their operands' layouts: elementwise combinations broadcast, a
     # product handles a broadcast factor, an entry is read off a broadcast array.
