@@ -149,11 +149,12 @@ def _run(config: BenchConfig, threads: int, log) -> dict:
                 steps["torch"] = torch_hvp(params, batch, directions, activation)
             if jax_version:
                 steps["jax"] = jax_hvp(params, batch, directions, activation)
+            theirs = {name: steps[name]() for name in ("torch", "jax") if name in steps}
             ours = steps["hvp"]()
-            agreement = {name: _difference(ours, steps[name]()) for name in ("torch", "jax") if name in steps}
-            # the workspace's products, from its second call on written into its first call's arrays
-            steps["hvp_ws"]()
-            reused = {name: _difference(steps["hvp_ws"](), steps[name]()) for name in ("torch", "jax") if name in steps}
+            agreement = {name: _difference(ours, products) for name, products in theirs.items()}
+            steps["hvp_ws"]()   # the workspace's arrays made: the next call writes into them
+            reused_products = steps["hvp_ws"]()
+            reused = {name: _difference(reused_products, products) for name, products in theirs.items()}
             times = interleaved_medians(steps, config.repeats, config.warmup)
             row = {"activation": activation, "dtype": dtype, "dtype_out": str(ours["W1"].dtype),
                    **{f"{name}_s": statistics.median(runs) for name, runs in times.items()},

@@ -314,23 +314,8 @@ def _identity_gradients(g: Derivation) -> dict[LossGradient, Basic]:
     """The named upstream gradients that are an identity (c I: a trace's dL/dM), to be written into what
     reads them: ``W @ dZ + W @ dZ.T`` with dZ = I folds to ``2 W`` instead of two products with an
     H x H ``np.eye`` (a weight decay tr(W^T W) cost two extra matrix products a step)."""
-    found: dict[LossGradient, Basic] = {}
-    seen: set[str] = set()
-    pending = [g.compact(p) for p in g.params]
-    while pending:
-        for gradient in pending.pop().atoms(LossGradient):
-            if gradient.name in seen:
-                continue
-            seen.add(gradient.name)
-            try:
-                definition = g.gradient_of(gradient.name)
-            except KeyError:   # a parameter's own adjoint, or no named quantity
-                continue
-            if _is_identity(definition):
-                found[gradient] = definition
-            else:
-                pending.append(definition)
-    return found
+    upstream = {s for p in g.params for s in g.upstream_gradients(p)}
+    return {s: g.gradient_of(s.name) for s in upstream if _is_identity(g.gradient_of(s.name))}
 
 
 def _is_identity(expr: Basic) -> bool:

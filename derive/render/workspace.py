@@ -54,9 +54,9 @@ def _into_buffer(code: str, target: str) -> str | None:
 
 
 def _is_array(node: ast.expr) -> bool:
-    """An operand that may be an array (not a number): one of them makes the operator NumPy's ufunc."""
-    return not isinstance(node, ast.Constant) and not (isinstance(node, ast.BinOp) and not _is_array(node.left)
-                                                       and not _is_array(node.right))
+    """An operand that may be an array (it reads a name), not a number: one of them makes the operator
+    NumPy's ufunc."""
+    return any(isinstance(n, ast.Name) for n in ast.walk(node))
 
 
 def _takes_out(call: ast.Call) -> bool:
